@@ -1,0 +1,116 @@
+"""Success, precision and normalized precision plots (OTB / LaSOT style), PNG via matplotlib Agg.
+
+The figures are built with :class:`matplotlib.figure.Figure` directly, never through pyplot, so
+no GUI backend is touched and nothing global is changed (safe in tests and headless servers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.metrics import (
+    CENTER_THRESHOLDS,
+    IOU_THRESHOLDS,
+    NORM_THRESHOLDS,
+    PRECISION_AT_PX,
+    MeanCurves,
+)
+
+
+def _save_curves(
+    path: Path,
+    x: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    scores: Mapping[str, float],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    legend_loc: str,
+    mark_x: float | None = None,
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(6.4, 4.8), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # Best first in the legend, as benchmark papers order them.
+    for name in sorted(curves, key=lambda n: -scores[n]):
+        ax.plot(x, curves[name], linewidth=2, label=f"{name} [{scores[name]:.3f}]")
+    if mark_x is not None:  # the threshold the legend's number is read at
+        ax.axvline(mark_x, color="0.5", linestyle="--", linewidth=1)
+    ax.set_xlim(float(x[0]), float(x[-1]))
+    ax.set_ylim(0.0, 1.01)  # a hair above 1 so curves at 1.0 are not hidden by the frame
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc=legend_loc, fontsize="small")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+
+
+def plot_success(curves: Mapping[str, MeanCurves], path: Path, title: str = "") -> Path:
+    """Success plot, legend shows AUC (the mean of the curve; a perfect tracker gets 0.952)."""
+    return _save_curves(
+        path,
+        IOU_THRESHOLDS,
+        {n: c.success for n, c in curves.items()},
+        {n: c.auc for n, c in curves.items()},
+        title=title or "Success plots of OPE",
+        xlabel="Overlap threshold (IoU >)",
+        ylabel="Success rate",
+        legend_loc="lower left",
+    )
+
+
+def plot_precision(curves: Mapping[str, MeanCurves], path: Path, title: str = "") -> Path:
+    """Precision plot, legend shows precision at 20 px."""
+    return _save_curves(
+        path,
+        CENTER_THRESHOLDS,
+        {n: c.precision for n, c in curves.items()},
+        {n: c.precision_at_20 for n, c in curves.items()},
+        title=title or f"Precision plots of OPE (legend: at {PRECISION_AT_PX:g} px)",
+        xlabel="Location error threshold (px, <=)",
+        ylabel="Precision",
+        legend_loc="lower right",
+        mark_x=PRECISION_AT_PX,
+    )
+
+
+def plot_norm_precision(curves: Mapping[str, MeanCurves], path: Path, title: str = "") -> Path:
+    """Normalized precision plot (LaSOT), legend shows the area under the curve on [0, 0.5]."""
+    return _save_curves(
+        path,
+        NORM_THRESHOLDS,
+        {n: c.norm_precision for n, c in curves.items()},
+        {n: c.norm_precision_auc for n, c in curves.items()},
+        title=title or "Normalized precision plots of OPE (legend: AUC)",
+        xlabel="Normalized location error threshold (<=)",
+        ylabel="Normalized precision",
+        legend_loc="lower right",
+    )
+
+
+def plot_all(curves: Mapping[str, MeanCurves], folder: Path, suffix: str = "") -> list[Path]:
+    """Write success.png, precision.png and norm_precision.png into ``folder``."""
+    folder = Path(folder)
+    title_tail = f" ({suffix})" if suffix else ""
+    return [
+        plot_success(curves, folder / "success.png", "Success plots of OPE" + title_tail),
+        plot_precision(
+            curves, folder / "precision.png", "Precision plots of OPE (at 20 px)" + title_tail
+        ),
+        plot_norm_precision(
+            curves, folder / "norm_precision.png", "Normalized precision of OPE (AUC)" + title_tail
+        ),
+    ]

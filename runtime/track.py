@@ -1,0 +1,489 @@
+"""Track one object through a video: ``python -m runtime.track [INPUT] [--init x,y,w,h] ...``.
+
+Boundary conventions: ``--init`` and the ``--boxes`` file are **1-based** ``x, y, w, h`` (OTB, like
+``videos.json``); they are converted to the project's 0-based boxes here and nowhere else.
+
+Mistakes in what the user gave (missing or unreadable input, a bad box, an unknown tracker, missing
+weights) end with one line on stderr that starts with ``error: `` and exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+from runtime.boxes import from_otb, validate_init_box
+from runtime.paths import data_root
+from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file, write_boxes_file
+from runtime.tracker_api import Tracker
+from runtime.video import (
+    AnnotatedVideoWriter,
+    FrameSource,
+    InputError,
+    OutputError,
+    draw_annotations,
+    open_source,
+    quiet_opencv_logs,
+)
+
+DEFAULT_VIDEO = "pysot_bag.avi"
+DEFAULT_TRACKER = "rtmdnet"
+OUTPUT_DIR = Path("outputs")  # relative to the current directory, like any CLI's outputs
+DEMO_CLIP = OUTPUT_DIR / "demo_clip.mp4"
+LIVE_FPS_WINDOW = 30  # frames averaged for the progress bar's live FPS
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+TrackerFactory = Callable[[str, Path | None], Tracker]
+"""Builds a tracker from its name and the data folder (``None``: the tracker's own default)."""
+
+
+class UsageError(ValueError):
+    """Something the user gave cannot be used; main prints it as one ``error:`` line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints usage and exits by itself; raise instead so main owns the one-line format.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _registry_names() -> tuple[str, ...]:
+    from runtime.registry import TRACKER_NAMES
+
+    return TRACKER_NAMES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = ", ".join(_registry_names())
+    parser = _Parser(
+        prog="python -m runtime.track",
+        description=(
+            "Track one object through a video, image folder or camera, starting from its box in "
+            "the first frame. Writes a boxes file (1-based x,y,w,h per frame) and an annotated "
+            "video."
+        ),
+    )
+    parser.add_argument(
+        "input",
+        nargs="?",
+        help=(
+            "video file, image folder (or OTB sequence folder with img/), or camera index such as "
+            f"0 (default: <data>/videos/{DEFAULT_VIDEO}, or a synthesized demo clip if absent)"
+        ),
+    )
+    parser.add_argument(
+        "--init",
+        metavar="X,Y,W,H",
+        help=(
+            "first-frame box, 1-based pixels (OTB convention, as in videos.json); needed unless "
+            "the input is listed in videos.json or is an OTB folder with groundtruth_rect.txt. "
+            "Write --init=-5,10,40,40 when x is negative."
+        ),
+    )
+    parser.add_argument(
+        "--tracker",
+        default=DEFAULT_TRACKER,
+        help=f"tracker name, one of: {names} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--boxes",
+        type=Path,
+        help="write 1-based x,y,w,h boxes here, one row per frame including the first",
+    )
+    parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
+    parser.add_argument("--show", action="store_true", help="show frames in a window if possible")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="shared data folder (default: $TRACKER_DATA or ../shared/data)",
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch and OpenCV")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
+    parser.epilog = (
+        "With neither --boxes nor --output, both are written to outputs/<input>_boxes.txt and "
+        "outputs/<input>_tracked.mp4; with either one given, only what was asked for is written."
+    )
+    return parser
+
+
+# ------------------------------------------------------------------------------ input and boxes
+
+
+def parse_box(text: str) -> np.ndarray:
+    """``"x,y,w,h"`` (1-based, as the user wrote it) to four finite floats, or UsageError."""
+    hint = "--init needs four numbers x,y,w,h (1-based pixels), e.g. --init 316,140,113,118"
+    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    if len(parts) != 4:
+        raise UsageError(f"{hint}; got {text!r}")
+    try:
+        values = np.array([float(p) for p in parts], dtype=np.float64)
+    except ValueError:
+        raise UsageError(f"{hint}; got {text!r}") from None
+    if not np.all(np.isfinite(values)):
+        raise UsageError(f"{hint}; got {text!r} (not finite)")
+    return values
+
+
+def _known_video_box(video: Path, data: Path) -> np.ndarray | None:
+    """The 1-based first-frame box videos.json gives for a file of this name, if any."""
+    listing = data / "videos" / "videos.json"
+    if not listing.is_file():
+        return None
+    try:
+        entries = json.loads(listing.read_text())
+    except ValueError as exc:
+        raise UsageError(f"cannot read {listing}: {exc}") from None
+    for entry in entries:
+        if entry.get("file") == video.name and "init_box" in entry:
+            return np.asarray(entry["init_box"], dtype=np.float64)
+    return None
+
+
+def _sequence_first_box(folder: Path) -> np.ndarray | None:
+    """The first ground-truth row (1-based) of an OTB sequence folder, if it has one."""
+    gt = folder / GROUND_TRUTH_FILE
+    if not gt.is_file():
+        return None
+    try:
+        rows = read_boxes_file(gt)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the first box: {exc}") from None
+    if len(rows) == 0 or np.isnan(rows[0]).any():
+        raise UsageError(f"{gt} has no usable first row; give the first box with --init")
+    return rows[0]
+
+
+@dataclass
+class ResolvedInput:
+    spec: str  # what open_source gets
+    init_box_1based: np.ndarray
+    box_origin: str  # where the box came from, for the log
+
+
+def resolve_input(
+    input_arg: str | None, init_arg: str | None, data: Path, notify: Callable[[str], None]
+) -> ResolvedInput:
+    """Decide what to open and which first-frame box to use (still 1-based)."""
+    given = parse_box(init_arg) if init_arg is not None else None
+    if input_arg is None:
+        default = data / "videos" / DEFAULT_VIDEO
+        if default.is_file():
+            box = given if given is not None else _known_video_box(default, data)
+            if box is None:
+                raise UsageError(f"no first-frame box for {default} in videos.json; give --init")
+            return ResolvedInput(
+                str(default), box, "--init" if given is not None else "videos.json"
+            )
+        from runtime.demo_clip import synthesize_clip
+
+        path, demo_box = synthesize_clip(DEMO_CLIP)
+        notify(f"no video at {default}: tracking a synthesized demo clip, {path}")
+        if given is not None:
+            return ResolvedInput(str(path), given, "--init")
+        return ResolvedInput(str(path), demo_box, "demo clip")
+    if given is not None:
+        return ResolvedInput(input_arg, given, "--init")
+    path = Path(input_arg).expanduser()
+    box: np.ndarray | None = None
+    origin = ""
+    if path.is_file():
+        box, origin = _known_video_box(path, data), "videos.json"
+    elif path.is_dir():
+        box, origin = _sequence_first_box(path), GROUND_TRUTH_FILE
+    if box is None:
+        if not path.exists() and not input_arg.strip().isdigit():
+            raise InputError(f"no such file or folder: {path}")
+        raise UsageError(
+            f"no known first-frame box for {input_arg}; give one with --init x,y,w,h (1-based)"
+        )
+    return ResolvedInput(input_arg, box, origin)
+
+
+def default_tracker_factory(name: str, data_dir: Path | None) -> Tracker:
+    from runtime.registry import create_tracker
+
+    return create_tracker(name, data_dir=data_dir)
+
+
+# ---------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class OutputPaths:
+    boxes: Path | None
+    video: Path | None
+
+
+def output_paths(boxes: Path | None, video: Path | None, stem: str) -> OutputPaths:
+    if boxes is None and video is None:
+        return OutputPaths(OUTPUT_DIR / f"{stem}_boxes.txt", OUTPUT_DIR / f"{stem}_tracked.mp4")
+    return OutputPaths(boxes, video)
+
+
+def display_available() -> bool:
+    """Whether a window can be opened (on Linux, only with an X11 or Wayland display)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class Viewer:
+    """``cv2.imshow`` when it can work; otherwise one warning and nothing more."""
+
+    WINDOW = "runtime.track"
+
+    def __init__(self, enabled: bool, warn: Callable[[str], None]) -> None:
+        self.enabled = enabled and display_available()
+        self._warn = warn
+        if enabled and not self.enabled:
+            warn("warning: --show: no display (DISPLAY/WAYLAND_DISPLAY unset); not showing frames")
+
+    def show(self, image: np.ndarray) -> bool:
+        """Show one frame; returns False when the user asked to stop (q or Esc)."""
+        if not self.enabled:
+            return True
+        import cv2
+
+        try:
+            cv2.imshow(self.WINDOW, image)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error:  # headless OpenCV builds have no GUI at all
+            self.enabled = False
+            self._warn("warning: --show: this OpenCV build cannot open windows; not showing frames")
+            return True
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        if self.enabled:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+
+@dataclass
+class RunResult:
+    boxes: list[np.ndarray] = field(default_factory=list)  # 0-based, one per frame
+    init_seconds: float = 0.0
+    update_seconds: list[float] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _live_fps(recent: deque[float]) -> float:
+    return len(recent) / sum(recent) if recent and sum(recent) > 0 else float("nan")
+
+
+def track_source(
+    tracker: Tracker,
+    source: FrameSource,
+    init_box: np.ndarray,
+    *,
+    max_frames: int | None,
+    writer: AnnotatedVideoWriter | None,
+    viewer: Viewer,
+    quiet: bool,
+) -> RunResult:
+    """Run the tracker over the source; only tracker.init/update count as tracking time."""
+    from tqdm import tqdm
+
+    total = source.frame_count
+    if max_frames is not None:
+        total = min(total, max_frames) if total is not None else max_frames
+    result = RunResult()
+    recent: deque[float] = deque(maxlen=LIVE_FPS_WINDOW)
+    bar = tqdm(total=total, disable=quiet, unit="frame", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for index, frame in enumerate(source):
+            if max_frames is not None and index >= max_frames:
+                break
+            start = time.perf_counter()
+            if index == 0:
+                tracker.init(frame, init_box.copy())
+                box, score = init_box.copy(), float("nan")
+                result.init_seconds = time.perf_counter() - start
+            else:
+                raw_box, score = tracker.update(frame)
+                elapsed = time.perf_counter() - start
+                box = np.asarray(raw_box, dtype=np.float64).reshape(4)
+                result.update_seconds.append(elapsed)
+                recent.append(elapsed)
+            result.boxes.append(box)
+            fps = _live_fps(recent)
+            image = None
+            if writer is not None:
+                image = writer.write(frame, index, box, score=score, fps=fps, total=total)
+            if viewer.enabled:
+                if image is None:
+                    image = draw_annotations(frame, index, box, score=score, fps=fps, total=total)
+                if not viewer.show(image):
+                    break
+            if recent:  # refresh=False: the bar redraws at its own pace, not per frame
+                bar.set_postfix_str(f"{fps:.1f} fps", refresh=False)
+            bar.update(1)
+    except KeyboardInterrupt:
+        # Keep what was tracked so far: the outputs are complete for those frames.
+        result.interrupted = True
+    finally:
+        bar.close()
+    return result
+
+
+def summarize(result: RunResult, source_name: str, tracker_name: str, wall: float) -> list[str]:
+    n = len(result.boxes)
+    lines = [f"tracked {n} frames of {source_name} with {tracker_name}"]
+    if result.update_seconds:
+        times = result.update_seconds
+        mean_fps = len(times) / sum(times) if sum(times) > 0 else float("inf")
+        median_time = statistics.median(times)
+        median_fps = 1.0 / median_time if median_time > 0 else float("inf")
+        lines.append(
+            f"tracking speed over {len(times)} update frames: mean {mean_fps:.1f} fps, "
+            f"median {median_fps:.1f} fps (tracker time only); "
+            f"init {result.init_seconds * 1e3:.0f} ms"
+        )
+    else:
+        lines.append(f"init {result.init_seconds * 1e3:.0f} ms; no update frames, so no FPS")
+    lines.append(f"wall time {wall:.2f} s (including decoding, drawing and encoding)")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _set_threads(threads: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(threads)
+    try:
+        import torch
+    except ImportError:  # a tracker without torch still runs; nothing to configure
+        return
+    torch.set_num_threads(threads)
+
+
+def _prepare(args: argparse.Namespace, factory: TrackerFactory | None) -> None:
+    """Cheap checks first, so a typo fails before a model loads or a video opens."""
+    if factory is None and args.tracker not in _registry_names():
+        raise UsageError(
+            f"unknown tracker {args.tracker!r}; ours are: {', '.join(_registry_names())}"
+        )
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+
+
+def _check_outputs(outputs: OutputPaths) -> None:
+    """Fail before tracking, not after it, when an output cannot be written where asked."""
+    for path in (outputs.boxes, outputs.video):
+        if path is None:
+            continue
+        if path.is_dir():
+            raise UsageError(f"output {path} is a folder; give a file name")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the folder for {path}: {exc}") from None
+
+
+def _build_tracker(factory: TrackerFactory, name: str, data: Path | None) -> Tracker:
+    try:
+        return factory(name, data)
+    except ValueError as exc:  # the registry's "unknown tracker", a bad config value
+        raise UsageError(str(exc)) from None
+
+
+def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
+    wall_start = time.perf_counter()
+    notify: Callable[[str], None] = (lambda _m: None) if args.quiet else _stderr
+    _prepare(args, factory)
+    if args.threads is not None:
+        _set_threads(args.threads)
+    data = data_root(args.data)
+    resolved = resolve_input(args.input, args.init, data, notify)
+    with open_source(resolved.spec) as source:
+        init_box = from_otb(resolved.init_box_1based)
+        try:
+            validate_init_box(init_box, source.first_frame.shape)
+        except ValueError as exc:
+            raise UsageError(f"bad first-frame box (from {resolved.box_origin}): {exc}") from None
+        outputs = output_paths(args.boxes, args.output, source.name)
+        _check_outputs(outputs)
+        tracker = _build_tracker(factory or default_tracker_factory, args.tracker, args.data)
+        writer = (
+            AnnotatedVideoWriter(outputs.video, source.fps, source.size, notify=notify)
+            if outputs.video is not None
+            else None
+        )
+        viewer = Viewer(args.show, _stderr)
+        try:
+            result = track_source(
+                tracker,
+                source,
+                init_box,
+                max_frames=args.max_frames,
+                writer=writer,
+                viewer=viewer,
+                quiet=args.quiet,
+            )
+        except BaseException:
+            if writer is not None:
+                writer.abort()  # a failed run leaves no file that looks finished
+            raise
+        finally:
+            viewer.close()
+        if not result.boxes:  # interrupted before the first frame was tracked
+            if writer is not None:
+                writer.abort()
+            _stderr("interrupted before the first frame; nothing written")
+            return EXIT_INTERRUPTED
+        written: list[Path] = []
+        if outputs.boxes is not None:
+            write_boxes_file(outputs.boxes, np.stack(result.boxes))
+            written.append(outputs.boxes)
+        if writer is not None:
+            written.append(writer.close())
+    if not args.quiet:
+        lines = summarize(result, source.name, args.tracker, time.perf_counter() - wall_start)
+        if result.interrupted:
+            lines.insert(0, f"interrupted: outputs cover the first {len(result.boxes)} frames")
+        lines += [f"wrote {p}" for p in written]
+        print("\n".join(lines))
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def main(argv: Sequence[str] | None = None, tracker_factory: TrackerFactory | None = None) -> int:
+    """Run the CLI; returns the exit code. ``tracker_factory`` replaces the registry (tests)."""
+    quiet_opencv_logs()
+    try:
+        args = build_parser().parse_args(list(argv) if argv is not None else None)
+        return run(args, tracker_factory)
+    except (UsageError, InputError, OutputError, FileNotFoundError, PermissionError) as exc:
+        # FileNotFoundError: missing weights or data; PermissionError: an unwritable output.
+        # Anything else is a bug and keeps its traceback.
+        _stderr(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

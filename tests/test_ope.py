@@ -1,0 +1,227 @@
+"""One-pass evaluation end to end on a tiny synthetic OTB-layout sequence, with test doubles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.ope import OPEError, resolve_sequences, run_ope
+from runtime.boxes import to_otb
+from runtime.paths import PROJECT_ROOT
+from runtime.sequences import Sequence, load_sequence, read_boxes_file
+from runtime.tracker_api import Tracker
+
+N_FRAMES = 12
+SEQ_NAME = "Synth"
+
+
+def _write_sequence(root: Path, name: str = SEQ_NAME, n: int = N_FRAMES) -> Path:
+    """A grey frame with a white rectangle moving 4 px right and 2 px down per frame."""
+    folder = root / name
+    (folder / "img").mkdir(parents=True)
+    boxes = []
+    for i in range(n):
+        frame = np.full((96, 128, 3), 60, dtype=np.uint8)
+        x, y, w, h = 10 + 4 * i, 20 + 2 * i, 24, 16
+        cv2.rectangle(frame, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), thickness=-1)
+        cv2.imwrite(str(folder / "img" / f"{i + 1:04d}.png"), frame)
+        boxes.append([x, y, w, h])
+    # Integer 0-based boxes, written 1-based as OTB files are.
+    rows = to_otb(np.asarray(boxes, dtype=np.float64))
+    (folder / "groundtruth_rect.txt").write_text(
+        "\n".join(",".join(f"{v:g}" for v in row) for row in rows) + "\n"
+    )
+    return folder
+
+
+class OracleTracker:
+    """Returns the ground truth of the sequence it was given, frame by frame."""
+
+    name = "oracle"
+
+    def __init__(self, ground_truth: np.ndarray) -> None:
+        self._gt = ground_truth
+        self._index = 0
+
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+        np.testing.assert_allclose(box, self._gt[0])
+        self._index = 0
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        self._index += 1
+        return self._gt[self._index].copy(), 1.0
+
+
+class StaticTracker:
+    """Never moves from the initial box."""
+
+    name = "static"
+
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        self._box = np.asarray(box, dtype=np.float64).copy()
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        return self._box.copy(), 0.5
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    root = tmp_path / "sequences"
+    _write_sequence(root)
+    return root
+
+
+@pytest.fixture()
+def sequence(data: Path) -> Sequence:
+    return load_sequence(data / SEQ_NAME)
+
+
+def _factory(sequence: Sequence) -> Callable[[str], Tracker]:
+    def build(name: str) -> Tracker:
+        if name == "oracle":
+            return OracleTracker(sequence.ground_truth)
+        if name == "static":
+            return StaticTracker()
+        raise ValueError(f"unknown tracker {name!r}")
+
+    return build
+
+
+def test_run_ope_json_results_and_plots(tmp_path: Path, sequence: Sequence) -> None:
+    out_json = tmp_path / "out" / "ope.json"
+    summary = run_ope(
+        ["oracle", "static"],
+        [sequence],
+        factory=_factory(sequence),
+        json_path=out_json,
+        results_dir=tmp_path / "res",
+        plots_dir=tmp_path / "plots",
+        progress=False,
+    )
+    written = json.loads(out_json.read_text())
+    assert written == json.loads(json.dumps(summary))
+
+    # Exactly the documented shape, nothing more.
+    assert list(written) == ["oracle", "static"]
+    for entry in written.values():
+        assert set(entry) == {"per_sequence", "mean_auc", "mean_precision", "median_fps"}
+        assert list(entry["per_sequence"]) == [SEQ_NAME]
+        per = entry["per_sequence"][SEQ_NAME]
+        assert set(per) == {"auc", "precision", "norm_precision", "fps", "frames"}
+        assert isinstance(per["frames"], int) and per["frames"] == N_FRAMES
+        assert all(isinstance(per[k], float) for k in ("auc", "precision", "norm_precision", "fps"))
+        assert per["fps"] > 0
+        assert entry["mean_auc"] == pytest.approx(per["auc"])
+        assert entry["mean_precision"] == pytest.approx(per["precision"])
+        assert entry["median_fps"] == pytest.approx(per["fps"])
+
+    oracle = written["oracle"]["per_sequence"][SEQ_NAME]
+    assert oracle["auc"] == pytest.approx(20 / 21, abs=1e-9)
+    assert oracle["precision"] == 1.0 and oracle["norm_precision"] == 1.0
+
+    # The static box drifts by (4, 2) px per frame: centre error <= 20 px for i <= 4 (of 12).
+    static = written["static"]["per_sequence"][SEQ_NAME]
+    assert static["precision"] == pytest.approx(5 / 12)
+    assert static["auc"] < oracle["auc"]
+
+    # Result files: one 1-based OTB row per frame; the oracle's equal the ground-truth file.
+    gt_file = read_boxes_file(sequence.frame_paths[0].parent.parent / "groundtruth_rect.txt")
+    oracle_rows = read_boxes_file(tmp_path / "res" / "oracle" / f"{SEQ_NAME}.txt")
+    np.testing.assert_allclose(oracle_rows, gt_file)
+    static_rows = read_boxes_file(tmp_path / "res" / "static" / f"{SEQ_NAME}.txt")
+    assert static_rows.shape == (N_FRAMES, 4)
+    np.testing.assert_allclose(static_rows, np.tile(gt_file[0], (N_FRAMES, 1)))
+    assert gt_file[0, 0] == 11.0  # 1-based: the rectangle starts at pixel column 10
+
+    for png in ("success.png", "precision.png", "norm_precision.png"):
+        path = tmp_path / "plots" / png
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| oracle |" in (tmp_path / "plots" / "summary.md").read_text()
+
+
+def test_max_frames_truncates(sequence: Sequence) -> None:
+    summary = run_ope(
+        ["static"], [sequence], factory=_factory(sequence), max_frames=5, progress=False
+    )
+    assert summary["static"]["per_sequence"][SEQ_NAME]["frames"] == 5
+    assert summary["static"]["per_sequence"][SEQ_NAME]["precision"] == 1.0
+
+
+def test_fresh_tracker_per_sequence(tmp_path: Path) -> None:
+    root = tmp_path / "seqs"
+    _write_sequence(root, "A")
+    _write_sequence(root, "B", n=6)
+    built: list[str] = []
+
+    def build(name: str) -> StaticTracker:
+        built.append(name)
+        return StaticTracker()
+
+    sequences = resolve_sequences(root, [], None)
+    summary = run_ope(["static"], sequences, factory=build, progress=False)
+    assert built == ["static", "static"]
+    assert list(summary["static"]["per_sequence"]) == ["A", "B"]
+
+
+def test_unknown_tracker_in_run_ope(sequence: Sequence) -> None:
+    with pytest.raises(OPEError, match="nope"):
+        run_ope(["nope"], [sequence], factory=_factory(sequence), progress=False)
+
+
+def test_resolve_sequences_errors(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(OPEError, match="unknown sequence Nope"):
+        resolve_sequences(data, ["Nope"], None)
+    with pytest.raises(OPEError, match="not found"):
+        resolve_sequences(tmp_path / "missing", [], None)
+    (data / "splits.json").write_text(json.dumps({"val": [SEQ_NAME], "train": []}))
+    assert [s.name for s in resolve_sequences(data, [], "val")] == [SEQ_NAME]
+    with pytest.raises(OPEError, match="not in the 'train' split"):
+        resolve_sequences(data, [SEQ_NAME], "train")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.ope", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_unknown_tracker_one_line(data: Path, tmp_path: Path) -> None:
+    proc = _cli("--data", str(data), "--trackers", "cv2-kcf,nope", "--json", str(tmp_path / "o"))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown tracker nope" in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_missing_data_and_unknown_sequence(data: Path, tmp_path: Path) -> None:
+    proc = _cli("--data", str(tmp_path / "absent"), "--trackers", "cv2-kcf", "--json", "x.json")
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+    assert "data folder not found" in proc.stderr
+    proc = _cli("--data", str(data), "--seqs", "Nope", "--trackers", "cv2-kcf", "--json", "x")
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+    assert "unknown sequence Nope" in proc.stderr
+
+
+def test_cli_runs_a_peer(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ope.json"
+    proc = _cli(
+        "--data", str(data), "--trackers", "cv2-kcf", "--json", str(out), "--quiet",
+        "--threads", "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("| tracker | mean AUC")
+    assert "| cv2-kcf |" in proc.stdout
+    written = json.loads(out.read_text())
+    assert written["cv2-kcf"]["per_sequence"][SEQ_NAME]["frames"] == N_FRAMES

@@ -1,0 +1,96 @@
+"""OpenCV peers behind the Tracker interface, on a synthetic moving textured square."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.metrics import overlaps
+from bench.peers import NANO_BACKBONE, NANO_DIR, NANO_NECKHEAD, from_cv_rect, to_cv_rect
+from bench.trackers import available_names, make_tracker
+from runtime.paths import data_root
+from runtime.tracker_api import Tracker
+
+N_FRAMES = 20
+SIZE = 48
+
+
+def _nano_missing() -> str | None:
+    folder = data_root() / NANO_DIR
+    missing = [n for n in (NANO_BACKBONE, NANO_NECKHEAD) if not (folder / n).is_file()]
+    return f"cv2-nano ONNX files not under {folder}: {', '.join(missing)}" if missing else None
+
+
+def _clip(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    noise = rng.uniform(0, 255, size=(*shape, 3)).astype(np.float32)
+    return cv2.GaussianBlur(noise, (0, 0), sigma)
+
+
+def _moving_square() -> tuple[list[np.ndarray], np.ndarray]:
+    """A high-contrast textured square drifting over a low-contrast textured background."""
+    rng = np.random.default_rng(7)
+    height, width = 240, 320
+    background = 90 + 0.3 * (_clip(rng, (height, width), 6.0) - 128)
+    texture = _clip(rng, (SIZE, SIZE), 2.0)
+    texture = (texture - texture.mean()) * 3.0 + 128
+    frames, boxes = [], []
+    for i in range(N_FRAMES):
+        x, y = 60 + 4 * i, 70 + 2 * i + int(round(6 * np.sin(i / 3)))
+        frame = background.copy()
+        frame[y : y + SIZE, x : x + SIZE] = texture
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+        boxes.append([x, y, SIZE, SIZE])
+    return frames, np.asarray(boxes, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", ["cv2-csrt", "cv2-kcf", "cv2-mil", "cv2-nano"])
+def test_peer_tracks_moving_square(name: str) -> None:
+    if name == "cv2-nano" and (reason := _nano_missing()):
+        pytest.skip(reason)
+    frames, gt = _moving_square()
+    tracker = make_tracker(name, data_dir=None)
+    assert isinstance(tracker, Tracker) and tracker.name == name
+    tracker.init(frames[0], gt[0])
+    boxes = [gt[0]]
+    for frame in frames[1:]:
+        box, score = tracker.update(frame)
+        assert box.shape == (4,) and box.dtype == np.float64
+        assert isinstance(score, float)
+        boxes.append(box)
+    ious = overlaps(np.asarray(boxes), gt)
+    assert ious.mean() > 0.5, f"{name}: mean IoU {ious.mean():.2f}, per frame {ious.round(2)}"
+
+
+def test_failure_keeps_last_box_with_zero_score() -> None:
+    frames, gt = _moving_square()
+    tracker = make_tracker("cv2-kcf")
+    tracker.init(frames[0], gt[0])
+
+    class Failing:
+        def update(self, frame: np.ndarray) -> tuple[bool, tuple[int, int, int, int]]:
+            return False, (0, 0, 0, 0)
+
+    tracker._tracker = Failing()  # simulate OpenCV reporting a lost target
+    box, score = tracker.update(frames[1])
+    np.testing.assert_array_equal(box, gt[0])
+    assert score == 0.0
+
+
+def test_cv_rect_conversion_rounds_and_clips() -> None:
+    assert to_cv_rect(np.array([10.4, 20.6, 30.2, 40.0]), (100, 100, 3)) == (10, 21, 31, 40)
+    assert to_cv_rect(np.array([-5.0, 90.0, 20.0, 30.0]), (100, 100, 3)) == (0, 90, 15, 10)
+    assert all(isinstance(v, int) for v in to_cv_rect(np.array([1.5, 2.5, 3.0, 4.0]), (9, 9)))
+    np.testing.assert_array_equal(from_cv_rect((3, 4, 5, 6)), [3.0, 4.0, 5.0, 6.0])
+
+
+def test_names_and_unknown_name() -> None:
+    names = available_names()
+    assert {"cv2-csrt", "cv2-kcf", "cv2-mil", "cv2-nano"} <= set(names)
+    with pytest.raises(ValueError, match="unknown tracker"):
+        make_tracker("cv2-nope")
+
+
+def test_nano_missing_files_name_the_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=NANO_BACKBONE):
+        make_tracker("cv2-nano", data_dir=tmp_path)

@@ -1,0 +1,267 @@
+"""The ``python -m runtime.track`` CLI, with a test-double tracker injected (no model is loaded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.paths import PROJECT_ROOT
+from runtime.sequences import read_boxes_file
+from runtime.track import main
+from runtime.video import open_source
+
+N_FRAMES = 10
+SIZE = (160, 120)
+INIT = "21,31,40,30"  # 1-based x,y,w,h, inside the 160x120 frame
+INIT_1BASED = np.array([21.0, 31.0, 40.0, 30.0])
+
+
+class ShiftTracker:
+    """Returns the init box moved right by the frame index: every row of the output is checkable."""
+
+    name = "shift"
+
+    def __init__(self) -> None:
+        self.box = np.zeros(4)
+        self.index = 0
+        self.init_boxes: list[np.ndarray] = []
+
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        assert frame.ndim == 3 and frame.dtype == np.uint8
+        self.box = np.asarray(box, dtype=np.float64).copy()
+        self.init_boxes.append(self.box.copy())
+        self.index = 0
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        self.index += 1
+        return self.box + np.array([self.index, 0.0, 0.0, 0.0]), 0.75
+
+
+class Factory:
+    """Records what main asked for and hands out ShiftTrackers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path | None]] = []
+        self.trackers: list[ShiftTracker] = []
+
+    def __call__(self, name: str, data_dir: Path | None) -> ShiftTracker:
+        self.calls.append((name, data_dir))
+        self.trackers.append(ShiftTracker())
+        return self.trackers[-1]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path, _ = synthesize_clip(tmp_path_factory.mktemp("cli") / "walk.mp4", N_FRAMES, SIZE, seed=1)
+    return path
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty folder: the CLI's default outputs go to ./outputs."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _expected_rows(init_1based: np.ndarray, n: int) -> np.ndarray:
+    shifts = np.zeros((n, 4))
+    shifts[:, 0] = np.arange(n)
+    return init_1based + shifts
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------- success
+
+
+def test_boxes_file_and_video(clip: Path, tmp_path: Path) -> None:
+    boxes, video = tmp_path / "b" / "boxes.txt", tmp_path / "v" / "out.mp4"
+    factory = Factory()
+    argv = [str(clip), "--init", INIT, "--boxes", str(boxes), "--output", str(video), "--quiet"]
+    assert main(argv, tracker_factory=factory) == 0
+    assert factory.calls == [("rtmdnet", None)]
+    # The tracker got the 0-based box; the file holds 1-based rows, the first being --init.
+    assert np.array_equal(factory.trackers[0].init_boxes[0], INIT_1BASED - [1, 1, 0, 0])
+    rows = read_boxes_file(boxes)
+    assert rows.shape == (N_FRAMES, 4)
+    np.testing.assert_allclose(rows, _expected_rows(INIT_1BASED, N_FRAMES))
+    assert len(list(open_source(video))) == N_FRAMES
+
+
+def test_default_outputs_go_to_outputs_folder(clip: Path, in_tmp: Path, capsys) -> None:
+    assert main([str(clip), "--init", INIT], tracker_factory=Factory()) == 0
+    boxes, video = in_tmp / "outputs" / "walk_boxes.txt", in_tmp / "outputs" / "walk_tracked.mp4"
+    assert len(read_boxes_file(boxes)) == N_FRAMES
+    assert video.is_file()
+    summary = capsys.readouterr().out
+    assert f"tracked {N_FRAMES} frames" in summary
+    assert "median" in summary and "fps" in summary
+    assert "outputs/walk_boxes.txt" in summary and "outputs/walk_tracked.mp4" in summary
+
+
+def test_only_the_requested_output_is_written(clip: Path, in_tmp: Path) -> None:
+    argv = [str(clip), "--init", INIT, "--boxes", "only.txt", "--quiet"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    assert (in_tmp / "only.txt").is_file()
+    assert not (in_tmp / "outputs").exists()
+
+
+def test_max_frames(clip: Path, tmp_path: Path) -> None:
+    boxes = tmp_path / "boxes.txt"
+    argv = [str(clip), "--init", INIT, "--boxes", str(boxes), "--max-frames", "4", "--quiet"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    np.testing.assert_allclose(read_boxes_file(boxes), _expected_rows(INIT_1BASED, 4))
+
+
+def test_init_box_from_videos_json(clip: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "videos").mkdir(parents=True)
+    listing = [{"file": clip.name, "init_box": [11, 21, 30, 40]}]
+    (data / "videos" / "videos.json").write_text(json.dumps(listing))
+    boxes = tmp_path / "boxes.txt"
+    factory = Factory()
+    argv = [str(clip), "--data", str(data), "--boxes", str(boxes), "--quiet"]
+    assert main(argv, tracker_factory=factory) == 0
+    np.testing.assert_allclose(read_boxes_file(boxes)[0], [11, 21, 30, 40])
+    assert factory.calls == [("rtmdnet", data)]
+
+
+def test_init_box_from_otb_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "Seq" / "img"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(render_frames(5, (64, 48)), start=1):
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), frame)
+    (tmp_path / "Seq" / "groundtruth_rect.txt").write_text("5,6,20,10\n" * 5)
+    boxes = tmp_path / "boxes.txt"
+    argv = [str(tmp_path / "Seq"), "--boxes", str(boxes), "--quiet"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    np.testing.assert_allclose(read_boxes_file(boxes), _expected_rows(np.array([5, 6, 20, 10]), 5))
+
+
+def test_no_data_falls_back_to_demo_clip(in_tmp: Path, capsys) -> None:
+    argv = ["--data", str(in_tmp / "no_data_here"), "--max-frames", "3"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    assert (in_tmp / "outputs" / "demo_clip.mp4").is_file()
+    rows = read_boxes_file(in_tmp / "outputs" / "demo_clip_boxes.txt")
+    np.testing.assert_allclose(rows[0], demo_track()[0] + [1, 1, 0, 0])  # 1-based on disk
+    assert "synthesized demo clip" in capsys.readouterr().err
+
+
+def test_show_without_display_warns_once_and_continues(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    argv = [str(clip), "--init", INIT, "--boxes", str(tmp_path / "b.txt"), "--show", "--quiet"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    err = capsys.readouterr().err
+    assert err.count("--show") == 1
+
+
+def test_interrupt_keeps_the_frames_tracked_so_far(clip: Path, tmp_path: Path) -> None:
+    class Interrupting(ShiftTracker):
+        def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+            if self.index == 3:
+                raise KeyboardInterrupt
+            return super().update(frame)
+
+    boxes, video = tmp_path / "boxes.txt", tmp_path / "out.mp4"
+    argv = [str(clip), "--init", INIT, "--boxes", str(boxes), "--output", str(video), "--quiet"]
+    assert main(argv, tracker_factory=lambda name, data: Interrupting()) == 130
+    assert len(read_boxes_file(boxes)) == 4
+    assert len(list(open_source(video))) == 4
+
+
+# -------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--init", "a,b"], "--init needs four numbers"),
+        (["--init", "1,2,x,4"], "--init needs four numbers"),
+        (["--init", "nan,1,2,3"], "not finite"),
+        (["--init", "1,2,3"], "--init needs four numbers"),
+        (["--init", "10,10,0,20"], "zero or negative size"),
+        (["--init", "500,10,20,20"], "outside"),
+        (["--init", "10,200,20,20"], "outside"),
+        (["--init", INIT, "--max-frames", "0"], "--max-frames"),
+        ([], "give one with --init"),
+        (["--init", INIT, "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    clip: Path, in_tmp: Path, capsys, extra: list[str], needle: str
+) -> None:
+    factory = Factory()
+    assert main([str(clip), *extra], tracker_factory=factory) == 2
+    assert needle in _one_error_line(capsys.readouterr().err)
+    assert not (in_tmp / "outputs").exists(), "a failed run writes nothing"
+
+
+def test_missing_file(in_tmp: Path, capsys) -> None:
+    assert main(["nowhere.mp4", "--init", INIT], tracker_factory=Factory()) == 2
+    assert "no such file or folder" in _one_error_line(capsys.readouterr().err)
+
+
+def test_unknown_tracker_without_a_factory(clip: Path, in_tmp: Path, capsys) -> None:
+    assert main([str(clip), "--init", INIT, "--tracker", "nope"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "unknown tracker 'nope'" in line and "rtmdnet" in line
+
+
+def test_missing_weights_is_a_clear_error(clip: Path, in_tmp: Path, capsys) -> None:
+    def no_weights(name: str, data: Path | None) -> ShiftTracker:
+        raise FileNotFoundError("weights not found at /somewhere/model.pt")
+
+    assert main([str(clip), "--init", INIT], tracker_factory=no_weights) == 2
+    assert "weights not found" in _one_error_line(capsys.readouterr().err)
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.pop("OPENCV_FFMPEG_LOGLEVEL", None)  # the CLI must quiet FFmpeg by itself
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.track", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["missing.mp4", "--init", INIT], "no such file or folder"),
+        (["garbage.mp4", "--init", INIT], "cannot read video"),
+        (["CLIP", "--init", "1,2"], "--init needs four numbers"),
+        (["CLIP", "--init", INIT, "--tracker", "nope"], "unknown tracker"),
+    ],
+)
+def test_subprocess_errors_have_no_traceback(
+    clip: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    (tmp_path / "garbage.mp4").write_bytes(os.urandom(4096))
+    args = [str(clip) if a == "CLIP" else a for a in args]
+    done = _run_cli(args, tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert needle in _one_error_line(done.stderr)
+    assert done.stdout == ""
