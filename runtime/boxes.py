@@ -1,8 +1,9 @@
 """Box conventions and geometry, in one place.
 
-Inside the project every box is ``x, y, w, h`` in float pixels, **0-based**: the top-left pixel of an
-image covers ``[0, 1) x [0, 1)``. Files in OTB format (ground truth, ``--boxes`` output, ``--init``)
-are **1-based**; convert only with :func:`from_otb` and :func:`to_otb`, at the file or CLI boundary.
+Inside the project every box is ``x, y, w, h`` in float pixels, **0-based**: the top-left pixel
+of an image covers ``[0, 1) x [0, 1)``. Files in OTB format (ground truth, ``--boxes`` output,
+``--init``) are **1-based**; convert only with :func:`from_otb` and :func:`to_otb`, at the file or
+CLI boundary.
 """
 
 from __future__ import annotations

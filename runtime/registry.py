@@ -1,7 +1,8 @@
 """Our trackers by name, so the CLI and the benchmarks never special-case anyone.
 
 ``create_tracker(name)`` returns an object implementing :class:`runtime.tracker_api.Tracker`.
-OpenCV's peers live in ``bench/`` (they are baselines, not part of the product).
+A name is a tracker plus a preset of config overrides (e.g. the backbone), so variants can be run
+side by side in one ``bench.ope`` call. OpenCV's peers live in ``bench/`` (baselines, not product).
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ from pathlib import Path
 from runtime.tracker_api import Tracker
 
 
-def _rtmdnet(data_dir: Path | None, **options: object) -> Tracker:
-    from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
+def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 
-    config = RTMDNetConfig(**options)  # type: ignore[arg-type]
-    return RTMDNetTracker(config, data_dir=data_dir)
+        config = RTMDNetConfig(**{**preset, **options})  # type: ignore[arg-type]
+        return RTMDNetTracker(config, data_dir=data_dir)
+
+    return factory
 
 
 _FACTORIES: dict[str, Callable[..., Tracker]] = {
-    "rtmdnet": _rtmdnet,
+    "rtmdnet": _rtmdnet({}),
+    "rtmdnet-nanotrack": _rtmdnet({"backbone": "nanotrack"}),
+    "rtmdnet-mobilenet_v2": _rtmdnet({"backbone": "mobilenet_v2"}),
+    "rtmdnet-vggm": _rtmdnet({"backbone": "vggm"}),
 }
 
 TRACKER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
@@ -31,5 +38,7 @@ def create_tracker(name: str, data_dir: Path | None = None, **options: object) -
     try:
         factory = _FACTORIES[name]
     except KeyError:
-        raise ValueError(f"unknown tracker {name!r}; ours are: {', '.join(TRACKER_NAMES)}") from None
+        raise ValueError(
+            f"unknown tracker {name!r}; ours are: {', '.join(TRACKER_NAMES)}"
+        ) from None
     return factory(data_dir, **options)

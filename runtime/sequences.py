@@ -97,7 +97,7 @@ def load_sequence(folder: Path, ground_truth_file: str = GROUND_TRUTH_FILE) -> S
 def sequence_names(root: Path, split: str | None = None) -> list[str]:
     """Sequence folder names under ``root``; with ``split``, those listed in ``splits.json``.
 
-    ``splits.json`` is looked for in ``root`` and its parent (the shared data keeps it one level up).
+    ``splits.json`` is looked for in ``root`` and its parent (the shared data keeps it there).
     """
     root = Path(root)
     if split is None:

@@ -1,0 +1,51 @@
+"""Backbone + RoIAlign: the fixed part of the network that runs once per frame.
+
+This is the part that goes to ONNX / TensorRT (``forward``); the tracker also uses the two halves
+separately so one feature map serves several sets of RoIs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from runtime.roi_align import RoIAlign
+
+
+class RoIFeatureExtractor(nn.Module):
+    def __init__(self, backbone: nn.Module, roi_size: int = 3, sampling_ratio: int = 2) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.roi_align = RoIAlign((roi_size, roi_size), 1.0 / backbone.stride, sampling_ratio)
+        self.feature_dim = backbone.out_channels * roi_size * roi_size
+        self.stride = int(backbone.stride)
+        # ONNX RoiAlign assumes feature cell i is centred on input coordinate stride * (i + 0.5);
+        # each backbone says where its cells really sit (crops are multiples of the stride, so
+        # one number holds for every crop). RoIs are shifted by the difference.
+        offset = (
+            backbone.feature_offset(16 * self.stride)
+            if hasattr(backbone, "feature_offset")
+            else 0.0
+        )
+        self.roi_shift = self.stride / 2.0 - 0.5 - float(offset)
+
+    def feature_map(self, crops: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float BGR 0-255 crops -> backbone features."""
+        return self.backbone(crops)
+
+    def pool(
+        self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
+    ) -> torch.Tensor:
+        """``(N, 4)`` RoIs (x1, y1, x2, y2 crop pixels) -> ``(N, C * roi * roi)`` features."""
+        return self.roi_align(feature_map, rois + self.roi_shift, batch_indices).flatten(1)
+
+    def forward(
+        self, crops: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
+    ) -> torch.Tensor:
+        return self.pool(self.feature_map(crops), rois, batch_indices)
+
+
+def crop_to_tensor(crop: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``H x W x 3`` uint8 BGR -> ``(1, 3, H, W)`` float32 BGR 0-255."""
+    return torch.from_numpy(crop).to(device).permute(2, 0, 1).unsqueeze(0).float()

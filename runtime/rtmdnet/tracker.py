@@ -1,0 +1,245 @@
+"""RT-MDNet-style tracker: backbone once per frame, RoIAlign per candidate, FC head adapted online.
+
+Follows RT-MDNet's tracking procedure (first-frame training with hard negative mining, box
+regression fitted on the first frame, long-term updates every 10 frames, short-term updates after a
+failure, bounded sample memories). Where the procedure had to change for a pretrained backbone or
+for CPU speed, the comment says so.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.backbones import build_backbone
+from runtime.boxes import validate_init_box
+from runtime.crop import CropWindow, cut, window_around
+from runtime.paths import data_root
+from runtime.rtmdnet.bbreg import BoxRegressor
+from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
+from runtime.rtmdnet.head import FCHead, fast_low_precision, train_head
+from runtime.sampling import SampleSpec, draw, draw_filtered
+
+# How far the update negatives reach (RT-MDNet: uniform, 1.5 target sides, scale 1.2); the crop
+# covers them so one backbone pass per frame serves scoring and the update samples alike.
+NEG_UPDATE = SampleSpec("uniform", 1.5, 1.2)
+POS_SPEC = SampleSpec("gaussian", 0.1, 1.2)
+NEG_INIT = SampleSpec("uniform", 1.0, 2.0, aspect_f=1.1)
+BBREG_SPEC = SampleSpec("uniform", 0.3, 1.5, aspect_f=1.1)
+
+
+class RTMDNetTracker:
+    name = "rtmdnet"
+
+    def __init__(
+        self,
+        config: RTMDNetConfig | None = None,
+        data_dir: Path | None = None,
+        extractor: RoIFeatureExtractor | None = None,
+    ) -> None:
+        self.config = config or RTMDNetConfig()
+        self.device = torch.device(self.config.device)
+        if extractor is None:
+            backbone = build_backbone(self.config.backbone, data_root(data_dir) / "weights")
+            extractor = RoIFeatureExtractor(
+                backbone, self.config.roi_size, self.config.roi_sampling_ratio
+            )
+        self.extractor = extractor.to(self.device).eval()
+        self.head: FCHead | None = None
+        if self.config.mining_precision == "auto":
+            self._mining_dtype = fast_low_precision(self.device)
+        elif self.config.mining_precision == "float32":
+            self._mining_dtype = None
+        else:
+            self._mining_dtype = getattr(torch, self.config.mining_precision)
+        self.bbreg = BoxRegressor(
+            self.config.bbreg_alpha, self.config.overlap_bbreg, self.config.scale_bbreg
+        )
+
+    # ---------------------------------------------------------------------------------------
+    def _window(self, box: np.ndarray, half_extent: np.ndarray, jitter: float = 1.0) -> CropWindow:
+        scale = self.config.target_px / float(np.sqrt(box[2] * box[3])) * jitter
+        center = box[:2] + box[2:] / 2
+        return window_around(
+            center, half_extent, scale, self.config.max_crop_side, self.extractor.stride
+        )
+
+    @staticmethod
+    def _covering_half_extent(box: np.ndarray, boxes: np.ndarray, padding: float) -> np.ndarray:
+        """Half extent, around ``box``'s centre, that holds every box of ``boxes`` padded."""
+        center = box[:2] + box[2:] / 2
+        pad = boxes[:, 2:] * (padding - 1.0) / 2.0
+        low = boxes[:, :2] - pad
+        high = boxes[:, :2] + boxes[:, 2:] + pad
+        return np.maximum(np.abs(low - center).max(axis=0), np.abs(high - center).max(axis=0))
+
+    @torch.no_grad()
+    def _pool(self, fmap: torch.Tensor, window: CropWindow, boxes: np.ndarray) -> torch.Tensor:
+        rois = torch.from_numpy(window.rois(boxes, self.config.roi_padding)).float().to(self.device)
+        batch = torch.zeros(len(rois), dtype=torch.int64, device=self.device)
+        return self.extractor.pool(fmap, rois, batch)
+
+    @torch.no_grad()
+    def _feature_map(self, frame: np.ndarray, window: CropWindow) -> torch.Tensor:
+        crop = cut(frame, window, self._fill)
+        return self.extractor.feature_map(crop_to_tensor(crop, self.device))
+
+    def _optimizer(self, lr: float) -> torch.optim.SGD:
+        assert self.head is not None
+        return torch.optim.SGD(
+            self.head.param_groups(lr, self.config.lr_mult_fc6),
+            lr=lr,
+            momentum=self.config.momentum,
+            weight_decay=self.config.weight_decay,
+        )
+
+    def _train(self, optimizer: torch.optim.Optimizer, pos, neg, iterations: int) -> float:
+        c = self.config
+        assert self.head is not None
+        return train_head(
+            self.head,
+            optimizer,
+            pos,
+            neg,
+            iterations,
+            batch_pos=c.batch_pos,
+            batch_neg=c.batch_neg,
+            batch_neg_cand=c.batch_neg_cand,
+            batch_test=c.batch_test,
+            grad_clip=c.grad_clip,
+            rng=self._rng,
+            mining_dtype=self._mining_dtype,
+        )
+
+    def _subsample(self, feats: torch.Tensor, n: int) -> torch.Tensor:
+        if len(feats) <= n:
+            return feats
+        return feats[torch.from_numpy(self._rng.permutation(len(feats))[:n])]
+
+    # ---------------------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        c = self.config
+        target = validate_init_box(box, frame.shape).copy()
+        self._rng = np.random.default_rng(c.seed)
+        torch.manual_seed(c.seed)
+        self._frame_wh = (frame.shape[1], frame.shape[0])
+        self._fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
+
+        pos = draw_filtered(
+            POS_SPEC, target, c.n_pos_init, self._frame_wh, self._rng, c.overlap_pos_init
+        )
+        neg = draw_filtered(
+            NEG_INIT, target, c.n_neg_init, self._frame_wh, self._rng, c.overlap_neg_init
+        )
+        reg = draw_filtered(
+            BBREG_SPEC, target, c.n_bbreg, self._frame_wh, self._rng, c.overlap_bbreg, c.scale_bbreg
+        )
+        half = self._covering_half_extent(target, np.concatenate([pos, neg, reg]), c.roi_padding)
+
+        # RT-MDNet pools every sample in every jittered crop, then keeps a random subset; pooling
+        # a disjoint share per crop gives the same mix at a fraction of the cost.
+        shares = len(c.init_jitter_scales)
+        pos_feats, neg_feats, reg_feats, reg_boxes = [], [], [], []
+        for j, jitter in enumerate(c.init_jitter_scales):
+            window = self._window(target, half, jitter)
+            fmap = self._feature_map(frame, window)
+            pos_feats.append(self._pool(fmap, window, pos[j::shares]))
+            neg_feats.append(self._pool(fmap, window, neg[j::shares]))
+            reg_feats.append(self._pool(fmap, window, reg[j::shares]))
+            reg_boxes.append(reg[j::shares])
+        pos_all = self._subsample(torch.cat(pos_feats), c.n_pos_init)
+        neg_all = self._subsample(torch.cat(neg_feats), c.n_neg_init)
+
+        self.head = FCHead(self.extractor.feature_dim, c.fc_width, c.dropout).to(self.device)
+        self.head.input_scale.fill_(
+            1.0 / float(torch.cat([pos_all, neg_all]).std().clamp_min(1e-6))
+        )
+        self._update_optimizer = self._optimizer(c.lr_update)
+        self.last_init_loss = self._train(
+            self._optimizer(c.lr_init), pos_all, neg_all, c.maxiter_init
+        )
+
+        reg_x = torch.cat(reg_feats) * self.head.input_scale
+        self.bbreg.fit(reg_x.cpu().numpy(), np.concatenate(reg_boxes), target)
+
+        self._pos_memory: deque[torch.Tensor] = deque(maxlen=c.n_frames_long)
+        self._neg_memory: deque[torch.Tensor] = deque(maxlen=c.n_frames_short)
+        self._pos_memory.append(self._subsample(pos_all, c.n_pos_update))
+        self._neg_memory.append(self._subsample(neg_all, c.n_neg_update))
+        self._target = target
+        self._trans_f = c.trans_f
+        self._frame_index = 0
+
+    @torch.no_grad()
+    def _score(self, feats: torch.Tensor) -> torch.Tensor:
+        assert self.head is not None
+        self.head.eval()
+        return self.head(feats)[:, 1]
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.head is None:
+            raise RuntimeError("call init(frame, box) before update(frame)")
+        c = self.config
+        self._frame_index += 1
+        target = self._target
+        spec = SampleSpec("gaussian", self._trans_f, c.scale_f, keep_inside=True)
+        samples = draw(spec, target, c.n_samples, self._frame_wh, self._rng)
+
+        # One window serves the candidates and this frame's update negatives.
+        reach = NEG_UPDATE.trans_f * target[2:].mean() + target[2:] * NEG_UPDATE.scale_f * (
+            c.roi_padding / 2.0
+        )
+        half = np.maximum(reach, self._covering_half_extent(target, samples, c.roi_padding))
+        window = self._window(target, half)
+        fmap = self._feature_map(frame, window)
+        cand_feats = self._pool(fmap, window, samples)
+        scores = self._score(cand_feats)
+        top = scores.topk(min(c.top_k, len(scores))).indices
+        top_np = top.cpu().numpy()
+        score = float(scores[top].mean())
+        new_target = samples[top_np].mean(axis=0)
+        success = score > c.success_thr
+
+        self._trans_f = c.trans_f if success else c.trans_f_expand
+        if success:
+            assert self.head is not None
+            reg_x = (cand_feats[top] * self.head.input_scale).cpu().numpy()
+            result = self.bbreg.predict(reg_x, samples[top_np]).mean(axis=0)
+            self._target = new_target
+            pos = draw_filtered(
+                POS_SPEC,
+                new_target,
+                c.n_pos_update,
+                self._frame_wh,
+                self._rng,
+                c.overlap_pos_update,
+            )
+            neg = draw_filtered(
+                NEG_UPDATE,
+                new_target,
+                c.n_neg_update,
+                self._frame_wh,
+                self._rng,
+                c.overlap_neg_update,
+            )
+            if len(pos) and len(neg):
+                self._pos_memory.append(self._pool(fmap, window, pos))
+                self._neg_memory.append(self._pool(fmap, window, neg))
+        else:
+            # RT-MDNet keeps the mean of the top candidates as the target even on failure.
+            self._target = new_target
+            result = new_target
+
+        if not success:
+            recent = list(self._pos_memory)[-c.n_frames_short :]
+            neg = torch.cat(list(self._neg_memory))
+            self._train(self._update_optimizer, torch.cat(recent), neg, c.maxiter_update)
+        elif self._frame_index % c.long_interval == 0:
+            pos = torch.cat(list(self._pos_memory))
+            neg = torch.cat(list(self._neg_memory))
+            self._train(self._update_optimizer, pos, neg, c.maxiter_update)
+        return result, score

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create or update the project's virtual environment (.venv), then activate it.
+# Sourced by run.sh and test.sh; re-installs only when pyproject.toml changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${TRACKER_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+EXTRAS="${1:-}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[env] creating virtual environment in $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+
+STAMP="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)${EXTRAS:+-$EXTRAS}"
+if [ ! -f "$STAMP" ]; then
+    echo "[env] installing the project${EXTRAS:+ with [$EXTRAS]} (first run takes a few minutes)"
+    python -m pip install --quiet --upgrade pip
+    # torch first and pinned: the CPU wheel; never let a resolver pull a CUDA build.
+    python -m pip install --quiet "torch==2.13.0"
+    python -m pip install --quiet -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    touch "$STAMP"
+fi
