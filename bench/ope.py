@@ -23,6 +23,7 @@ and the metrics are those of :mod:`bench.metrics` (AUC of a perfect tracker = 20
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -36,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.metrics import SequenceResult, evaluate_sequence, mean_curves
+from bench.peers import PEER_NAMES
 from bench.trackers import available_names, make_tracker
 from runtime.paths import data_root
 from runtime.sequences import Sequence, load_sequence, sequence_names, write_boxes_file
@@ -131,8 +133,8 @@ def track(
 def _build(factory: TrackerFactory, name: str) -> Tracker:
     try:
         return factory(name)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        # Missing weights, a tracker module not importable, an unknown name: say which tracker.
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+        # Missing weights, an unknown name or config field (--set): say which tracker.
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise OPEError(f"cannot build tracker {name!r}: {message}") from error
 
@@ -345,8 +347,32 @@ def _parser() -> argparse.ArgumentParser:
         help="shared data folder with weights and "
         "peer models (default: $TRACKER_DATA or ../shared/data)",
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field of our trackers (repeatable), e.g. --set lr_init=0.001 "
+        "--set seed=1; OpenCV peers ignore it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["lr_init=0.001", "backbone=vggm"]`` -> ``{"lr_init": 0.001, "backbone": "vggm"}``."""
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise OPEError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            value: object = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word such as a backbone name
+        options[key.strip()] = value
+    return options
 
 
 def _set_threads(threads: int | None) -> int:
@@ -374,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
             raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
         sequences = resolve_sequences(data, _split_list(args.seqs), args.split)
         threads = _set_threads(args.threads)
+        options = parse_overrides(args.overrides)
+
+        def factory(name: str) -> Tracker:
+            ours = name not in PEER_NAMES
+            return make_tracker(name, data_dir=root, **(options if ours else {}))
+
         if not args.quiet:
             print(
                 f"OPE: {len(trackers)} tracker(s) x {len(sequences)} sequence(s), "
@@ -384,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             trackers,
             sequences,
             data_dir=root,
+            factory=factory,
             max_frames=args.max_frames,
             json_path=args.json,
             results_dir=args.results,

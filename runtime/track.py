@@ -39,6 +39,9 @@ from runtime.video import (
 
 DEFAULT_VIDEO = "pysot_bag.avi"
 DEFAULT_TRACKER = "rtmdnet"
+# Needs no weight file, so the default run works on a machine without the shared data (it tracks
+# far worse: the VGG-M trunk is untrained). Used only when --tracker was not given.
+FALLBACK_TRACKER = "rtmdnet-vggm"
 OUTPUT_DIR = Path("outputs")  # relative to the current directory, like any CLI's outputs
 DEMO_CLIP = OUTPUT_DIR / "demo_clip.mp4"
 LIVE_FPS_WINDOW = 30  # frames averaged for the progress bar's live FPS
@@ -94,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tracker",
-        default=DEFAULT_TRACKER,
-        help=f"tracker name, one of: {names} (default: %(default)s)",
+        default=None,
+        help=(
+            f"tracker name, one of: {names} (default: {DEFAULT_TRACKER}; without the shared "
+            f"pretrained weights, {FALLBACK_TRACKER})"
+        ),
     )
     parser.add_argument(
         "--boxes",
@@ -380,7 +386,7 @@ def _set_threads(threads: int) -> None:
 
 def _prepare(args: argparse.Namespace, factory: TrackerFactory | None) -> None:
     """Cheap checks first, so a typo fails before a model loads or a video opens."""
-    if factory is None and args.tracker not in _registry_names():
+    if factory is None and args.tracker is not None and args.tracker not in _registry_names():
         raise UsageError(
             f"unknown tracker {args.tracker!r}; ours are: {', '.join(_registry_names())}"
         )
@@ -410,6 +416,21 @@ def _build_tracker(factory: TrackerFactory, name: str, data: Path | None) -> Tra
         raise UsageError(str(exc)) from None
 
 
+def _default_or_named_tracker(
+    args: argparse.Namespace, factory: TrackerFactory | None, notify: Callable[[str], None]
+) -> Tracker:
+    build = factory or default_tracker_factory
+    if args.tracker is not None:
+        return _build_tracker(build, args.tracker, args.data)
+    args.tracker = DEFAULT_TRACKER
+    try:
+        return _build_tracker(build, DEFAULT_TRACKER, args.data)
+    except FileNotFoundError as exc:
+        notify(f"{exc}\nfalling back to {FALLBACK_TRACKER} (untrained backbone: poor accuracy)")
+        args.tracker = FALLBACK_TRACKER
+        return _build_tracker(build, FALLBACK_TRACKER, args.data)
+
+
 def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
     wall_start = time.perf_counter()
     notify: Callable[[str], None] = (lambda _m: None) if args.quiet else _stderr
@@ -426,7 +447,7 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
             raise UsageError(f"bad first-frame box (from {resolved.box_origin}): {exc}") from None
         outputs = output_paths(args.boxes, args.output, source.name)
         _check_outputs(outputs)
-        tracker = _build_tracker(factory or default_tracker_factory, args.tracker, args.data)
+        tracker = _default_or_named_tracker(args, factory, notify)
         writer = (
             AnnotatedVideoWriter(outputs.video, source.fps, source.size, notify=notify)
             if outputs.video is not None

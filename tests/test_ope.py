@@ -225,3 +225,18 @@ def test_cli_runs_a_peer(data: Path, tmp_path: Path) -> None:
     assert "| cv2-kcf |" in proc.stdout
     written = json.loads(out.read_text())
     assert written["cv2-kcf"]["per_sequence"][SEQ_NAME]["frames"] == N_FRAMES
+
+
+def test_set_overrides_parse_values_and_words():
+    from bench.ope import OPEError, parse_overrides
+
+    assert parse_overrides(
+        ["lr_init=0.001", "seed=3", "backbone=vggm", "init_jitter_scales=(1.0,)"]
+    ) == {
+        "lr_init": 0.001,
+        "seed": 3,
+        "backbone": "vggm",
+        "init_jitter_scales": (1.0,),
+    }
+    with pytest.raises(OPEError, match="KEY=VALUE"):
+        parse_overrides(["lr_init"])

@@ -228,7 +228,8 @@ def test_missing_weights_is_a_clear_error(clip: Path, in_tmp: Path, capsys) -> N
     def no_weights(name: str, data: Path | None) -> ShiftTracker:
         raise FileNotFoundError("weights not found at /somewhere/model.pt")
 
-    assert main([str(clip), "--init", INIT], tracker_factory=no_weights) == 2
+    argv = [str(clip), "--init", INIT, "--tracker", "rtmdnet"]  # named: no fallback
+    assert main(argv, tracker_factory=no_weights) == 2
     assert "weights not found" in _one_error_line(capsys.readouterr().err)
 
 
@@ -265,3 +266,17 @@ def test_subprocess_errors_have_no_traceback(
     assert "Traceback" not in done.stderr
     assert needle in _one_error_line(done.stderr)
     assert done.stdout == ""
+
+
+def test_default_tracker_falls_back_when_weights_are_missing(clip: Path, tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def factory(name: str, data_dir: Path | None) -> ShiftTracker:
+        calls.append(name)
+        if name == "rtmdnet":
+            raise FileNotFoundError("NanoTrack v3 state dict not found at /nowhere")
+        return ShiftTracker()
+
+    argv = [str(clip), "--init", INIT, "--boxes", str(tmp_path / "b.txt"), "--quiet"]
+    assert main(argv, tracker_factory=factory) == 0
+    assert calls == ["rtmdnet", "rtmdnet-vggm"]
