@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from runtime.backbones import build_backbone
+from runtime.backends.base import FeatureBackend
+from runtime.backends.torch_backend import TorchBackend
 from runtime.boxes import validate_init_box
 from runtime.crop import CropWindow, cut, window_around
 from runtime.paths import data_root
@@ -40,8 +42,10 @@ class RTMDNetTracker:
         config: RTMDNetConfig | None = None,
         data_dir: Path | None = None,
         extractor: RoIFeatureExtractor | None = None,
+        backend: FeatureBackend | None = None,
     ) -> None:
         self.config = config or RTMDNetConfig()
+        self.data_dir = data_dir
         self.device = torch.device(self.config.device)
         if extractor is None:
             backbone = build_backbone(self.config.backbone, data_root(data_dir) / "weights")
@@ -49,6 +53,11 @@ class RTMDNetTracker:
                 backbone, self.config.roi_size, self.config.roi_sampling_ratio
             )
         self.extractor = extractor.to(self.device).eval()
+        # Runs backbone + RoIAlign (torch, ONNX Runtime or TensorRT: runtime.backends); the
+        # extractor still gives the stride and feature size.
+        if backend is None:
+            backend = TorchBackend(self.extractor)
+        self.backend: FeatureBackend = backend
         self.head: FCHead | None = None
         if self.config.mining_precision == "auto":
             self._mining_dtype = fast_low_precision(self.device)
@@ -81,12 +90,12 @@ class RTMDNetTracker:
     def _pool(self, fmap: torch.Tensor, window: CropWindow, boxes: np.ndarray) -> torch.Tensor:
         rois = torch.from_numpy(window.rois(boxes, self.config.roi_padding)).float().to(self.device)
         batch = torch.zeros(len(rois), dtype=torch.int64, device=self.device)
-        return self.extractor.pool(fmap, rois, batch)
+        return self.backend.pool(fmap, rois, batch)
 
     @torch.no_grad()
     def _feature_map(self, frame: np.ndarray, window: CropWindow) -> torch.Tensor:
         crop = cut(frame, window, self._fill)
-        return self.extractor.feature_map(crop_to_tensor(crop, self.device))
+        return self.backend.feature_map(crop_to_tensor(crop, self.device))
 
     def _optimizer(self, lr: float) -> torch.optim.SGD:
         assert self.head is not None

@@ -1,0 +1,28 @@
+"""The one small interface between the tracker and whatever runs the fixed part of the network."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class FeatureBackend(Protocol):
+    """Backbone + RoIAlign behind two calls; the tracker calls nothing else.
+
+    Both calls return torch tensors on the device of their input, so the FC head (torch, adapted
+    online) reads them directly, whatever ran them.
+    """
+
+    name: str
+
+    def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
+        """``(1, 3, H, W)`` float32 BGR 0..255 crop -> ``(1, C, h, w)`` feature map."""
+        ...
+
+    def pool(
+        self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
+    ) -> torch.Tensor:
+        """``(N, 4)`` RoIs (x1, y1, x2, y2 crop pixels), ``(N,)`` int64 -> ``(N, C*roi*roi)``."""
+        ...

@@ -1,0 +1,113 @@
+"""ONNX Runtime backend: the two exported graphs (``backbone.onnx``, ``roi_pool.onnx``).
+
+The folder's ``manifest.json`` must match the tracker's config and weight file (checkpoint hash);
+otherwise the backend refuses to load (:class:`~runtime.backends.manifest.ManifestMismatchError`).
+
+Tensors cross as numpy arrays: free on CPU. A CUDA tensor is copied to the host and the result
+copied back (this project's GPU machines carry the CPU build of ONNX Runtime; with a CUDA build,
+IO binding would avoid the round trip, which is not written yet).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from runtime.backends.manifest import (
+    BATCH_INDICES,
+    CROP,
+    FEATURE_MAP,
+    FEATURES,
+    ROI_FEATURES,
+    ROIS,
+    check_manifest,
+    load_manifest,
+)
+from runtime.paths import data_root
+
+if TYPE_CHECKING:
+    from runtime.rtmdnet.config import RTMDNetConfig
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def _provider_name(provider: str | tuple[str, dict[str, Any]]) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike[str],
+        config: RTMDNetConfig | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        providers: list[str | tuple[str, dict[str, Any]]] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """Load ``export_dir``; ``config``/``data_dir`` name the tracker and weights it serves.
+
+        ``providers`` go to ``onnxruntime.InferenceSession`` (default: CPU). ``threads`` sets
+        ONNX Runtime's intra-op threads (default: ``torch.get_num_threads()``, so ``--threads``
+        means the same for every backend).
+        """
+        import onnxruntime as ort
+
+        from runtime.rtmdnet.config import RTMDNetConfig
+
+        self.export_dir = Path(export_dir).expanduser()
+        self.manifest = load_manifest(self.export_dir)
+        config = config or RTMDNetConfig()
+        check_manifest(self.manifest, config, data_root(data_dir) / "weights", self.export_dir)
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        requested = list(providers or ["CPUExecutionProvider"])
+        graphs = self.manifest["graphs"]
+        self._backbone = ort.InferenceSession(
+            str(self.export_dir / graphs["backbone"]["onnx"]), options, providers=requested
+        )
+        self._pool = ort.InferenceSession(
+            str(self.export_dir / graphs["roi_pool"]["onnx"]), options, providers=requested
+        )
+        self.providers = self._backbone.get_providers()
+        wanted_gpu = [p for p in map(_provider_name, requested) if p in GPU_PROVIDERS]
+        if wanted_gpu and not any(p in GPU_PROVIDERS for p in self.providers):
+            warnings.warn(
+                f"onnxruntime: {', '.join(wanted_gpu)} was requested but the session runs on "
+                f"{', '.join(self.providers)} only (this onnxruntime offers "
+                f"{', '.join(ort.get_available_providers())}); it fell back to the CPU silently",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    @staticmethod
+    def _host(tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+        return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+
+    def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
+        (out,) = self._backbone.run([FEATURES], {CROP: self._host(crop, np.float32)})
+        return torch.from_numpy(out).to(crop.device)
+
+    def pool(
+        self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
+    ) -> torch.Tensor:
+        feeds = {
+            FEATURE_MAP: self._host(feature_map, np.float32),
+            ROIS: self._host(rois, np.float32),
+            BATCH_INDICES: self._host(batch_indices, np.int64),
+        }
+        (out,) = self._pool.run([ROI_FEATURES], feeds)
+        return torch.from_numpy(out).to(feature_map.device)
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeBackend({self.export_dir}, providers={self.providers})"

@@ -1,0 +1,188 @@
+"""TensorRT backend, written against the TensorRT 10 Python API.
+
+NOT RUN on this project's machines so far: TensorRT cannot be installed here (see DESIGN.md). The
+module imports without ``tensorrt``; constructing :class:`TensorRTBackend` without it, or without
+a CUDA GPU, raises :class:`TensorRTUnavailable` saying which is missing.
+
+TensorRT 10 style throughout: engines deserialized with ``Runtime.deserialize_cuda_engine``, I/O
+by tensor name (``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``), dynamic shapes via
+``set_input_shape``, buffers via ``set_tensor_address`` pointing at torch CUDA tensors, and
+``execute_async_v3`` on torch's current CUDA stream, so the FC head (torch, same stream) reads
+the engine's output without a host round trip or an explicit synchronisation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from runtime.backends.manifest import (
+    BATCH_INDICES,
+    CROP,
+    FEATURE_MAP,
+    FEATURES,
+    ROI_FEATURES,
+    ROIS,
+    check_manifest,
+    load_manifest,
+)
+from runtime.paths import data_root
+
+if TYPE_CHECKING:
+    from runtime.rtmdnet.config import RTMDNetConfig
+
+
+class TensorRTUnavailable(RuntimeError):
+    """``tensorrt`` is not importable, or there is no CUDA GPU, or the folder has no engines."""
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """``(usable, why)``: whether TensorRT engines can be built and run in this process."""
+    try:
+        import tensorrt
+    except ImportError:
+        return False, "tensorrt not installed"
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU"
+    return True, f"tensorrt {tensorrt.__version__} on {torch.cuda.get_device_name()}"
+
+
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module, or :class:`TensorRTUnavailable` naming what is missing."""
+    usable, why = tensorrt_status()
+    if not usable:
+        raise TensorRTUnavailable(f"the tensorrt backend cannot run here: {why}")
+    import tensorrt
+
+    return tensorrt
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    table = {
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "BF16": torch.bfloat16,
+        "INT8": torch.int8,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "BOOL": torch.bool,
+        "UINT8": torch.uint8,
+    }
+    for key, value in table.items():
+        if hasattr(trt.DataType, key) and dtype == getattr(trt.DataType, key):
+            return value
+    raise TypeError(f"TensorRT tensor type {dtype} has no torch equivalent here")
+
+
+class _Engine:
+    """One deserialized engine and its execution context; I/O by tensor name."""
+
+    def __init__(self, trt: Any, runtime: Any, path: Path) -> None:
+        self.path = path
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise TensorRTUnavailable(
+                f"could not deserialize {path}: an engine only runs on the TensorRT version and "
+                f"GPU it was built with; rebuild it with python export/build_engine.py"
+            )
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.inputs = [n for n in names if is_input[n]]
+        self.outputs = [n for n in names if not is_input[n]]
+        self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
+
+    def profile(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """``(min, opt, max)`` shapes of input ``name`` in optimization profile 0."""
+        low, opt, high = self.engine.get_tensor_profile_shape(name, 0)
+        return tuple(low), tuple(opt), tuple(high)
+
+    def __call__(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        device = torch.device("cuda", torch.cuda.current_device())
+        held = []  # keeps the input buffers alive until the call returns
+        for name in self.inputs:
+            tensor = inputs[name].to(device=device, dtype=self.dtypes[name]).contiguous()
+            held.append(tensor)
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                low, _, high = self.profile(name)
+                raise ValueError(
+                    f"{self.path.name}: input {name} of shape {tuple(tensor.shape)} is outside "
+                    f"the engine's profile {low}..{high}; rebuild with a wider profile"
+                )
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        outputs = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            out = torch.empty(shape, dtype=self.dtypes[name], device=device)
+            self.context.set_tensor_address(name, out.data_ptr())
+            outputs[name] = out
+        # Same stream as torch: work queued after this (the FC head) is ordered after the engine,
+        # and the caching allocator does not reuse `held` before the stream has consumed it.
+        if not self.context.execute_async_v3(torch.cuda.current_stream(device).cuda_stream):
+            raise RuntimeError(f"{self.path.name}: execute_async_v3 failed (see TensorRT's log)")
+        return outputs
+
+
+class TensorRTBackend:
+    """The two engines of an export folder (``manifest.json`` ``"engines"``), on the GPU.
+
+    Outputs are CUDA tensors when the inputs are (the tracker on ``device="cuda"``); inputs on
+    the CPU are copied in and the results copied back, which works but costs a round trip.
+    """
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike[str],
+        config: RTMDNetConfig | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        trt = require_tensorrt()
+        from runtime.rtmdnet.config import RTMDNetConfig
+
+        self.export_dir = Path(export_dir).expanduser()
+        self.manifest = load_manifest(self.export_dir)
+        config = config or RTMDNetConfig()
+        check_manifest(self.manifest, config, data_root(data_dir) / "weights", self.export_dir)
+        engines = self.manifest.get("engines")
+        if not engines:
+            raise TensorRTUnavailable(
+                f"{self.export_dir} has no TensorRT engines (they are built only where tensorrt "
+                f"and a CUDA GPU are present: python export/build_engine.py on that machine)"
+            )
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)  # must outlive the engines
+        self._backbone = _Engine(trt, self._runtime, self.export_dir / engines["backbone"])
+        self._pool = _Engine(trt, self._runtime, self.export_dir / engines["roi_pool"])
+        self.precision = engines.get("precision", "fp32")
+        self.max_rois = self._pool.profile(ROIS)[2][0]
+
+    def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
+        return self._backbone(**{CROP: crop})[FEATURES].to(crop.device)
+
+    def pool(
+        self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
+    ) -> torch.Tensor:
+        if len(rois) == 0:
+            dim = int(self.manifest["feature_dim"])
+            return torch.zeros(0, dim, dtype=torch.float32, device=feature_map.device)
+        chunks = []
+        for start in range(0, len(rois), self.max_rois):  # more RoIs than the profile: in slices
+            stop = start + self.max_rois
+            out = self._pool(
+                **{
+                    FEATURE_MAP: feature_map,
+                    ROIS: rois[start:stop],
+                    BATCH_INDICES: batch_indices[start:stop],
+                }
+            )[ROI_FEATURES]
+            chunks.append(out)
+        out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return out.to(feature_map.device)
+
+    def __repr__(self) -> str:
+        return f"TensorRTBackend({self.export_dir}, {self.precision})"
