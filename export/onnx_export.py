@@ -79,7 +79,7 @@ TENSORRT10_ONNX_OPS = frozenset(
     Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
     Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu
     Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
-    """.split()
+    """.split()  # noqa: SIM905 (reads like the table it was copied from)
 )
 
 
@@ -258,7 +258,10 @@ def export_graphs(
     opt_crop = profile[CROP]["opt"]
     crop = torch.rand(*opt_crop, generator=torch.Generator().manual_seed(0)).to(device) * 255
     min_side = profile[CROP]["min"][2]
-    height, width = torch.export.Dim("height", min=min_side), torch.export.Dim("width", min=min_side)
+    height, width = (
+        torch.export.Dim("height", min=min_side),
+        torch.export.Dim("width", min=min_side),
+    )
     backbone_path, pool_path = out / BACKBONE_ONNX, out / ROI_POOL_ONNX
     with _quiet_exporter(), torch.no_grad():
         torch.onnx.export(

@@ -103,7 +103,9 @@ def create_backend(
 
     backend: FeatureBackend
     if name == "torch":
-        backend = TorchBackend(extractor if extractor is not None else _torch_extractor(config, data_dir))
+        backend = TorchBackend(
+            extractor if extractor is not None else _torch_extractor(config, data_dir)
+        )
     elif name == "onnxruntime":
         assert export_dir is not None
         backend = OnnxRuntimeBackend(

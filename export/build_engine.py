@@ -1,0 +1,321 @@
+"""Export the fixed part of the tracker (backbone, RoI pooling) and build engines where possible.
+
+    python export/build_engine.py --backbone nanotrack [--precision fp32|fp16|int8] \\
+        [--out DIR] [--data DIR]
+
+Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
+
+- ``backbone.onnx``, ``roi_pool.onnx``: opset 18, dynamic crop size and RoI count, checked with
+  ``onnx.checker``, against the TensorRT 10 operator list, and in ONNX Runtime against PyTorch on
+  real crops (see :mod:`export.onnx_export`); any failure ends the export with an error.
+- ``manifest.json``: checkpoint hash (sha256 of the weight file), tracker config, precision,
+  opset, tool versions, tensor names and shapes, RoI shift, shape profile, parity numbers.
+- ``backbone.<precision>.engine``, ``roi_pool.<precision>.engine``, ``timing.cache``: TensorRT 10
+  engines, only where ``tensorrt`` imports and a CUDA GPU is present; otherwise the script says
+  that engines were not built and why, and still succeeds (the ONNX files serve ONNX Runtime).
+
+Precision: ``fp32`` everywhere; ``fp16`` needs a GPU TensorRT engine (refused without one);
+``int8`` needs calibration (``calib/``), not implemented yet (refused). Exit codes: 0 done,
+1 the export failed its checks, 2 refused (bad arguments, missing data, unsupported precision).
+The TensorRT path is written against the TensorRT 10 API but has NOT been run here (no TensorRT
+on these machines).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable without pip install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+from export.onnx_export import (  # noqa: E402
+    OPSET,
+    ExportError,
+    export_onnx,
+    real_samples,
+    relative_error,
+    shape_profile,
+)
+from runtime.backbones import BACKBONE_NAMES, build_backbone  # noqa: E402
+from runtime.backends.manifest import (  # noqa: E402
+    BATCH_INDICES,
+    CROP,
+    FEATURE_MAP,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    ROIS,
+    checkpoint_record,
+)
+from runtime.backends.tensorrt_backend import require_tensorrt, tensorrt_status  # noqa: E402
+from runtime.paths import PROJECT_ROOT, data_root  # noqa: E402
+from runtime.rtmdnet.config import RTMDNetConfig  # noqa: E402
+from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# Engine vs PyTorch on the same real crops (max |diff| / max |torch|). TF32 is switched off for
+# fp32 engines, so only kernel choice separates them; fp16 rounds every activation.
+ENGINE_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+WORKSPACE_BYTES = 1 << 30
+
+
+class BuildRefused(ValueError):
+    """The request cannot be served here (precision, machine): nothing was written."""
+
+
+def default_out_dir(backbone: str) -> Path:
+    return PROJECT_ROOT / "outputs" / "export" / f"rtmdnet-{backbone}"
+
+
+def tool_versions() -> dict[str, str | None]:
+    import cv2
+    import numpy
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    try:
+        import tensorrt
+
+        trt_version: str | None = tensorrt.__version__
+    except ImportError:
+        trt_version = None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxscript": onnxscript.__version__,
+        "numpy": numpy.__version__,
+        "opencv": cv2.__version__,
+        "tensorrt": trt_version,
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# --- TensorRT 10 (not run here) ---------------------------------------------------------------
+def build_trt_engine(
+    trt: Any,
+    onnx_path: Path,
+    shapes: dict[str, dict[str, list[int]]],
+    precision: str,
+    timing_cache: Path,
+) -> bytes:
+    """One serialized engine from an ONNX file, with one optimization profile over ``shapes``."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # Explicit batch: the only mode in TensorRT 10 (the flag is deprecated there and ignored).
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    config.set_flag(trt.BuilderFlag.REFIT)  # weights can be swapped in without a rebuild
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32 (parity with torch/ORT)
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    for name, shape in shapes.items():
+        profile.set_shape(name, shape["min"], shape["opt"], shape["max"])
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ExportError(f"TensorRT could not build an engine from {onnx_path.name}")
+    timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    return bytes(memoryview(plan))
+
+
+def build_engines(
+    out_dir: Path, profile: dict[str, Any], precision: str, log: Callable[[str], None]
+) -> dict[str, Any]:
+    trt = require_tensorrt()
+    cache = out_dir / "timing.cache"
+    engines: dict[str, Any] = {
+        "precision": precision,
+        "tensorrt": trt.__version__,
+        "device": torch.cuda.get_device_name(),
+        "timing_cache": cache.name,
+        "refit": True,
+    }
+    graphs = (
+        ("backbone", "backbone.onnx", (CROP,)),
+        ("roi_pool", "roi_pool.onnx", (FEATURE_MAP, ROIS, BATCH_INDICES)),
+    )
+    for key, onnx_name, inputs in graphs:
+        started = time.perf_counter()
+        plan = build_trt_engine(
+            trt, out_dir / onnx_name, {n: profile[n] for n in inputs}, precision, cache
+        )
+        name = f"{key}.{precision}.engine"
+        (out_dir / name).write_bytes(plan)
+        engines[key] = name
+        log(f"[trt] {name}: {len(plan) / 1e6:.1f} MB in {time.perf_counter() - started:.0f}s")
+    return engines
+
+
+@torch.no_grad()
+def check_engines(
+    out_dir: Path,
+    config: RTMDNetConfig,
+    data_dir: str | os.PathLike[str] | None,
+    extractor: RoIFeatureExtractor,
+    samples: list,
+    precision: str,
+) -> dict[str, Any]:
+    """The engines against PyTorch (CPU, float32) on the same real crops as the ONNX check."""
+    from runtime.backends.tensorrt_backend import TensorRTBackend
+
+    backend = TensorRTBackend(out_dir, config, data_dir)
+    tolerance = ENGINE_TOLERANCE[precision]
+    worst = {"backbone": 0.0, "end_to_end": 0.0}
+    for sample in samples:
+        fmap = extractor.feature_map(sample.crop)
+        feats = extractor.pool(fmap, sample.rois, sample.batch_indices)
+        trt_fmap = backend.feature_map(sample.crop.cuda())
+        trt_feats = backend.pool(trt_fmap, sample.rois.cuda(), sample.batch_indices.cuda())
+        worst["backbone"] = max(worst["backbone"], relative_error(trt_fmap.cpu(), fmap))
+        worst["end_to_end"] = max(worst["end_to_end"], relative_error(trt_feats.cpu(), feats))
+    for key, value in worst.items():
+        if not value <= tolerance:
+            raise ExportError(
+                f"TensorRT {precision} engine disagrees with PyTorch: {key} relative error "
+                f"{value:.2e} > {tolerance:.0e}"
+            )
+    return {"tolerance": tolerance, "max_relative_error": worst}
+
+
+# --- the whole build --------------------------------------------------------------------------
+def check_precision(precision: str) -> None:
+    """Refuse what cannot be built here, before any work is done."""
+    if precision not in PRECISIONS:
+        raise BuildRefused(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "int8":
+        raise BuildRefused("int8 needs calib/, not implemented yet; use --precision fp32")
+    if precision == "fp16":
+        usable, why = tensorrt_status()
+        if not usable:
+            raise BuildRefused(
+                f"fp16 needs a GPU TensorRT engine, and there is none here ({why}); "
+                f"use --precision fp32 (ONNX Runtime on the CPU runs fp32)"
+            )
+
+
+def build(
+    backbone: str = "nanotrack",
+    precision: str = "fp32",
+    out_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    config: RTMDNetConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Export, check, write the manifest, build engines where possible; returns the manifest."""
+    check_precision(precision)
+    config = config or RTMDNetConfig(backbone=backbone)
+    if config.backbone != backbone:
+        raise BuildRefused(f"config.backbone={config.backbone!r} but --backbone {backbone!r}")
+    if backbone not in BACKBONE_NAMES:
+        raise BuildRefused(f"unknown backbone {backbone!r}; choose one of {BACKBONE_NAMES}")
+    out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(backbone)
+    weights_dir = data_root(data_dir) / "weights"
+    checkpoint = checkpoint_record(backbone, weights_dir)
+    extractor = RoIFeatureExtractor(
+        build_backbone(backbone, weights_dir), config.roi_size, config.roi_sampling_ratio
+    ).eval()
+    log(f"[export] {backbone} -> {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (*out.glob("*.engine"), out / MANIFEST_FILE):
+        stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
+
+    profile = shape_profile(extractor, config)
+    samples = real_samples(config, extractor.stride, data_dir)
+    metadata = {
+        "checkpoint_sha256": str(checkpoint["sha256"]),
+        "backbone": backbone,
+        "roi_shift": repr(extractor.roi_shift),
+    }
+    result = export_onnx(extractor, out, profile, samples, opset=OPSET, metadata=metadata, log=log)
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "backbone": backbone,
+        "checkpoint": checkpoint,
+        "config": dataclasses.asdict(config),
+        "precision": precision,
+        "opset": OPSET,
+        "versions": tool_versions(),
+        "stride": extractor.stride,
+        "out_channels": int(extractor.backbone.out_channels),
+        "feature_dim": extractor.feature_dim,
+        "roi_shift": extractor.roi_shift,
+        "roi_shift_note": "added to the RoIs inside roi_pool.onnx; pass unshifted crop pixels",
+        "graphs": {
+            "backbone": {"onnx": result.backbone.name, **result.io["backbone"]},
+            "roi_pool": {"onnx": result.roi_pool.name, **result.io["roi_pool"]},
+        },
+        "ops": result.ops,
+        "profile": profile,
+        "parity": {"onnxruntime_cpu": result.parity},
+        "engines": None,
+    }
+    _write_json(out / MANIFEST_FILE, manifest)
+
+    usable, why = tensorrt_status()
+    if usable:
+        manifest["engines"] = build_engines(out, profile, precision, log)
+        _write_json(out / MANIFEST_FILE, manifest)
+        parity = check_engines(out, config, data_dir, extractor, samples, precision)
+        manifest["parity"][f"tensorrt_{precision}"] = parity
+        _write_json(out / MANIFEST_FILE, manifest)
+        log(f"[trt] engines vs torch: {parity['max_relative_error']}")
+    else:
+        log(f"[trt] engines not built: {why} (the ONNX files are ready for ONNX Runtime)")
+    log(f"[export] wrote {out / MANIFEST_FILE}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Export the tracker's backbone and RoI pooling to ONNX (and TensorRT).",
+    )
+    parser.add_argument("--backbone", default="nanotrack", choices=BACKBONE_NAMES)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    args = parser.parse_args(argv)
+    try:
+        build(args.backbone, args.precision, args.out, args.data)
+    except (BuildRefused, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ExportError as err:
+        print(f"error: export failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
