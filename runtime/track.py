@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
 from runtime.paths import data_root
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file, write_boxes_file
@@ -48,7 +49,7 @@ LIVE_FPS_WINDOW = 30  # frames averaged for the progress bar's live FPS
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-TrackerFactory = Callable[[str, Path | None], Tracker]
+TrackerFactory = Callable[..., Tracker]
 """Builds a tracker from its name and the data folder (``None``: the tracker's own default)."""
 
 
@@ -118,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="shared data folder (default: $TRACKER_DATA or ../shared/data)",
     )
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch and OpenCV")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+        default=None,
+        help="where the backbone and RoIAlign run (default: auto = TensorRT if usable and "
+        "exported, else ONNX Runtime if --export-dir is given, else torch)",
+    )
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        default=None,
+        help="folder written by export/build_engine.py (needed by onnxruntime/tensorrt)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
     parser.epilog = (
         "With neither --boxes nor --output, both are written to outputs/<input>_boxes.txt and "
@@ -219,10 +233,10 @@ def resolve_input(
     return ResolvedInput(input_arg, box, origin)
 
 
-def default_tracker_factory(name: str, data_dir: Path | None) -> Tracker:
+def default_tracker_factory(name: str, data_dir: Path | None, **options: object) -> Tracker:
     from runtime.registry import create_tracker
 
-    return create_tracker(name, data_dir=data_dir)
+    return create_tracker(name, data_dir=data_dir, **options)
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -409,9 +423,14 @@ def _check_outputs(outputs: OutputPaths) -> None:
             raise UsageError(f"cannot create the folder for {path}: {exc}") from None
 
 
-def _build_tracker(factory: TrackerFactory, name: str, data: Path | None) -> Tracker:
+def _build_tracker(
+    factory: TrackerFactory, name: str, data: Path | None, options: dict[str, object]
+) -> Tracker:
     try:
-        return factory(name, data)
+        # Injected test factories take (name, data) only; options go only where some are set.
+        return factory(name, data, **options) if options else factory(name, data)
+    except TensorRTUnavailable as exc:  # --backend tensorrt on a machine without it
+        raise UsageError(str(exc)) from None
     except ValueError as exc:  # the registry's "unknown tracker", a bad config value
         raise UsageError(str(exc)) from None
 
@@ -420,15 +439,20 @@ def _default_or_named_tracker(
     args: argparse.Namespace, factory: TrackerFactory | None, notify: Callable[[str], None]
 ) -> Tracker:
     build = factory or default_tracker_factory
+    options: dict[str, object] = {}
+    if args.backend is not None:
+        options["backend"] = args.backend
+    if args.export_dir is not None:
+        options["export_dir"] = str(args.export_dir)
     if args.tracker is not None:
-        return _build_tracker(build, args.tracker, args.data)
+        return _build_tracker(build, args.tracker, args.data, options)
     args.tracker = DEFAULT_TRACKER
     try:
-        return _build_tracker(build, DEFAULT_TRACKER, args.data)
+        return _build_tracker(build, DEFAULT_TRACKER, args.data, options)
     except FileNotFoundError as exc:
         notify(f"{exc}\nfalling back to {FALLBACK_TRACKER} (untrained backbone: poor accuracy)")
         args.tracker = FALLBACK_TRACKER
-        return _build_tracker(build, FALLBACK_TRACKER, args.data)
+        return _build_tracker(build, FALLBACK_TRACKER, args.data, options)
 
 
 def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
@@ -448,6 +472,8 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
         outputs = output_paths(args.boxes, args.output, source.name)
         _check_outputs(outputs)
         tracker = _default_or_named_tracker(args, factory, notify)
+        if hasattr(tracker, "backend"):
+            notify(f"{args.tracker}: {tracker.backend!r}")
         writer = (
             AnnotatedVideoWriter(outputs.video, source.fps, source.size, notify=notify)
             if outputs.video is not None

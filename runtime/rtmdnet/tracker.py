@@ -16,7 +16,7 @@ import torch
 
 from runtime.backbones import build_backbone
 from runtime.backends.base import FeatureBackend
-from runtime.backends.torch_backend import TorchBackend
+from runtime.backends import create_backend
 from runtime.boxes import validate_init_box
 from runtime.crop import CropWindow, cut, window_around
 from runtime.paths import data_root
@@ -56,7 +56,14 @@ class RTMDNetTracker:
         # Runs backbone + RoIAlign (torch, ONNX Runtime or TensorRT: runtime.backends); the
         # extractor still gives the stride and feature size.
         if backend is None:
-            backend = TorchBackend(self.extractor)
+            backend = create_backend(
+                self.config.backend,
+                config=self.config,
+                data_dir=data_root(data_dir),
+                export_dir=self.config.export_dir,
+                extractor=self.extractor,
+                verbose=self.config.backend != "auto" or self.config.export_dir is not None,
+            )
         self.backend: FeatureBackend = backend
         self.head: FCHead | None = None
         if self.config.mining_precision == "auto":
