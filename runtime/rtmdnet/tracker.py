@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from runtime.backbones import build_backbone
-from runtime.backends.base import FeatureBackend
 from runtime.backends import create_backend
+from runtime.backends.base import FeatureBackend
 from runtime.boxes import validate_init_box
 from runtime.crop import CropWindow, cut, window_around
 from runtime.paths import data_root
