@@ -329,7 +329,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seqs", default=None, help="comma-separated sequence names")
     parser.add_argument("--split", default=None, help="a split in splits.json (e.g. val)")
-    parser.add_argument("--trackers", required=True, help="comma-separated tracker names")
+    parser.add_argument(
+        "--trackers",
+        required=True,
+        help="comma-separated tracker names; ours take per-tracker overrides as "
+        "NAME[KEY=VALUE;KEY=VALUE], e.g. rtmdnet[backend=onnxruntime;export_dir=DIR]",
+    )
     parser.add_argument("--json", type=Path, required=True, help="where to write the results")
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG plots")
     parser.add_argument("--results", type=Path, default=None, help="folder for per-frame boxes")
@@ -358,6 +363,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, object]]:
+    """``"rtmdnet[backend=onnxruntime;seed=1]"`` -> ``("rtmdnet", {...})``: per-tracker overrides.
+
+    The whole spec stays the tracker's label in the results, so variants of one tracker can run
+    side by side in one run.
+    """
+    name, bracket, rest = spec.partition("[")
+    if not bracket:
+        return spec, {}
+    if not rest.endswith("]"):
+        raise OPEError(f"tracker spec {spec!r}: expected NAME[KEY=VALUE;...]")
+    items = [item for item in rest[:-1].split(";") if item.strip()]
+    return name, parse_overrides(items)
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -395,16 +415,18 @@ def main(argv: list[str] | None = None) -> int:
         if not trackers:
             raise OPEError("--trackers names no tracker")
         known = available_names()
-        unknown = [t for t in trackers if t not in known]
+        unknown = [t for t in trackers if split_spec(t)[0] not in known]
         if unknown:
             raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
         sequences = resolve_sequences(data, _split_list(args.seqs), args.split)
         threads = _set_threads(args.threads)
         options = parse_overrides(args.overrides)
 
-        def factory(name: str) -> Tracker:
-            ours = name not in PEER_NAMES
-            return make_tracker(name, data_dir=root, **(options if ours else {}))
+        def factory(spec: str) -> Tracker:
+            name, own = split_spec(spec)
+            if name in PEER_NAMES:
+                return make_tracker(name, data_dir=root, **own)
+            return make_tracker(name, data_dir=root, **{**options, **own})
 
         if not args.quiet:
             print(

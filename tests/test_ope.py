@@ -240,3 +240,15 @@ def test_set_overrides_parse_values_and_words():
     }
     with pytest.raises(OPEError, match="KEY=VALUE"):
         parse_overrides(["lr_init"])
+
+
+def test_tracker_specs_carry_their_own_overrides():
+    from bench.ope import OPEError, split_spec
+
+    assert split_spec("rtmdnet") == ("rtmdnet", {})
+    assert split_spec("rtmdnet[seed=2;backend=onnxruntime]") == (
+        "rtmdnet",
+        {"seed": 2, "backend": "onnxruntime"},
+    )
+    with pytest.raises(OPEError, match="NAME"):
+        split_spec("rtmdnet[seed=2")
