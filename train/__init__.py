@@ -1,0 +1,1 @@
+"""Training: dataset loaders, MetaRTT episodes (meta-training and pruning build on these)."""
