@@ -1,1 +1,1 @@
-"""INT8 calibration from real tracking crops (Q/DQ graphs for ONNX Runtime and TensorRT); not yet built."""
+"""INT8 calibration from real tracking crops (Q/DQ graphs); not yet built."""

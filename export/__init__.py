@@ -1,1 +1,1 @@
-"""Export: the fixed network to ONNX (checked against torch) and TensorRT 10 engines where available."""
+"""Export: the fixed network to ONNX (checked against torch) and TensorRT 10 engines."""
