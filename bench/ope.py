@@ -277,7 +277,7 @@ def run_ope(
     return summary
 
 
-def _split_list(text: str | None) -> list[str]:
+def split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
@@ -395,7 +395,7 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
     return options
 
 
-def _set_threads(threads: int | None) -> int:
+def set_threads(threads: int | None) -> int:
     import torch  # only the CLI decides thread counts; run_ope leaves the process as it is
 
     count = threads if threads is not None else torch.get_num_threads()
@@ -411,15 +411,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root = data_root(args.data_root)
         data = args.data if args.data is not None else root / "sequences"
-        trackers = _split_list(args.trackers)
+        trackers = split_list(args.trackers)
         if not trackers:
             raise OPEError("--trackers names no tracker")
         known = available_names()
         unknown = [t for t in trackers if split_spec(t)[0] not in known]
         if unknown:
             raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
-        sequences = resolve_sequences(data, _split_list(args.seqs), args.split)
-        threads = _set_threads(args.threads)
+        sequences = resolve_sequences(data, split_list(args.seqs), args.split)
+        threads = set_threads(args.threads)
         options = parse_overrides(args.overrides)
 
         def factory(spec: str) -> Tracker:

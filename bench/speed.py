@@ -1,0 +1,118 @@
+"""Tracking speed per backend, in one run: ``python -m bench.speed``.
+
+    python -m bench.speed [--split val] [--seqs A,B] [--backends torch,onnxruntime,tensorrt] \\
+        [--export-dir DIR] [--tracker rtmdnet] [--json OUT] [--max-frames N] [--threads N]
+
+Every backend tracks the same decoded frames in the same process (``bench.ope``), so the FPS
+figures compare; the table gives the median FPS over the sequences, its ratio to torch, and the
+accuracy as a check that the backends agree. ONNX Runtime and TensorRT need the folder written by
+``python export/build_engine.py`` (default ``outputs/export/rtmdnet-<backbone>``). A backend that
+cannot run here is listed with the reason and skipped. Timings belong here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.ope import (
+    OPEError,
+    resolve_sequences,
+    run_ope,
+    set_threads,
+    split_list,
+    split_spec,
+    write_json,
+)
+from bench.trackers import make_tracker
+from runtime.backends.manifest import load_manifest
+from runtime.backends.tensorrt_backend import tensorrt_status
+from runtime.paths import data_root
+from runtime.rtmdnet import RTMDNetConfig
+
+DEFAULT_EXPORT = Path("outputs/export")
+
+
+def _skip_reason(backend: str, export_dir: Path) -> str | None:
+    if backend == "torch":
+        return None
+    if not (export_dir / "manifest.json").is_file():
+        return f"no export in {export_dir} (run python export/build_engine.py)"
+    if backend == "tensorrt":
+        usable, why = tensorrt_status()
+        return None if usable else why
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    parser.add_argument("--data", type=Path, default=None, help="sequences folder")
+    parser.add_argument("--data-root", type=Path, default=None, help="shared data folder")
+    parser.add_argument("--seqs", default=None)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--tracker", default="rtmdnet")
+    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt")
+    parser.add_argument("--export-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        root = data_root(args.data_root)
+        sequences = resolve_sequences(
+            args.data or root / "sequences", split_list(args.seqs), args.split
+        )
+        threads = set_threads(args.threads)
+        backbone = RTMDNetConfig().backbone
+        export_dir = args.export_dir or DEFAULT_EXPORT / f"rtmdnet-{backbone}"
+        specs: dict[str, str] = {}
+        for backend in split_list(args.backends):
+            reason = _skip_reason(backend, export_dir)
+            if reason:
+                print(f"skipping {backend}: {reason}", file=sys.stderr)
+                continue
+            extra = "" if backend == "torch" else f";export_dir={export_dir}"
+            specs[backend] = f"{args.tracker}[backend={backend}{extra}]"
+        if not specs:
+            raise OPEError("no backend can run here")
+
+        def factory(spec: str):
+            name, options = split_spec(spec)
+            return make_tracker(name, data_dir=root, **options)
+
+        summary = run_ope(
+            list(specs.values()),
+            sequences,
+            factory=factory,
+            max_frames=args.max_frames,
+            progress=not args.quiet,
+        )
+    except OPEError as error:
+        print(f"bench.speed: error: {error}", file=sys.stderr)
+        return 2
+    precision = "fp32"
+    if (export_dir / "manifest.json").is_file():
+        precision = str(load_manifest(export_dir).get("precision", precision))
+    base = summary[specs[next(iter(specs))]]["median_fps"]
+    rows = [
+        "| backend | precision | pruning | median FPS | vs first | mean AUC |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for backend, spec in specs.items():
+        result = summary[spec]
+        rows.append(
+            f"| {backend} | {'fp32' if backend == 'torch' else precision} | none | "
+            f"{result['median_fps']:.1f} | {result['median_fps'] / base:.2f}x | "
+            f"{result['mean_auc']:.3f} |"
+        )
+    print(f"{len(sequences)} sequences, {threads} thread(s)")
+    print("\n".join(rows))
+    if args.json is not None:
+        write_json({backend: summary[spec] for backend, spec in specs.items()}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
