@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -223,7 +224,34 @@ def _stderr_note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-class AtomicVideoWriter:
+class _FinishOnExit:
+    """``with writer:`` closes on success and aborts (deletes the partial file) on an exception."""
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+_W = TypeVar("_W", bound=_FinishOnExit)
+
+
+class AtomicVideoWriter(_FinishOnExit):
     """Write frames to a video that appears under its final name only once it is complete.
 
     Frames go to ``<stem>.partial<suffix>`` and are renamed on :meth:`close`, so an interrupted
@@ -304,20 +332,6 @@ class AtomicVideoWriter:
             self._writer = None
             self.partial_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> AtomicVideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 BOX_COLOR = (0, 255, 0)  # BGR green: the tracker's box
 GT_COLOR = (0, 200, 255)  # BGR amber: ground truth, when known
@@ -375,7 +389,7 @@ def draw_annotations(
     return image
 
 
-class AnnotatedVideoWriter:
+class AnnotatedVideoWriter(_FinishOnExit):
     """Write tracking results as a video: box, optional ground truth, frame index, score, FPS.
 
     Written atomically like :class:`AtomicVideoWriter` (``mp4v``, falling back to ``MJPG``/.avi).
@@ -422,17 +436,3 @@ class AnnotatedVideoWriter:
 
     def abort(self) -> None:
         self._video.abort()
-
-    def __enter__(self) -> AnnotatedVideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
