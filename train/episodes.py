@@ -31,7 +31,7 @@ from runtime.boxes import iou
 from runtime.crop import CropWindow, cut, window_around
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
-from runtime.rtmdnet.tracker import NEG_INIT, NEG_UPDATE, POS_SPEC, RTMDNetTracker
+from runtime.rtmdnet.tracker import POS_SPEC, RTMDNetTracker, init_examples, update_examples
 from runtime.sampling import SampleSpec, draw, draw_filtered
 from runtime.sequences import Sequence
 from train.datasets import is_aerial
@@ -53,23 +53,18 @@ class EpisodeConfig:
     aerial_fraction: float = 0.5  # share of episodes from aerial videos (the rest ground-level)
     max_attempts: int = 50  # redraws before giving up on an unusable pick
 
+    # IoU ranges and sample specs are the tracker's (``tracker`` below); only counts live here.
     # --- D_init (first frame, ground truth), as RTMDNetTracker.init --------------------------
     n_pos_init: int = 500  # RTMDNetConfig.n_pos_init; 32..500 are sensible for meta-training
     n_neg_init: int = 5000  # RTMDNetConfig.n_neg_init
-    overlap_pos_init: tuple[float, float] = (0.7, 1.0)
-    overlap_neg_init: tuple[float, float] = (0.0, 0.5)
 
     # --- D_on (middle frames, around the estimated target), as RTMDNetTracker.update ---------
     n_pos_online: int = 50
     n_neg_online: int = 200
-    overlap_pos_online: tuple[float, float] = (0.7, 1.0)
-    overlap_neg_online: tuple[float, float] = (0.0, 0.3)
 
     # --- D_test^std (last frame, ground truth): the D_init thresholds ------------------------
     n_pos_test: int = 50
     n_neg_test: int = 200
-    overlap_pos_test: tuple[float, float] = (0.7, 1.0)
-    overlap_neg_test: tuple[float, float] = (0.0, 0.5)
 
     # --- D_test^hard: targets of other videos, labelled negative -----------------------------
     # K is not given in the text we could check; 8 other videos per episode is our choice.
@@ -185,18 +180,14 @@ def draw_init_samples(
     box: np.ndarray, frame_wh: tuple[int, int], config: EpisodeConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """``D_init`` boxes: as ``RTMDNetTracker.init`` (POS_SPEC / NEG_INIT and the IoU filters)."""
-    pos = draw_filtered(POS_SPEC, box, config.n_pos_init, frame_wh, rng, config.overlap_pos_init)
-    neg = draw_filtered(NEG_INIT, box, config.n_neg_init, frame_wh, rng, config.overlap_neg_init)
-    return pos, neg
+    return init_examples(box, frame_wh, config.tracker, rng, config.n_pos_init, config.n_neg_init)
 
 
 def draw_test_samples(
     box: np.ndarray, frame_wh: tuple[int, int], config: EpisodeConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """``D_test^std`` boxes around the test frame's ground truth (the D_init specs)."""
-    pos = draw_filtered(POS_SPEC, box, config.n_pos_test, frame_wh, rng, config.overlap_pos_test)
-    neg = draw_filtered(NEG_INIT, box, config.n_neg_test, frame_wh, rng, config.overlap_neg_test)
-    return pos, neg
+    return init_examples(box, frame_wh, config.tracker, rng, config.n_pos_test, config.n_neg_test)
 
 
 def draw_candidates(
@@ -223,13 +214,9 @@ def draw_online_samples(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``D_on`` boxes around the *estimated* target, as ``RTMDNetTracker.update`` draws them."""
-    pos = draw_filtered(
-        POS_SPEC, estimate, config.n_pos_online, frame_wh, rng, config.overlap_pos_online
+    return update_examples(
+        estimate, frame_wh, config.tracker, rng, config.n_pos_online, config.n_neg_online
     )
-    neg = draw_filtered(
-        NEG_UPDATE, estimate, config.n_neg_online, frame_wh, rng, config.overlap_neg_online
-    )
-    return pos, neg
 
 
 # ------------------------------------------------------------------------------------------
@@ -376,7 +363,12 @@ class EpisodeSampler:
             extra = np.zeros((0, 4))
             if c.n_hard_per_video > 1:
                 extra = draw_filtered(
-                    POS_SPEC, box, c.n_hard_per_video - 1, frame_wh, rng, c.overlap_pos_init
+                    POS_SPEC,
+                    box,
+                    c.n_hard_per_video - 1,
+                    frame_wh,
+                    rng,
+                    c.tracker.overlap_pos_init,
                 )
             out.append(HardExample(sequence.name, index, image, box, np.vstack([box, extra])))
         return out

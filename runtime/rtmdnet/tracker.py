@@ -34,6 +34,45 @@ NEG_INIT = SampleSpec("uniform", 1.0, 2.0, aspect_f=1.1)
 BBREG_SPEC = SampleSpec("uniform", 0.3, 1.5, aspect_f=1.1)
 
 
+def init_examples(
+    box: np.ndarray,
+    frame_wh: tuple[int, int],
+    config: RTMDNetConfig,
+    rng: np.random.Generator,
+    n_pos: int | None = None,
+    n_neg: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """First-frame positives and negatives around a ground-truth box (counts: config's default).
+
+    Shared with meta-training, so episodes are drawn exactly as the tracker draws them.
+    """
+    pos = draw_filtered(
+        POS_SPEC, box, n_pos or config.n_pos_init, frame_wh, rng, config.overlap_pos_init
+    )
+    neg = draw_filtered(
+        NEG_INIT, box, n_neg or config.n_neg_init, frame_wh, rng, config.overlap_neg_init
+    )
+    return pos, neg
+
+
+def update_examples(
+    box: np.ndarray,
+    frame_wh: tuple[int, int],
+    config: RTMDNetConfig,
+    rng: np.random.Generator,
+    n_pos: int | None = None,
+    n_neg: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Online-update positives and negatives around an *estimated* target."""
+    pos = draw_filtered(
+        POS_SPEC, box, n_pos or config.n_pos_update, frame_wh, rng, config.overlap_pos_update
+    )
+    neg = draw_filtered(
+        NEG_UPDATE, box, n_neg or config.n_neg_update, frame_wh, rng, config.overlap_neg_update
+    )
+    return pos, neg
+
+
 class RTMDNetTracker:
     name = "rtmdnet"
 
@@ -145,12 +184,7 @@ class RTMDNetTracker:
         self._frame_wh = (frame.shape[1], frame.shape[0])
         self._fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
 
-        pos = draw_filtered(
-            POS_SPEC, target, c.n_pos_init, self._frame_wh, self._rng, c.overlap_pos_init
-        )
-        neg = draw_filtered(
-            NEG_INIT, target, c.n_neg_init, self._frame_wh, self._rng, c.overlap_neg_init
-        )
+        pos, neg = init_examples(target, self._frame_wh, c, self._rng)
         reg = draw_filtered(
             BBREG_SPEC, target, c.n_bbreg, self._frame_wh, self._rng, c.overlap_bbreg, c.scale_bbreg
         )
@@ -226,22 +260,7 @@ class RTMDNetTracker:
             reg_x = (cand_feats[top] * self.head.input_scale).cpu().numpy()
             result = self.bbreg.predict(reg_x, samples[top_np]).mean(axis=0)
             self._target = new_target
-            pos = draw_filtered(
-                POS_SPEC,
-                new_target,
-                c.n_pos_update,
-                self._frame_wh,
-                self._rng,
-                c.overlap_pos_update,
-            )
-            neg = draw_filtered(
-                NEG_UPDATE,
-                new_target,
-                c.n_neg_update,
-                self._frame_wh,
-                self._rng,
-                c.overlap_neg_update,
-            )
+            pos, neg = update_examples(new_target, self._frame_wh, c, self._rng)
             if len(pos) and len(neg):
                 self._pos_memory.append(self._pool(fmap, window, pos))
                 self._neg_memory.append(self._pool(fmap, window, neg))
