@@ -39,6 +39,7 @@ from tqdm import tqdm
 from bench.metrics import SequenceResult, evaluate_sequence, mean_curves
 from bench.peers import PEER_NAMES
 from bench.trackers import available_names, make_tracker
+from runtime.atomic import write_atomic
 from runtime.paths import data_root
 from runtime.sequences import Sequence, load_sequence, sequence_names, write_boxes_file
 from runtime.tracker_api import Tracker
@@ -218,11 +219,7 @@ def markdown_table(summary: dict[str, dict]) -> str:
 
 def write_json(summary: dict[str, dict], path: Path) -> None:
     """Write the summary atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 
 def write_results(runs: dict[str, list[TrackedSequence]], folder: Path) -> None:

@@ -48,6 +48,7 @@ from export.onnx_export import (  # noqa: E402
     relative_error,
     shape_profile,
 )
+from runtime.atomic import write_atomic  # noqa: E402
 from runtime.backbones import BACKBONE_NAMES, build_backbone  # noqa: E402
 from runtime.backends.manifest import (  # noqa: E402
     BATCH_INDICES,
@@ -104,9 +105,7 @@ def tool_versions() -> dict[str, str | None]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 # --- TensorRT 10 (not run here) ---------------------------------------------------------------

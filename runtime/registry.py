@@ -23,7 +23,18 @@ def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
     return factory
 
 
+def _metartt(preset: dict[str, object]) -> Callable[..., Tracker]:
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+
+        return _rtmdnet({"meta": str(SHIPPED_CHECKPOINT), **preset})(data_dir, **options)
+
+    return factory
+
+
 _FACTORIES: dict[str, Callable[..., Tracker]] = {
+    # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
+    "metartt": _metartt({}),
     "rtmdnet": _rtmdnet({}),
     "rtmdnet-nanotrack": _rtmdnet({"backbone": "nanotrack"}),
     "rtmdnet-mobilenet_v2": _rtmdnet({"backbone": "mobilenet_v2"}),

@@ -55,14 +55,11 @@ def read_boxes_file(path: Path) -> np.ndarray:
 
 def write_boxes_file(path: Path, boxes_0based: np.ndarray) -> None:
     """Write boxes as 1-based OTB rows, one ``x,y,w,h`` per line, written atomically."""
+    from runtime.atomic import write_atomic
     from runtime.boxes import to_otb
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     lines = [",".join(f"{v:.2f}" for v in row) for row in to_otb(boxes_0based)]
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def list_frames(folder: Path) -> list[Path]:

@@ -39,7 +39,7 @@ from runtime.video import (
 )
 
 DEFAULT_VIDEO = "pysot_bag.avi"
-DEFAULT_TRACKER = "rtmdnet"
+DEFAULT_TRACKER = "metartt"  # RT-MDNet with the shipped meta checkpoint (5 + 5 learned steps)
 # Needs no weight file, so the default run works on a machine without the shared data (it tracks
 # far worse: the VGG-M trunk is untrained). Used only when --tracker was not given.
 FALLBACK_TRACKER = "rtmdnet-vggm"
@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
             f"tracker name, one of: {names} (default: {DEFAULT_TRACKER}; without the shared "
             f"pretrained weights, {FALLBACK_TRACKER})"
         ),
+    )
+    parser.add_argument(
+        "--meta",
+        type=Path,
+        metavar="CKPT",
+        help="MetaRTT checkpoint written by train/meta.py (OUT/metartt.pt); default for "
+        "metartt: the one the project ships (runtime/checkpoints/metartt.pt)",
     )
     parser.add_argument(
         "--boxes",
@@ -444,6 +451,8 @@ def _default_or_named_tracker(
         options["backend"] = args.backend
     if args.export_dir is not None:
         options["export_dir"] = str(args.export_dir)
+    if args.meta is not None:
+        options["meta"] = str(args.meta)
     if args.tracker is not None:
         return _build_tracker(build, args.tracker, args.data, options)
     args.tracker = DEFAULT_TRACKER
@@ -452,6 +461,7 @@ def _default_or_named_tracker(
     except FileNotFoundError as exc:
         notify(f"{exc}\nfalling back to {FALLBACK_TRACKER} (untrained backbone: poor accuracy)")
         args.tracker = FALLBACK_TRACKER
+        options.pop("meta", None)  # a meta checkpoint belongs to the backbone it was trained on
         return _build_tracker(build, FALLBACK_TRACKER, args.data, options)
 
 

@@ -3,10 +3,14 @@ meta-steps on a synthetic task family make the 5-step adaptation better."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from runtime.rtmdnet.head import FCHead
+from runtime.rtmdnet.meta import BatchSpec
 from train.metartt import MetaConfig, MetaLearner
+
+SPEC = BatchSpec(batch_pos=24, batch_neg=24, batch_neg_cand=24)  # the whole task every step
 
 
 def _task(gen: torch.Generator, dim: int = 12, n: int = 24):
@@ -27,9 +31,10 @@ def _learner(scalar: bool = False) -> MetaLearner:
 
 def _meta_loss(learner: MetaLearner, gen: torch.Generator) -> torch.Tensor:
     pos, neg, test_pos, test_neg, hard = _task(gen)
-    adapted = learner.adapt(learner.initial_params(), pos, neg, learner.lr_init)
+    rng = np.random.default_rng(0)
+    adapted = learner.adapt(learner.initial_params(), pos, neg, "init", SPEC, rng)
     after_init = learner.test_loss(adapted, test_pos, test_neg, hard)
-    online = learner.adapt(adapted, test_pos[:8], test_neg[:8], learner.lr_on)
+    online = learner.adapt(adapted, test_pos[:8], test_neg[:8], "on", SPEC, rng)
     return after_init + learner.test_loss(online, test_pos, test_neg, hard)
 
 

@@ -404,7 +404,26 @@ def crop_window(
     return window_around(center, half, scale, c.max_crop_side, stride)
 
 
-def crop_features(
+@dataclass
+class WindowFeatures:
+    """One window cut from a frame and its backbone feature map; pools any set of boxes."""
+
+    extractor: RoIFeatureExtractor
+    window: CropWindow
+    feature_map: torch.Tensor
+    roi_padding: float
+
+    def pool(self, boxes: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
+        """``(N, D)`` RoI features of ``boxes`` (frame coordinates, 0-based)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        device = self.feature_map.device
+        rois = torch.from_numpy(self.window.rois(boxes, self.roi_padding)).float().to(device)
+        batch = torch.zeros(len(rois), dtype=torch.int64, device=device)
+        with torch.set_grad_enabled(requires_grad):
+            return self.extractor.pool(self.feature_map, rois, batch)
+
+
+def window_features(
     extractor: RoIFeatureExtractor,
     frame: np.ndarray,
     target_box: np.ndarray,
@@ -415,28 +434,43 @@ def crop_features(
     fill: tuple[float, float, float] | None = None,
     min_half_extent: np.ndarray | None = None,
     requires_grad: bool = False,
-) -> torch.Tensor:
-    """``(N, D)`` RoI features of ``boxes`` from ONE window around ``target_box``.
+) -> WindowFeatures:
+    """Cut ONE window around ``target_box`` covering ``boxes`` and run the backbone on it.
 
-    Cut, backbone and RoIAlign as ``RTMDNetTracker`` does (``_window``, ``_covering_half_extent``,
-    ``_feature_map``, ``_pool``). ``fill`` is the colour outside the frame; the tracker uses the
-    *first* frame's mean colour for the whole video, so pass the init frame's
+    Cut and backbone as ``RTMDNetTracker`` does (``_window``, ``_covering_half_extent``,
+    ``_feature_map``). ``fill`` is the colour outside the frame; the tracker uses the *first*
+    frame's mean colour for the whole video, so pass the init frame's
     ``frame.reshape(-1, 3).mean(0)`` for later frames to match it exactly (default: this frame's
     mean). Runs without autograd unless ``requires_grad``.
     """
     c = config.tracker if isinstance(config, EpisodeConfig) else config
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     window = crop_window(target_box, boxes, c, extractor.stride, jitter, min_half_extent)
     if fill is None:
         fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
     parameter = next(extractor.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     crop = cut(frame, window, fill)
-    rois = torch.from_numpy(window.rois(boxes, c.roi_padding)).float().to(device)
-    batch = torch.zeros(len(rois), dtype=torch.int64, device=device)
     with torch.set_grad_enabled(requires_grad):
         fmap = extractor.feature_map(crop_to_tensor(crop, device))
-        return extractor.pool(fmap, rois, batch)
+    return WindowFeatures(extractor, window, fmap, c.roi_padding)
+
+
+def crop_features(
+    extractor: RoIFeatureExtractor,
+    frame: np.ndarray,
+    target_box: np.ndarray,
+    boxes: np.ndarray,
+    config: EpisodeConfig | RTMDNetConfig,
+    *,
+    requires_grad: bool = False,
+    **window_options,
+) -> torch.Tensor:
+    """``(N, D)`` RoI features of ``boxes`` from ONE window around ``target_box``:
+    :func:`window_features` (``jitter``, ``fill``, ``min_half_extent``), then its ``pool``."""
+    view = window_features(
+        extractor, frame, target_box, boxes, config, requires_grad=requires_grad, **window_options
+    )
+    return view.pool(boxes, requires_grad)
 
 
 # ------------------------------------------------------------------------------------------
@@ -540,4 +574,6 @@ __all__ = [
     "pseudo_video",
     "read_frame",
     "visible_fraction",
+    "window_features",
+    "WindowFeatures",
 ]

@@ -3,9 +3,10 @@
 Meta-parameters ``M = {theta_init^0, A_init, A_on}``: the FC head's initial weights and, for every
 adaptation step, a learning-rate tensor shaped like each parameter (``K_init = K_on = 5``). An
 episode adapts ``theta`` by ``K_init`` steps on ``D_init`` and then ``K_on`` steps on the online
-data, each step ``theta <- theta - A[k] * grad L(D; theta)`` (elementwise). The meta-loss is the
-test loss after the initial adaptation plus the test loss after the online adaptation, and it is
-differentiated through both inner loops (second order, Eq. 8): every inner gradient is taken with
+data, each step ``theta <- theta - A[k] * grad L(batch; theta)`` (elementwise; the step itself is
+``runtime.rtmdnet.meta.adapt``, the one the tracker runs). The meta-loss is the test loss after the
+initial adaptation plus the test loss after the online adaptation, and it is differentiated
+through both inner loops (second order, Eq. 8): every inner gradient is taken with
 ``create_graph=True``.
 
 Test loss: cross-entropy on ``D_test^std`` plus ``gamma`` times a triplet loss on L2-normalized
@@ -21,22 +22,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from runtime.rtmdnet.head import FCHead
-
-Params = dict[str, torch.Tensor]
+from runtime.rtmdnet.meta import (
+    BatchSpec,
+    MetaCheckpoint,
+    Params,
+    adapt,
+    classification_loss,
+    forward_with,
+)
 
 
 @dataclass
 class MetaConfig:
     k_init: int = 5
-    k_on: int = 5
-    lr_init_value: float = 1e-3  # starting value of every learned learning rate
-    gamma: float = 0.1  # weight of the triplet term
+    k_on: int = 5  # 0: meta-learn the initial adaptation only (the Meta-Tracker baseline)
+    # Starting value of every learned rate (mean loss, plain steps). The paper does not give one;
+    # Adam at 1e-4 moves a rate by at most ~1e-4 per step, so it must start near a useful value.
+    # Swept on 24 training episodes before meta-training (docs/metartt.md): 0.1 gave the lowest
+    # test losses; 0.3 diverges on some episodes; fc6 x10 (RT-MDNet's multiplier) was worse.
+    lr_init_value: float = 0.1
+    gamma: float = 0.1  # weight of the triplet term (0: no hard examples)
     triplet_margin: float = 0.2
     scalar_lr: bool = False  # ablation: one learned scalar per step instead of per-parameter
 
@@ -73,30 +84,39 @@ class MetaLearner(nn.Module):
     def _key(name: str) -> str:
         return name.replace(".", "__")  # ParameterDict keys may not contain dots
 
+    def rates(self, which: str) -> list[dict[str, torch.Tensor]]:
+        """``which`` = "init" or "on": per step, ``{parameter name: rate}``."""
+        steps = {"init": self.lr_init, "on": self.lr_on}[which]
+        return [{n: step[self._key(n)] for n, _ in self.head.named_parameters()} for step in steps]
+
     def initial_params(self) -> Params:
         return dict(self.head.named_parameters())
 
     def forward_with(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.head, params, (x,))
+        return forward_with(self.head, params, x)
 
     def adapt(
         self,
         params: Params,
         pos: torch.Tensor,
         neg: torch.Tensor,
-        rates: nn.ParameterList,
-        create_graph: bool = True,
+        which: str,
+        spec: BatchSpec,
+        rng: np.random.Generator,
+        mining_dtype: torch.dtype | None = None,
     ) -> Params:
-        """``len(rates)`` gradient steps on the binary loss; differentiable w.r.t. the rates."""
-        for step_rates in rates:
-            logits = self.forward_with(params, torch.cat([pos, neg]))
-            loss = classification_loss(logits[: len(pos)], logits[len(pos) :])
-            grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-            params = {
-                name: p - step_rates[self._key(name)] * g
-                for (name, p), g in zip(params.items(), grads, strict=True)
-            }
-        return params
+        """The ``which`` ("init"/"on") inner loop, differentiable w.r.t. every meta-parameter."""
+        return adapt(
+            self.head,
+            params,
+            pos,
+            neg,
+            self.rates(which),
+            spec,
+            rng,
+            create_graph=True,
+            mining_dtype=mining_dtype,
+        )
 
     def test_loss(
         self, params: Params, pos: torch.Tensor, neg: torch.Tensor, hard: torch.Tensor
@@ -113,19 +133,24 @@ class MetaLearner(nn.Module):
         )
         return ce + self.config.gamma * triplet
 
+    def to_checkpoint(self, backbone: str, info: dict | None = None) -> MetaCheckpoint:
+        """What the runtime needs: theta_init^0, input scale, rates (no optimizer state)."""
+
+        def plain(which: str) -> list[dict[str, torch.Tensor]]:
+            return [{n: r.detach().clone() for n, r in step.items()} for step in self.rates(which)]
+
+        return MetaCheckpoint(
+            head_state={n: t.detach().clone() for n, t in self.head.state_dict().items()},
+            lr_init=plain("init"),
+            lr_on=plain("on"),
+            backbone=backbone,
+            feature_dim=self.head.fc4[0].in_features,
+            fc_width=self.head.fc4[0].out_features,
+            info=info or {},
+        )
+
 
 def _embed(head: FCHead, params: Params, x: torch.Tensor) -> torch.Tensor:
     """fc5 output (fc6 left out) of ``head``'s layers with the weights in ``params``."""
     h = F.relu(F.linear(x * head.input_scale, params["fc4.0.weight"], params["fc4.0.bias"]))
     return F.relu(F.linear(h, params["fc5.1.weight"], params["fc5.1.bias"]))
-
-
-def classification_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy (a mean, unlike MDNet's sum, so rates do not scale with batch)."""
-    targets = torch.cat(
-        [
-            torch.ones(len(pos_logits), dtype=torch.long),
-            torch.zeros(len(neg_logits), dtype=torch.long),
-        ]
-    ).to(pos_logits.device)
-    return F.cross_entropy(torch.cat([pos_logits, neg_logits]), targets)

@@ -71,6 +71,13 @@ class RTMDNetConfig:
     grad_clip: float = 10.0
     lr_mult_fc6: float = 10.0
 
+    # --- MetaRTT ---------------------------------------------------------------------------
+    # A meta checkpoint (train/meta.py): the head starts from its theta_init^0 and adapts with its
+    # learned per-step rates (K_init steps at the first frame, K_on steps per online update,
+    # always from theta_init^K) instead of maxiter_init / maxiter_update SGD steps. A checkpoint
+    # without online rates (Meta-Tracker style) keeps RT-MDNet's online updates.
+    meta: str | None = None
+
     # --- run -----------------------------------------------------------------------------
     seed: int = 0
     device: str = "cpu"

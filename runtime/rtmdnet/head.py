@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -57,6 +58,27 @@ def fast_low_precision(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def hardest(
+    cand: torch.Tensor,
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    k: int,
+    mining_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The ``k`` negatives that ``score_fn`` (target scores) ranks highest: hard negative mining.
+
+    Ranking only chooses samples, so it runs without autograd and, with ``mining_dtype`` (e.g.
+    bfloat16), at lower precision.
+    """
+    with (
+        torch.no_grad(),
+        torch.autocast(
+            cand.device.type, dtype=mining_dtype or torch.float32, enabled=mining_dtype is not None
+        ),
+    ):
+        scores = score_fn(cand).float()
+    return cand[scores.topk(min(k, len(cand))).indices]
+
+
 def _index_stream(n: int, needed: int, rng: np.random.Generator) -> np.ndarray:
     """Concatenated permutations of ``range(n)`` long enough for ``needed`` draws."""
     reps = int(np.ceil(needed / max(n, 1)))
@@ -93,18 +115,14 @@ def train_head(
         cand = neg_feats[neg_idx[it * batch_neg_cand : (it + 1) * batch_neg_cand]]
         if len(cand) > batch_neg:
             head.eval()
-            with (
-                torch.no_grad(),
-                torch.autocast(
-                    cand.device.type,
-                    dtype=mining_dtype or torch.float32,
-                    enabled=mining_dtype is not None,
+            cand = hardest(
+                cand,
+                lambda x: torch.cat(
+                    [head(x[s : s + batch_test])[:, 1] for s in range(0, len(x), batch_test)]
                 ),
-            ):
-                cand_scores = torch.cat(
-                    [head(cand[s : s + batch_test])[:, 1] for s in range(0, len(cand), batch_test)]
-                )
-            cand = cand[cand_scores.float().topk(min(batch_neg, len(cand))).indices]
+                batch_neg,
+                mining_dtype,
+            )
         head.train()
         logits = head(torch.cat([batch_pos_feats, cand]))
         loss = binary_loss(logits[: len(batch_pos_feats)], logits[len(batch_pos_feats) :])

@@ -24,6 +24,7 @@ from runtime.rtmdnet.bbreg import BoxRegressor
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.head import FCHead, fast_low_precision, train_head
+from runtime.rtmdnet.meta import BatchSpec, MetaCheckpoint, Params, adapt
 from runtime.sampling import SampleSpec, draw, draw_filtered
 
 # How far the update negatives reach (RT-MDNet: uniform, 1.5 target sides, scale 1.2); the crop
@@ -73,6 +74,13 @@ def update_examples(
     return pos, neg
 
 
+def update_reach(target: np.ndarray, config: RTMDNetConfig) -> np.ndarray:
+    """Half extent, around ``target``'s centre, that holds every padded update negative."""
+    return NEG_UPDATE.trans_f * target[2:].mean() + target[2:] * NEG_UPDATE.scale_f * (
+        config.roi_padding / 2.0
+    )
+
+
 class RTMDNetTracker:
     name = "rtmdnet"
 
@@ -111,6 +119,13 @@ class RTMDNetTracker:
             self._mining_dtype = None
         else:
             self._mining_dtype = getattr(torch, self.config.mining_precision)
+        self.meta: MetaCheckpoint | None = None
+        if self.config.meta is not None:
+            self.meta = MetaCheckpoint.from_file(self.config.meta)
+            self.meta.check_compatible(self.config.backbone, self.extractor.feature_dim)
+            self._meta_rates = {
+                which: self.meta.rates(which, self.device) for which in ("init", "on")
+            }
         self.bbreg = BoxRegressor(
             self.config.bbreg_alpha, self.config.overlap_bbreg, self.config.scale_bbreg
         )
@@ -204,14 +219,20 @@ class RTMDNetTracker:
         pos_all = self._subsample(torch.cat(pos_feats), c.n_pos_init)
         neg_all = self._subsample(torch.cat(neg_feats), c.n_neg_init)
 
-        self.head = FCHead(self.extractor.feature_dim, c.fc_width, c.dropout).to(self.device)
+        if self.meta is None:
+            self.head = FCHead(self.extractor.feature_dim, c.fc_width, c.dropout).to(self.device)
+        else:
+            self.head = self.meta.build_head(self.device)
         self.head.input_scale.fill_(
             1.0 / float(torch.cat([pos_all, neg_all]).std().clamp_min(1e-6))
         )
         self._update_optimizer = self._optimizer(c.lr_update)
-        self.last_init_loss = self._train(
-            self._optimizer(c.lr_init), pos_all, neg_all, c.maxiter_init
-        )
+        if self.meta is None:
+            self._train(self._optimizer(c.lr_init), pos_all, neg_all, c.maxiter_init)
+        else:
+            initial = {n: p.detach().clone() for n, p in self.head.named_parameters()}
+            self._theta_init = self._meta_adapt(initial, pos_all, neg_all, "init")
+            self._load_params(self._theta_init)
 
         reg_x = torch.cat(reg_feats) * self.head.input_scale
         self.bbreg.fit(reg_x.cpu().numpy(), np.concatenate(reg_boxes), target)
@@ -223,6 +244,31 @@ class RTMDNetTracker:
         self._target = target
         self._trans_f = c.trans_f
         self._frame_index = 0
+
+    def _meta_adapt(
+        self, params: Params, pos: torch.Tensor, neg: torch.Tensor, which: str
+    ) -> Params:
+        c = self.config
+        assert self.head is not None
+        self.head.eval()  # as in meta-training: no dropout
+        spec = BatchSpec(c.batch_pos, c.batch_neg, c.batch_neg_cand)
+        rates = self._meta_rates[which]
+        return adapt(
+            self.head, params, pos, neg, rates, spec, self._rng, mining_dtype=self._mining_dtype
+        )
+
+    @torch.no_grad()
+    def _load_params(self, params: Params) -> None:
+        assert self.head is not None
+        for name, p in self.head.named_parameters():
+            p.copy_(params[name])
+
+    def _online_update(self, pos: torch.Tensor, neg: torch.Tensor) -> None:
+        if self.meta is not None and self.meta.lr_on:
+            # MetaRTT: K_on learned steps from theta_init^K, the start they were learned for.
+            self._load_params(self._meta_adapt(self._theta_init, pos, neg, "on"))
+        else:
+            self._train(self._update_optimizer, pos, neg, self.config.maxiter_update)
 
     @torch.no_grad()
     def _score(self, feats: torch.Tensor) -> torch.Tensor:
@@ -240,10 +286,9 @@ class RTMDNetTracker:
         samples = draw(spec, target, c.n_samples, self._frame_wh, self._rng)
 
         # One window serves the candidates and this frame's update negatives.
-        reach = NEG_UPDATE.trans_f * target[2:].mean() + target[2:] * NEG_UPDATE.scale_f * (
-            c.roi_padding / 2.0
+        half = np.maximum(
+            update_reach(target, c), self._covering_half_extent(target, samples, c.roi_padding)
         )
-        half = np.maximum(reach, self._covering_half_extent(target, samples, c.roi_padding))
         window = self._window(target, half)
         fmap = self._feature_map(frame, window)
         cand_feats = self._pool(fmap, window, samples)
@@ -272,9 +317,9 @@ class RTMDNetTracker:
         if not success:
             recent = list(self._pos_memory)[-c.n_frames_short :]
             neg = torch.cat(list(self._neg_memory))
-            self._train(self._update_optimizer, torch.cat(recent), neg, c.maxiter_update)
+            self._online_update(torch.cat(recent), neg)
         elif self._frame_index % c.long_interval == 0:
             pos = torch.cat(list(self._pos_memory))
             neg = torch.cat(list(self._neg_memory))
-            self._train(self._update_optimizer, pos, neg, c.maxiter_update)
+            self._online_update(pos, neg)
         return result, score
