@@ -66,3 +66,18 @@ def test_meta_training_improves_adaptation_on_new_tasks():
     eval_gen = torch.Generator().manual_seed(123)
     after = sum(float(_meta_loss(learner, eval_gen)) for _ in range(8))
     assert after < 0.7 * before
+
+
+def test_training_config_round_trips_through_json_and_overrides():
+    import json
+    from dataclasses import asdict
+
+    import pytest
+
+    from train.meta import TrainConfig, apply_overrides, config_from_dict
+
+    config = apply_overrides(TrainConfig(), {"meta.gamma": "0", "episode.tracker.top_k": "3"})
+    assert config.meta.gamma == 0.0 and config.episode.tracker.top_k == 3
+    assert config_from_dict(json.loads(json.dumps(asdict(config)))) == config
+    with pytest.raises(ValueError, match="unknown setting"):
+        apply_overrides(TrainConfig(), {"meta.no_such_thing": 1})

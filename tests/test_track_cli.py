@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from runtime.demo_clip import demo_track, render_frames, synthesize_clip
-from runtime.paths import PROJECT_ROOT
+from runtime.paths import PROJECT_ROOT, data_root
 from runtime.sequences import read_boxes_file
-from runtime.track import main
+from runtime.track import DEFAULT_TRACKER, FALLBACK_TRACKER, main
 from runtime.video import open_source
 
 N_FRAMES = 10
@@ -92,7 +92,7 @@ def test_boxes_file_and_video(clip: Path, tmp_path: Path) -> None:
     factory = Factory()
     argv = [str(clip), "--init", INIT, "--boxes", str(boxes), "--output", str(video), "--quiet"]
     assert main(argv, tracker_factory=factory) == 0
-    assert factory.calls == [("rtmdnet", None)]
+    assert factory.calls == [(DEFAULT_TRACKER, None)]
     # The tracker got the 0-based box; the file holds 1-based rows, the first being --init.
     assert np.array_equal(factory.trackers[0].init_boxes[0], INIT_1BASED - [1, 1, 0, 0])
     rows = read_boxes_file(boxes)
@@ -136,7 +136,7 @@ def test_init_box_from_videos_json(clip: Path, tmp_path: Path) -> None:
     argv = [str(clip), "--data", str(data), "--boxes", str(boxes), "--quiet"]
     assert main(argv, tracker_factory=factory) == 0
     np.testing.assert_allclose(read_boxes_file(boxes)[0], [11, 21, 30, 40])
-    assert factory.calls == [("rtmdnet", data)]
+    assert factory.calls == [(DEFAULT_TRACKER, data)]
 
 
 def test_init_box_from_otb_folder(tmp_path: Path) -> None:
@@ -273,10 +273,33 @@ def test_default_tracker_falls_back_when_weights_are_missing(clip: Path, tmp_pat
 
     def factory(name: str, data_dir: Path | None) -> ShiftTracker:
         calls.append(name)
-        if name == "rtmdnet":
+        if name == DEFAULT_TRACKER:
             raise FileNotFoundError("NanoTrack v3 state dict not found at /nowhere")
         return ShiftTracker()
 
     argv = [str(clip), "--init", INIT, "--boxes", str(tmp_path / "b.txt"), "--quiet"]
     assert main(argv, tracker_factory=factory) == 0
-    assert calls == ["rtmdnet", "rtmdnet-vggm"]
+    assert calls == [DEFAULT_TRACKER, FALLBACK_TRACKER]
+
+
+def test_meta_checkpoint_option(clip: Path, tmp_path: Path) -> None:
+    seen: list[dict[str, object]] = []
+
+    def factory(name: str, data_dir: Path | None, **options: object) -> ShiftTracker:
+        seen.append(options)
+        return ShiftTracker()
+
+    ckpt = tmp_path / "m.pt"
+    argv = [str(clip), "--init", INIT, "--meta", str(ckpt), "--boxes", str(tmp_path / "b.txt")]
+    assert main([*argv, "--quiet"], tracker_factory=factory) == 0
+    assert seen == [{"meta": str(ckpt)}]
+
+
+@pytest.mark.skipif(
+    not (data_root() / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz").is_file(),
+    reason="needs the NanoTrack weights (a missing checkpoint is only reported once they load)",
+)
+def test_missing_meta_checkpoint_is_one_error_line(clip: Path, tmp_path: Path) -> None:
+    done = _run_cli([str(clip), "--init", INIT, "--meta", "missing.pt"], tmp_path)
+    assert done.returncode == 2
+    assert "meta checkpoint not found: missing.pt" in _one_error_line(done.stderr)

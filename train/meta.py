@@ -1,6 +1,7 @@
 """Meta-train MetaRTT (Jung et al., AAAI 2020, Algorithm 1) on real tracking episodes.
 
-    python train/meta.py [--data DIR] [--out DIR] [--episodes N] [--variant NAME] [--resume]
+    python train/meta.py [--data DIR] [--train-data DIR ...] [--out DIR] [--steps N]
+        [--variant NAME] [--set KEY=VALUE ...] [--resume]
     torchrun --nproc_per_node 2 train/meta.py ...        # DistributedDataParallel, gloo on CPU
 
 Every meta-step, each process draws one episode (:class:`train.episodes.EpisodeSampler`: 6 frames
@@ -44,6 +45,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -322,8 +324,9 @@ def save_state(path: Path, learner: MetaLearner, optimizer, step: int, config: T
 
 def load_state(path: Path, learner: MetaLearner, optimizer, config: TrainConfig) -> int:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = json.loads(state["config"])
-    mine = json.loads(json.dumps(asdict(config), sort_keys=True))
+    # Through the dataclasses, so settings added since the run started take their defaults.
+    saved = json.loads(json.dumps(asdict(config_from_dict(json.loads(state["config"])))))
+    mine = json.loads(json.dumps(asdict(config)))
     # A resumed run may go further, and checkpoint or validate at another pace.
     for key in MONITORING:
         saved.pop(key, None), mine.pop(key, None)
@@ -370,6 +373,8 @@ def plot_log(rows: list[dict[str, object]], path: Path) -> None:
     val = [(int(r["step"]), float(r["val_auc"])) for r in rows if str(r.get("val_auc", ""))]
     if val:
         ax_val.plot(*zip(*val, strict=True), marker="o")
+    else:
+        ax_val.text(0.5, 0.5, "no validation in this run\n(--val-every N)", ha="center")
     ax_val.set_xlabel("meta-step")
     ax_val.set_ylabel("val AUC (first frames only)")
     fig.tight_layout()
@@ -419,8 +424,18 @@ class TrainResult:
     skipped_steps: int  # meta-steps dropped for a non-finite gradient
 
 
-def train(config: TrainConfig, root: Path, out: Path, resume: bool = False) -> TrainResult:
-    """Run (or continue) meta-training in ``out``."""
+def train(
+    config: TrainConfig,
+    root: Path,
+    out: Path,
+    resume: bool = False,
+    extra_data: Sequence[Path] = (),
+) -> TrainResult:
+    """Run (or continue) meta-training in ``out``.
+
+    Episodes come from ``root``'s train split and ``train_extra/`` plus every dataset found in
+    ``extra_data`` (OTB folders, GOT-10k, LaSOT, ImageNet-VID: :func:`train.datasets.discover`).
+    """
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
@@ -449,7 +464,8 @@ def train(config: TrainConfig, root: Path, out: Path, resume: bool = False) -> T
     model = objective
     if distributed:
         model = nn.parallel.DistributedDataParallel(objective)
-    sampler = EpisodeSampler(training_sequences(root), config.episode, seed=config.seed)
+    sequences = training_sequences(root, extra_data)
+    sampler = EpisodeSampler(sequences, config.episode, seed=config.seed)
     info = {"train_config": asdict(config), "world_size": world}
 
     bar = tqdm(
@@ -523,6 +539,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Meta-train MetaRTT's initial weights and per-step learning rates.",
     )
     p.add_argument("--data", type=Path, default=None, help="data root (default: $TRACKER_DATA)")
+    p.add_argument(
+        "--train-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="more training videos: an OTB-style folder, GOT-10k, LaSOT or ImageNet-VID (repeat)",
+    )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/meta/VARIANT)")
     p.add_argument("--variant", choices=sorted(VARIANTS), default="metartt")
     p.add_argument("--config", type=Path, help="JSON of settings (config.json of a run works)")
@@ -568,7 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     if distributed:
         dist.init_process_group("gloo")
     try:
-        path = train(config, root, out, resume=args.resume).checkpoint
+        path = train(config, root, out, args.resume, args.train_data).checkpoint
+    except (FileNotFoundError, ValueError) as exc:  # missing data or weights, val leak, bad data
+        raise SystemExit(f"error: {exc}") from None
     finally:
         if distributed:
             dist.destroy_process_group()

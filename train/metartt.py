@@ -50,6 +50,9 @@ class MetaConfig:
     gamma: float = 0.1  # weight of the triplet term (0: no hard examples)
     triplet_margin: float = 0.2
     scalar_lr: bool = False  # ablation: one learned scalar per step instead of per-parameter
+    # Test CE as the mean of the positives' and the negatives' means, instead of the mean over all
+    # samples (1 positive : 4 negatives in D_test^std). Not in the paper; see docs/metartt.md.
+    balanced_test_loss: bool = False
 
 
 class MetaLearner(nn.Module):
@@ -122,7 +125,13 @@ class MetaLearner(nn.Module):
         self, params: Params, pos: torch.Tensor, neg: torch.Tensor, hard: torch.Tensor
     ) -> torch.Tensor:
         logits = self.forward_with(params, torch.cat([pos, neg]))
-        ce = classification_loss(logits[: len(pos)], logits[len(pos) :])
+        if self.config.balanced_test_loss:
+            ce = 0.5 * (
+                classification_loss(logits[: len(pos)], logits[:0])
+                + classification_loss(logits[:0], logits[len(pos) :])
+            )
+        else:
+            ce = classification_loss(logits[: len(pos)], logits[len(pos) :])
         if self.config.gamma == 0 or len(hard) == 0 or len(pos) < 2:
             return ce
         emb = F.normalize(_embed(self.head, params, torch.cat([pos, hard])), dim=1)
