@@ -4,6 +4,10 @@ Follows RT-MDNet's tracking procedure (first-frame training with hard negative m
 regression fitted on the first frame, long-term updates every 10 frames, short-term updates after a
 failure, bounded sample memories). Where the procedure had to change for a pretrained backbone or
 for CPU speed, the comment says so.
+
+With a meta checkpoint (``RTMDNetConfig.meta``; MetaRTT, :mod:`runtime.rtmdnet.meta`) the same
+procedure starts the head from the meta-learned ``theta_init^0`` and replaces the SGD iterations
+by the checkpoint's learned steps (5 at the first frame, 5 per online update).
 """
 
 from __future__ import annotations
