@@ -6,6 +6,7 @@ no GUI backend is touched and nothing global is changed (safe in tests and headl
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bench.metrics import (
     PRECISION_AT_PX,
     MeanCurves,
 )
+from runtime.atomic import write_atomic
 
 
 def _save_curves(
@@ -52,9 +54,9 @@ def _save_curves(
     ax.grid(True, alpha=0.3)
     ax.legend(loc=legend_loc, fontsize="small")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    write_atomic(path, image.getvalue())
     return path
 
 

@@ -108,6 +108,16 @@ def blank_invisible(gt: np.ndarray, invisible: np.ndarray | None = None) -> np.n
     return out
 
 
+def _frame_flags(path: Path, n_frames: int) -> np.ndarray | None:
+    """One integer flag per frame from ``path``, or None if the file is absent."""
+    if not path.is_file():
+        return None
+    flags = _read_flags(path)
+    if len(flags) != n_frames:
+        raise ValueError(f"{path}: {len(flags)} flags for {n_frames} frames")
+    return flags
+
+
 def _read_flags(path: Path) -> np.ndarray:
     """0/1 (or small integer) flags, comma/space/newline separated, as an int array."""
     text = path.read_text().strip()
@@ -164,18 +174,12 @@ def load_got10k_sequence(folder: Path) -> Sequence:
         # GOT-10k's test split gives only the first box: not usable for training.
         raise ValueError(f"{folder.name}: {len(frames)} frames but {len(rows)} ground-truth rows")
     invisible = np.zeros(len(frames), dtype=bool)
-    absence = folder / "absence.label"
-    if absence.is_file():
-        flags = _read_flags(absence)
-        if len(flags) != len(frames):
-            raise ValueError(f"{absence}: {len(flags)} flags for {len(frames)} frames")
-        invisible |= flags > 0  # 1 = target absent
-    cover = folder / "cover.label"
-    if cover.is_file():
-        levels = _read_flags(cover)
-        if len(levels) != len(frames):
-            raise ValueError(f"{cover}: {len(levels)} values for {len(frames)} frames")
-        invisible |= levels == 0  # visible ratio class 0 = fully occluded (as pytracking reads it)
+    absent = _frame_flags(folder / "absence.label", len(frames))
+    if absent is not None:
+        invisible |= absent > 0  # 1 = target absent
+    cover = _frame_flags(folder / "cover.label", len(frames))
+    if cover is not None:
+        invisible |= cover == 0  # visible ratio class 0 = fully occluded (as pytracking reads it)
     gt = blank_invisible(to_internal(rows, CONVENTIONS["got10k"]), invisible)
     return Sequence(folder.name, frames, gt)
 
@@ -207,11 +211,8 @@ def load_lasot_sequence(folder: Path) -> Sequence:
         raise ValueError(f"{folder.name}: {len(frames)} frames but {len(rows)} ground-truth rows")
     invisible = np.zeros(len(frames), dtype=bool)
     for flag_file in ("full_occlusion.txt", "out_of_view.txt"):
-        path = folder / flag_file
-        if path.is_file():
-            flags = _read_flags(path)
-            if len(flags) != len(frames):
-                raise ValueError(f"{path}: {len(flags)} flags for {len(frames)} frames")
+        flags = _frame_flags(folder / flag_file, len(frames))
+        if flags is not None:
             invisible |= flags > 0
     gt = blank_invisible(to_internal(rows, CONVENTIONS["lasot"]), invisible)
     return Sequence(folder.name, frames, gt)

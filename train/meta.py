@@ -354,13 +354,13 @@ def write_log(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 def plot_log(rows: list[dict[str, object]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     steps = np.array([int(r["step"]) for r in rows])
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_val = fig.subplots(1, 2)
     for key in ("meta_loss", "loss_init", "loss_on"):
         values = np.array([float(r[key]) for r in rows])
         if np.isfinite(values).any():
@@ -380,13 +380,13 @@ def plot_log(rows: list[dict[str, object]], path: Path) -> None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
     write_atomic(path, buffer.getvalue())
 
 
 def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
     """OPE success AUC of the tracker with ``checkpoint`` on the val split (first frames)."""
     from bench.ope import resolve_sequences, run_ope
+    from runtime.registry import create_tracker
 
     sequences = resolve_sequences(root / "sequences", [], "val")
     summary = run_ope(
@@ -395,15 +395,9 @@ def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
         data_dir=root,
         max_frames=max_frames,
         progress=False,
-        factory=lambda name: _metartt(root, checkpoint),
+        factory=lambda name: create_tracker(name, data_dir=root, meta=str(checkpoint)),
     )
     return float(summary["metartt"]["mean_auc"])
-
-
-def _metartt(root: Path, checkpoint: Path):
-    from runtime.registry import create_tracker
-
-    return create_tracker("metartt", data_dir=root, meta=str(checkpoint))
 
 
 # ------------------------------------------------------------------------------------------
@@ -598,13 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if distributed:
             dist.destroy_process_group()
-    if not distributed or dist_rank_zero():
+    if int(os.environ.get("RANK", "0")) == 0:
         print(f"runtime checkpoint: {path}  (python -m runtime.track VIDEO --meta {path})")
     return 0
-
-
-def dist_rank_zero() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 if __name__ == "__main__":
