@@ -39,9 +39,6 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
-import dataclasses  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
@@ -62,6 +59,7 @@ from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
 from runtime.rtmdnet.head import FCHead, fast_low_precision  # noqa: E402
 from runtime.rtmdnet.meta import BatchSpec  # noqa: E402
 from runtime.rtmdnet.tracker import update_reach  # noqa: E402
+from train import tooling  # noqa: E402
 from train.datasets import training_sequences  # noqa: E402
 from train.episodes import (  # noqa: E402
     Episode,
@@ -72,6 +70,12 @@ from train.episodes import (  # noqa: E402
     window_features,
 )
 from train.metartt import MetaConfig, MetaLearner  # noqa: E402
+from train.tooling import (  # noqa: E402
+    apply_overrides,
+    parse_assignments,
+    read_log,
+    write_log,
+)
 
 VARIANTS: dict[str, dict[str, object]] = {
     "metartt": {},
@@ -112,37 +116,8 @@ class TrainConfig:
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
 
-def apply_overrides(config: TrainConfig, overrides: dict[str, object]) -> TrainConfig:
-    """``{"meta.gamma": 0.0, "steps": 10}`` -> a new config (dotted keys reach nested ones)."""
-    for key, value in overrides.items():
-        target: object = config
-        *path, last = key.split(".")
-        for part in path:
-            target = getattr(target, part)
-        if not dataclasses.is_dataclass(target) or last not in {
-            f.name for f in dataclasses.fields(target)
-        }:
-            raise ValueError(f"unknown setting {key!r}")
-        current = getattr(target, last)
-        if isinstance(current, bool):
-            value = value if isinstance(value, bool) else str(value).lower() in ("1", "true")
-        elif isinstance(current, (int, float)) and not isinstance(value, bool):
-            value = type(current)(value)  # type: ignore[call-arg]
-        setattr(target, last, value)
-    return config
-
-
 def config_from_dict(data: dict) -> TrainConfig:
-    def flat(prefix: str, d: dict) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flat(f"{prefix}{k}.", v))
-            else:
-                out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
-        return out
-
-    return apply_overrides(TrainConfig(), flat("", data))
+    return tooling.config_from_dict(TrainConfig, data)
 
 
 # ------------------------------------------------------------------------------------------
@@ -309,78 +284,27 @@ def _subsample(feats: torch.Tensor, n: int, rng: np.random.Generator) -> torch.T
 # Checkpoints and logs
 # ------------------------------------------------------------------------------------------
 def save_state(path: Path, learner: MetaLearner, optimizer, step: int, config: TrainConfig) -> None:
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "step": step,
-            "learner": learner.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "config": json.dumps(asdict(config), sort_keys=True),
-        },
-        buffer,
+    tooling.save_state(
+        path, step, config, learner=learner.state_dict(), optimizer=optimizer.state_dict()
     )
-    write_atomic(path, buffer.getvalue())
 
 
 def load_state(path: Path, learner: MetaLearner, optimizer, config: TrainConfig) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # Through the dataclasses, so settings added since the run started take their defaults.
-    saved = json.loads(json.dumps(asdict(config_from_dict(json.loads(state["config"])))))
-    mine = json.loads(json.dumps(asdict(config)))
-    # A resumed run may go further, and checkpoint or validate at another pace.
-    for key in MONITORING:
-        saved.pop(key, None), mine.pop(key, None)
-    if saved != mine:
-        changed = sorted(k for k in mine if saved.get(k) != mine.get(k))
-        raise SystemExit(f"error: --resume with different settings ({', '.join(changed)})")
+    state = tooling.load_state(path, config, free=MONITORING)
     learner.load_state_dict(state["learner"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])
 
 
-def read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["step"]) <= up_to_step]
-
-
-def write_log(path: Path, rows: list[dict[str, object]]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=LOG_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, text.getvalue())
-
-
 def plot_log(rows: list[dict[str, object]], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    steps = np.array([int(r["step"]) for r in rows])
-    fig = Figure(figsize=(10, 3.5))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_val = fig.subplots(1, 2)
-    for key in ("meta_loss", "loss_init", "loss_on"):
-        values = np.array([float(r[key]) for r in rows])
-        if np.isfinite(values).any():
-            window = max(1, min(25, len(values) // 5))
-            smooth = np.convolve(np.nan_to_num(values), np.ones(window) / window, mode="valid")
-            ax_loss.plot(steps[window - 1 :], smooth, label=f"{key} (mean of {window})")
-    ax_loss.set_xlabel("meta-step")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    val = [(int(r["step"]), float(r["val_auc"])) for r in rows if str(r.get("val_auc", ""))]
-    if val:
-        ax_val.plot(*zip(*val, strict=True), marker="o")
-    else:
-        ax_val.text(0.5, 0.5, "no validation in this run\n(--val-every N)", ha="center")
-    ax_val.set_xlabel("meta-step")
-    ax_val.set_ylabel("val AUC (first frames only)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    write_atomic(path, buffer.getvalue())
+    tooling.plot_log(
+        rows,
+        path,
+        ("meta_loss", "loss_init", "loss_on"),
+        "val_auc",
+        "val AUC (first frames only)",
+        "no validation in this run\n(--val-every N)",
+    )
 
 
 def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
@@ -446,8 +370,6 @@ def train(
     state_path, log_path = out / "last.pt", out / "log.csv"
     start = 0
     if resume:
-        if not state_path.is_file():
-            raise SystemExit(f"error: --resume: no {state_path} (start without --resume)")
         start = load_state(state_path, learner, optimizer, config)
     elif state_path.exists():
         raise SystemExit(f"error: {out} already holds a run; pass --resume or another --out")
@@ -512,7 +434,7 @@ def train(
             if config.val_every and ((step + 1) % config.val_every == 0 or last):
                 row["val_auc"] = f"{validation_auc(runtime_ckpt, root, config.val_max_frames):.4f}"
             save_state(state_path, learner, optimizer, step + 1, config)
-            write_log(log_path, rows)
+            write_log(log_path, rows, LOG_FIELDS)
             plot_log(rows, out / "training.png")
     if distributed:
         dist.barrier()
@@ -568,11 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("steps", "seed", "meta_lr", "checkpoint_every", "val_every"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set needs KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value.strip()
+    overrides.update(parse_assignments(args.set))
     try:
         config = apply_overrides(config, overrides)
     except (ValueError, AttributeError) as exc:

@@ -8,6 +8,7 @@ BGR crops and the runtime treats every backbone the same way.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -123,3 +124,30 @@ def freeze(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
+
+
+def keep_output_channels(backbone: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """A frozen copy of ``backbone`` whose output has only the channels ``keep``, in that order.
+
+    Channel pruning of the last conv layer: its filters (and biases) outside ``keep`` are removed,
+    so the copy computes less, not a masked map. Only backbones whose output conv is followed by
+    element-wise ops alone expose ``output_conv()``; the others cannot be sliced there.
+    """
+    if not hasattr(backbone, "output_conv"):
+        raise ValueError(
+            f"the {type(backbone).__name__} backbone's last layer cannot be sliced "
+            "(no output_conv: it is followed by a residual add or a channel-mixing op)"
+        )
+    keep = torch.as_tensor(keep, dtype=torch.long)
+    sliced = copy.deepcopy(backbone)
+    conv: nn.Conv2d = sliced.output_conv()
+    if conv.groups != 1 or len(keep) == 0 or int(keep.max()) >= conv.out_channels:
+        raise ValueError(f"cannot keep channels {keep.tolist()[:8]}... of {conv}")
+    keep = keep.to(conv.weight.device)
+    weight = conv.weight.detach()[keep].contiguous(memory_format=torch.channels_last)
+    conv.weight = nn.Parameter(weight, requires_grad=False)
+    if conv.bias is not None:
+        conv.bias = nn.Parameter(conv.bias.detach()[keep].clone(), requires_grad=False)
+    conv.out_channels = len(keep)
+    sliced.out_channels = len(keep)
+    return sliced

@@ -154,6 +154,18 @@ class NanoTrackBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(nhwc(x)).contiguous()
 
+    def output_conv(self) -> nn.Conv2d:
+        """The conv that makes the output channels (the last block's project conv, BN folded).
+
+        Nothing mixes channels after it (that block has no residual add), so channel pruning may
+        slice it (:func:`runtime.backbones.common.keep_output_channels`).
+        """
+        last = self.features[-1]
+        assert isinstance(last, InvertedResidual) and not last.use_residual
+        conv = last.conv[-1]
+        assert isinstance(conv, nn.Conv2d) and conv.out_channels == self.out_channels
+        return conv
+
     def feature_offset(self, size: int) -> float:
         """Input pixel (0-based) on which output cell 0 is centred: 0 (symmetric padding).
 

@@ -141,6 +141,10 @@ class VGGMBackbone(nn.Module):
         x = self.lrn2(F.relu(self.conv2(x), inplace=True))
         return F.relu(self.conv3(x), inplace=True).contiguous()
 
+    def output_conv(self) -> nn.Conv2d:
+        """conv3: only a ReLU follows it, so channel pruning may slice it."""
+        return self.conv3
+
     def feature_offset(self, size: int) -> float:
         """Input pixel (0-based) on which output cell 0 is centred: 37 (valid convolutions).
 

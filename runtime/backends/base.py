@@ -9,7 +9,7 @@ import torch
 
 @runtime_checkable
 class FeatureBackend(Protocol):
-    """Backbone + RoIAlign behind two calls; the tracker calls nothing else.
+    """Backbone + RoIAlign behind two calls (plus ``keep_channels`` for pruning); nothing else.
 
     Both calls return torch tensors on the device of their input, so the FC head (torch, adapted
     online) reads them directly, whatever ran them.
@@ -25,4 +25,12 @@ class FeatureBackend(Protocol):
         self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
     ) -> torch.Tensor:
         """``(N, 4)`` RoIs (x1, y1, x2, y2 crop pixels), ``(N,)`` int64 -> ``(N, C*roi*roi)``."""
+        ...
+
+    def keep_channels(self, keep: torch.Tensor) -> FeatureBackend:
+        """A backend whose backbone computes only output channels ``keep`` (channel pruning).
+
+        Called once per video at its first frame, when the masks are known; the returned backend
+        is a physically smaller network (the last conv's other filters are gone).
+        """
         ...

@@ -16,6 +16,10 @@ class TorchBackend:
     def __init__(self, extractor: RoIFeatureExtractor) -> None:
         self.extractor = extractor
 
+    def keep_channels(self, keep: torch.Tensor) -> TorchBackend:
+        """A backend whose backbone computes only output channels ``keep`` (channel pruning)."""
+        return TorchBackend(self.extractor.keep_channels(keep))
+
     @torch.no_grad()
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
         return self.extractor.feature_map(crop)

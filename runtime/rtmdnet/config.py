@@ -78,6 +78,16 @@ class RTMDNetConfig:
     # without online rates (Meta-Tracker style) keeps RT-MDNet's online updates.
     meta: str | None = None
 
+    # --- MetaRTT channel pruning -------------------------------------------------------------
+    # A pruning checkpoint (train/prune.py; made for the meta checkpoint above) predicts channel
+    # masks once, at the first frame, from theta_init^K; the pruned channels are then cut out of
+    # the last conv layer and the FC layers for the rest of the video (runtime.rtmdnet.prune).
+    # "fit": masks minimizing Eq. 9-10 on the first frame's samples alone (no meta-learning).
+    prune: str | None = None
+    prune_fit_sparsity: float = 0.2  # L1 weight of the "fit" variant
+    prune_fit_steps: int = 100
+    prune_fit_lr: float = 0.05
+
     # --- run -----------------------------------------------------------------------------
     seed: int = 0
     device: str = "cpu"

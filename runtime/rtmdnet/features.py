@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from runtime.backbones.common import keep_output_channels
 from runtime.roi_align import RoIAlign
 
 
@@ -17,6 +18,7 @@ class RoIFeatureExtractor(nn.Module):
     def __init__(self, backbone: nn.Module, roi_size: int = 3, sampling_ratio: int = 2) -> None:
         super().__init__()
         self.backbone = backbone
+        self.roi_size, self.sampling_ratio = roi_size, sampling_ratio
         self.roi_align = RoIAlign((roi_size, roi_size), 1.0 / backbone.stride, sampling_ratio)
         self.feature_dim = backbone.out_channels * roi_size * roi_size
         self.stride = int(backbone.stride)
@@ -29,6 +31,12 @@ class RoIFeatureExtractor(nn.Module):
             else 0.0
         )
         self.roi_shift = self.stride / 2.0 - 0.5 - float(offset)
+
+    def keep_channels(self, keep: torch.Tensor) -> RoIFeatureExtractor:
+        """A copy whose backbone computes only output channels ``keep`` (channel pruning)."""
+        sliced = keep_output_channels(self.backbone, keep)
+        device = next(self.backbone.parameters()).device
+        return RoIFeatureExtractor(sliced, self.roi_size, self.sampling_ratio).to(device).eval()
 
     def feature_map(self, crops: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float BGR 0-255 crops -> backbone features."""

@@ -18,12 +18,19 @@ class FCHead(nn.Module):
     so the paper's learning rates work whatever backbone feeds the head.
     """
 
-    def __init__(self, in_features: int, width: int = 512, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        width: int = 512,
+        dropout: float = 0.5,
+        fc5_width: int | None = None,  # a pruned head's fc5 keeps its own number of units
+    ) -> None:
         super().__init__()
+        fc5_width = width if fc5_width is None else fc5_width
         self.register_buffer("input_scale", torch.ones(()))
         self.fc4 = nn.Sequential(nn.Linear(in_features, width), nn.ReLU())
-        self.fc5 = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, width), nn.ReLU())
-        self.fc6 = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, 2))
+        self.fc5 = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, fc5_width), nn.ReLU())
+        self.fc6 = nn.Sequential(nn.Dropout(dropout), nn.Linear(fc5_width, 2))
 
     def embed(self, roi_features: torch.Tensor) -> torch.Tensor:
         return self.fc5(self.fc4(roi_features * self.input_scale))

@@ -29,6 +29,14 @@ from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.head import FCHead, fast_low_precision, train_head
 from runtime.rtmdnet.meta import BatchSpec, MetaCheckpoint, Params, adapt
+from runtime.rtmdnet.prune import (
+    DESCRIPTOR_SAMPLES,
+    ChannelSelection,
+    PruneCheckpoint,
+    descriptors,
+    fit_masks,
+    layer_widths,
+)
 from runtime.sampling import SampleSpec, draw, draw_filtered
 
 # How far the update negatives reach (RT-MDNet: uniform, 1.5 target sides, scale 1.2); the crop
@@ -116,6 +124,7 @@ class RTMDNetTracker:
                 verbose=self.config.backend != "auto" or self.config.export_dir is not None,
             )
         self.backend: FeatureBackend = backend
+        self._unpruned_backend = backend  # pruning replaces self.backend for one video
         self.head: FCHead | None = None
         if self.config.mining_precision == "auto":
             self._mining_dtype = fast_low_precision(self.device)
@@ -127,9 +136,16 @@ class RTMDNetTracker:
         if self.config.meta is not None:
             self.meta = MetaCheckpoint.from_file(self.config.meta)
             self.meta.check_compatible(self.config.backbone, self.extractor.feature_dim)
-            self._meta_rates = {
+            self._meta_rates_unpruned = {
                 which: self.meta.rates(which, self.device) for which in ("init", "on")
             }
+            self._meta_rates = self._meta_rates_unpruned
+        self._prune_net = None
+        if self.config.prune not in (None, "fit"):
+            prune = PruneCheckpoint.from_file(self.config.prune)
+            prune.check_compatible(self.meta.sha256 if self.meta is not None else None)
+            self._prune_net = prune.build(self.device)
+        self.selection: ChannelSelection | None = None  # this video's pruning, once init ran
         self.bbreg = BoxRegressor(
             self.config.bbreg_alpha, self.config.overlap_bbreg, self.config.scale_bbreg
         )
@@ -202,6 +218,9 @@ class RTMDNetTracker:
         torch.manual_seed(c.seed)
         self._frame_wh = (frame.shape[1], frame.shape[0])
         self._fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
+        self.backend, self.selection = self._unpruned_backend, None
+        if self.meta is not None:
+            self._meta_rates = self._meta_rates_unpruned
 
         pos, neg = init_examples(target, self._frame_wh, c, self._rng)
         reg = draw_filtered(
@@ -237,8 +256,14 @@ class RTMDNetTracker:
             initial = {n: p.detach().clone() for n, p in self.head.named_parameters()}
             self._theta_init = self._meta_adapt(initial, pos_all, neg_all, "init")
             self._load_params(self._theta_init)
+        reg_all = torch.cat(reg_feats)
+        if c.prune is not None:
+            # From here on a smaller network: the stored features keep the kept channels only.
+            columns = self._prune(pos_all, neg_all).feature_columns(self._roi_cells)
+            pos_all, neg_all = pos_all[:, columns], neg_all[:, columns]
+            reg_all = reg_all[:, columns]
 
-        reg_x = torch.cat(reg_feats) * self.head.input_scale
+        reg_x = reg_all * self.head.input_scale
         self.bbreg.fit(reg_x.cpu().numpy(), np.concatenate(reg_boxes), target)
 
         self._pos_memory: deque[torch.Tensor] = deque(maxlen=c.n_frames_long)
@@ -248,6 +273,56 @@ class RTMDNetTracker:
         self._target = target
         self._trans_f = c.trans_f
         self._frame_index = 0
+
+    @property
+    def _roi_cells(self) -> int:
+        return self.config.roi_size**2
+
+    def _prune(self, pos: torch.Tensor, neg: torch.Tensor) -> ChannelSelection:
+        """Masks once, from the adapted head, then the head, rates and backbone cut to them."""
+        c, cells = self.config, self._roi_cells
+        assert self.head is not None
+        params = {n: p.detach() for n, p in self.head.named_parameters()}  # theta_init^K
+        x = torch.cat([pos, neg]) * self.head.input_scale
+        if self._prune_net is not None:
+            with torch.no_grad():
+                masks = self._prune_net(descriptors(params, x, cells, self._rng))
+        else:
+            subset = torch.from_numpy(
+                self._rng.choice(len(x), min(len(x), DESCRIPTOR_SAMPLES), replace=False)
+            )
+            widths = layer_widths(self.head, cells)
+            masks = fit_masks(
+                params,
+                x[subset],
+                widths,
+                c.prune_fit_sparsity,
+                c.prune_fit_steps,
+                c.prune_fit_lr,
+                cells,
+            )
+        selection = ChannelSelection.from_masks(masks)
+        self.head = selection.slice_head(self.head, params, cells)
+        if self.meta is not None:
+            self._theta_init = {n: p.detach().clone() for n, p in self.head.named_parameters()}
+            self._meta_rates = {
+                which: selection.slice_rates(rates, cells)
+                for which, rates in self._meta_rates.items()
+            }
+        self._update_optimizer = self._optimizer(c.lr_update)
+        self.backend = self.backend.keep_channels(selection.keep["conv"])
+        self.selection = selection
+        return selection
+
+    def run_stats(self) -> dict[str, float]:
+        """Per-video figures for benchmarks: the share of channels pruned (when pruning)."""
+        if self.selection is None:
+            return {}
+        stats = {"prune_rate": self.selection.prune_rate}
+        widths = {layer: len(m) for layer, m in self.selection.masks.items()}
+        for layer, kept in self.selection.kept().items():
+            stats[f"kept_{layer}"] = kept / widths[layer]
+        return stats
 
     def _meta_adapt(
         self, params: Params, pos: torch.Tensor, neg: torch.Tensor, which: str
