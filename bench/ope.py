@@ -17,6 +17,9 @@ FPS = frames (the init frame included) / total tracking time.
 
 where ``frames`` is the number of frames tracked (init frame included; the same count FPS uses)
 and the metrics are those of :mod:`bench.metrics` (AUC of a perfect tracker = 20/21 = 0.952).
+A tracker with ``run_stats()`` adds its per-video figures to each sequence's entry and their
+``mean_<key>``/``std_<key>`` over sequences to its own (MetaRTT+Prune: ``prune_rate``,
+``kept_conv``, ``kept_fc4``, ``kept_fc5``).
 ``--results DIR`` writes ``DIR/<tracker>/<seq>.txt``, one 1-based OTB ``x,y,w,h`` row per frame.
 """
 
@@ -28,7 +31,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -65,6 +68,7 @@ class TrackedSequence:
     scores: np.ndarray  # (N,) tracker confidence; row 0 is 1.0 (the given box)
     seconds: float  # time inside init + update calls only
     result: SequenceResult
+    stats: dict[str, float] = field(default_factory=dict)  # the tracker's run_stats(), if any
 
     @property
     def frames(self) -> int:
@@ -170,7 +174,11 @@ def evaluate(
             ) as bar:
                 boxes, scores, seconds = track(tracker, frames, sequence.init_box, bar)
             result = evaluate_sequence(boxes, sequence.ground_truth, sequence.name)
-            runs[name].append(TrackedSequence(name, sequence.name, boxes, scores, seconds, result))
+            # Per-video figures a tracker reports about itself (e.g. its prune rate).
+            stats = tracker.run_stats() if hasattr(tracker, "run_stats") else {}
+            runs[name].append(
+                TrackedSequence(name, sequence.name, boxes, scores, seconds, result, dict(stats))
+            )
         del frames  # one sequence in memory at a time
     return runs
 
@@ -186,6 +194,7 @@ def summarize(runs: dict[str, list[TrackedSequence]]) -> dict[str, dict]:
                 "norm_precision": t.result.norm_precision,
                 "fps": float(t.fps),
                 "frames": int(t.frames),
+                **{key: float(value) for key, value in t.stats.items()},
             }
             for t in tracked
         }
@@ -195,6 +204,10 @@ def summarize(runs: dict[str, list[TrackedSequence]]) -> dict[str, dict]:
             "mean_precision": _mean(t.result.precision for t in tracked),
             "median_fps": float(np.median([t.fps for t in tracked])) if tracked else float("nan"),
         }
+        for key in dict.fromkeys(k for t in tracked for k in t.stats):
+            values = [t.stats[key] for t in tracked if key in t.stats]
+            summary[name][f"mean_{key}"] = _mean(values)
+            summary[name][f"std_{key}"] = float(np.std(values))
     return summary
 
 
@@ -204,16 +217,25 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def markdown_table(summary: dict[str, dict]) -> str:
-    """Tracker, mean AUC, mean precision (20 px), median FPS, one row per tracker."""
+    """Tracker, mean AUC, mean precision (20 px), median FPS, one row per tracker.
+
+    A prune-rate column (mean ± std over the sequences) joins when a tracker reports one.
+    """
+    pruning = any("mean_prune_rate" in entry for entry in summary.values())
     lines = [
-        "| tracker | mean AUC | mean precision@20px | median FPS |",
-        "| --- | ---: | ---: | ---: |",
+        "| tracker | mean AUC | mean precision@20px | median FPS |"
+        + (" prune rate |" if pruning else ""),
+        "| --- | ---: | ---: | ---: |" + (" ---: |" if pruning else ""),
     ]
     for name, entry in summary.items():
-        lines.append(
+        row = (
             f"| {name} | {entry['mean_auc']:.3f} | {entry['mean_precision']:.3f} "
             f"| {entry['median_fps']:.1f} |"
         )
+        if pruning:
+            rate = entry.get("mean_prune_rate")
+            row += f" {rate:.1%} ± {entry['std_prune_rate']:.1%} |" if rate is not None else " - |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -358,6 +380,14 @@ def _parser() -> argparse.ArgumentParser:
         help="override a config field of our trackers (repeatable), e.g. --set lr_init=0.001 "
         "--set seed=1; OpenCV peers ignore it",
     )
+    parser.add_argument(
+        "--prune",
+        nargs="?",
+        const="shipped",
+        metavar="CKPT|fit",
+        help="run our trackers with MetaRTT channel pruning (same as --set prune=...): a "
+        "pruning checkpoint from train/prune.py, 'fit', or no value for the shipped one",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -418,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         sequences = resolve_sequences(data, split_list(args.seqs), args.split)
         threads = set_threads(args.threads)
         options = parse_overrides(args.overrides)
+        if args.prune is not None:
+            from runtime.rtmdnet.prune import prune_setting
+
+            try:
+                options["prune"] = prune_setting(args.prune)
+            except ValueError as error:
+                raise OPEError(str(error)) from None
 
         def factory(spec: str) -> Tracker:
             name, own = split_spec(spec)

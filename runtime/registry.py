@@ -32,9 +32,24 @@ def _metartt(preset: dict[str, object]) -> Callable[..., Tracker]:
     return factory
 
 
+def _metartt_pruned(which: str) -> Callable[..., Tracker]:
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
+
+        prune = {"net": str(SHIPPED_PRUNE), "static": str(SHIPPED_STATIC), "fit": "fit"}[which]
+        return _metartt({"prune": prune})(data_dir, **options)
+
+    return factory
+
+
 _FACTORIES: dict[str, Callable[..., Tracker]] = {
     # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
     "metartt": _metartt({}),
+    # MetaRTT + one-shot channel pruning: masks from the shipped pruning network at the first
+    # frame; the variants: one static mask for all videos, masks fitted on the first frame alone.
+    "metartt-prune": _metartt_pruned("net"),
+    "metartt-prune-static": _metartt_pruned("static"),
+    "metartt-prune-fit": _metartt_pruned("fit"),
     "rtmdnet": _rtmdnet({}),
     "rtmdnet-nanotrack": _rtmdnet({"backbone": "nanotrack"}),
     "rtmdnet-mobilenet_v2": _rtmdnet({"backbone": "mobilenet_v2"}),

@@ -112,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         "metartt: the one the project ships (runtime/checkpoints/metartt.pt)",
     )
     parser.add_argument(
+        "--prune",
+        nargs="?",
+        const="shipped",
+        metavar="CKPT|fit",
+        help="MetaRTT one-shot channel pruning: masks predicted at the first frame by a pruning "
+        "network (train/prune.py's OUT/prune.pt; without a value, the shipped one for the "
+        "shipped meta checkpoint), or 'fit' (masks fitted on the first frame alone)",
+    )
+    parser.add_argument(
         "--boxes",
         type=Path,
         help="write 1-based x,y,w,h boxes here, one row per frame including the first",
@@ -453,6 +462,13 @@ def _default_or_named_tracker(
         options["export_dir"] = str(args.export_dir)
     if args.meta is not None:
         options["meta"] = str(args.meta)
+    if args.prune is not None:
+        from runtime.rtmdnet.prune import prune_setting
+
+        try:
+            options["prune"] = prune_setting(args.prune)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.tracker is not None:
         return _build_tracker(build, args.tracker, args.data, options)
     args.tracker = DEFAULT_TRACKER
@@ -461,7 +477,8 @@ def _default_or_named_tracker(
     except FileNotFoundError as exc:
         notify(f"{exc}\nfalling back to {FALLBACK_TRACKER} (untrained backbone: poor accuracy)")
         args.tracker = FALLBACK_TRACKER
-        options.pop("meta", None)  # a meta checkpoint belongs to the backbone it was trained on
+        # Meta and pruning checkpoints belong to the backbone they were trained on.
+        options.pop("meta", None), options.pop("prune", None)
         return _build_tracker(build, FALLBACK_TRACKER, args.data, options)
 
 
@@ -521,6 +538,10 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
         lines = summarize(result, source.name, args.tracker, time.perf_counter() - wall_start)
         if result.interrupted:
             lines.insert(0, f"interrupted: outputs cover the first {len(result.boxes)} frames")
+        stats = tracker.run_stats() if hasattr(tracker, "run_stats") else {}
+        if "prune_rate" in stats:
+            kept = ", ".join(f"{k[5:]} {v:.0%}" for k, v in stats.items() if k.startswith("kept_"))
+            lines.append(f"pruned {stats['prune_rate']:.0%} of the channels (kept: {kept})")
         lines += [f"wrote {p}" for p in written]
         print("\n".join(lines))
     return EXIT_INTERRUPTED if result.interrupted else 0

@@ -341,3 +341,46 @@ def test_tensorrt_tracker_runs_on_the_gpu(exported):
     tracker.init(frames[0], sequence.init_box)
     boxes = np.array([tracker.update(f)[0] for f in frames[1:]])
     assert np.all(np.isfinite(boxes))
+
+
+# --- per-video pruning on the exported graphs ----------------------------------------------------
+@needs_data
+def test_onnxruntime_slices_the_graphs_in_memory_like_torch(exported, extractor, samples):
+    """A pruned ONNX Runtime backend runs a smaller Conv and pools what torch's sliced one does."""
+    folder, _ = exported
+    keep = torch.arange(0, 96, 3)  # 32 of 96 channels
+    ort_backend = OnnxRuntimeBackend(folder).keep_channels(keep)
+    torch_backend = TorchBackend(extractor).keep_channels(keep)
+    assert ort_backend.kept_channels == 32 and ort_backend.build_seconds > 0
+    shapes = [i.shape for i in ort_backend._pool.get_inputs()]
+    assert shapes[0][1] == 32  # the pooling graph now declares the narrower feature map
+    for sample in samples:
+        fmap = torch_backend.feature_map(sample.crop)
+        ort_fmap = ort_backend.feature_map(sample.crop)
+        assert ort_fmap.shape[1] == 32
+        assert relative_error(ort_fmap, fmap) <= PARITY_TOLERANCE, sample.where
+        feats = torch_backend.pool(fmap, sample.rois, sample.batch_indices)
+        ort_feats = ort_backend.pool(ort_fmap, sample.rois, sample.batch_indices)
+        assert ort_feats.shape == feats.shape == (len(sample.rois), 32 * 9)
+        assert relative_error(ort_feats, feats) <= PARITY_TOLERANCE, sample.where
+    # The unpruned backend is left as it was.
+    full = OnnxRuntimeBackend(folder)
+    assert full.feature_map(samples[0].crop).shape[1] == 96
+
+
+@needs_data
+def test_pruned_tracker_on_onnxruntime_follows_the_torch_boxes(exported):
+    """MetaRTT + pruning (masks fitted on the first frame): ONNX Runtime vs torch, 20 frames."""
+    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+
+    folder, _ = exported
+    sequence, frames = _frames("Vase")
+    config = {"meta": str(SHIPPED_CHECKPOINT), "prune": "fit", "prune_fit_steps": 30, **FAST}
+    boxes = {}
+    for backend in ("torch", "onnxruntime"):
+        tracker = RTMDNetTracker(RTMDNetConfig(backend=backend, export_dir=str(folder), **config))
+        tracker.init(frames[0], sequence.init_box)
+        assert tracker.backend.name == backend and tracker.selection is not None
+        boxes[backend] = np.array([tracker.update(f)[0] for f in frames[1:20]])
+    overlaps = iou(boxes["torch"], boxes["onnxruntime"])
+    assert float(np.mean(overlaps)) >= 0.9, overlaps

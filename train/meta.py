@@ -42,7 +42,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -226,54 +226,74 @@ class MetaObjective(nn.Module):
         theta_init: dict[str, torch.Tensor],
         rng: np.random.Generator,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
-        """Track the middle frames with ``theta_init`` and pool ``D_on`` around the estimates.
-
-        As ``RTMDNetTracker``: the memory starts with a subsample of the first frame's samples,
-        and a frame whose best candidates score below the success threshold adds nothing.
-        """
-        ep, tracker = self.config.episode, self.config.episode.tracker
         frozen = {n: p.detach() for n, p in theta_init.items()}
-        pos_memory = [_subsample(data.init_pos, tracker.n_pos_update, rng)]
-        neg_memory = [_subsample(data.init_neg, tracker.n_neg_update, rng)]
-        estimate = episode.init.box
-        ious: list[float] = []
-        for frame in episode.online:
-            reach = update_reach(estimate, tracker)
-            if self.config.estimated_targets:
-                candidates = draw_candidates(estimate, frame.frame_wh, ep, rng)
-                view = window_features(
-                    self.extractor,
-                    frame.image,
-                    estimate,
-                    candidates,
-                    ep,
-                    fill=data.fill,
-                    min_half_extent=reach,
-                )
-                with torch.no_grad():
-                    logits = self.learner.forward_with(frozen, view.pool(candidates) * data.scale)
-                scores = logits[:, 1]
-                top = scores.topk(min(tracker.top_k, len(scores))).indices
-                estimate = candidates[top.numpy()].mean(axis=0)
-                ious.append(float(iou(estimate[None], frame.box[None])[0]))
-                if float(scores[top].mean()) <= tracker.success_thr:
-                    continue
-            else:
-                estimate = frame.box
-                view = window_features(
-                    self.extractor,
-                    frame.image,
-                    estimate,
-                    estimate[None],
-                    ep,
-                    fill=data.fill,
-                    min_half_extent=reach,
-                )
-            pos, neg = draw_online_samples(estimate, frame.frame_wh, ep, rng)
-            if len(pos) and len(neg):
-                pos_memory.append(view.pool(pos) * data.scale)
-                neg_memory.append(view.pool(neg) * data.scale)
-        return pos_memory, neg_memory, ious
+        return online_samples(
+            self.extractor,
+            episode,
+            data,
+            lambda x: self.learner.forward_with(frozen, x)[:, 1],
+            self.config.episode,
+            self.config.estimated_targets,
+            rng,
+        )
+
+
+def online_samples(
+    extractor: RoIFeatureExtractor,
+    episode: Episode,
+    data: EpisodeData,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    ep: EpisodeConfig,
+    estimated_targets: bool,
+    rng: np.random.Generator,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
+    """Track the middle frames with ``score`` (target scores) and pool ``D_on`` around them.
+
+    As ``RTMDNetTracker``: the memory starts with a subsample of the first frame's samples,
+    and a frame whose best candidates score below the success threshold adds nothing. Returns
+    the memories (first entry: the first frame's) and the estimates' IoUs with ground truth.
+    """
+    tracker = ep.tracker
+    pos_memory = [_subsample(data.init_pos, tracker.n_pos_update, rng)]
+    neg_memory = [_subsample(data.init_neg, tracker.n_neg_update, rng)]
+    estimate = episode.init.box
+    ious: list[float] = []
+    for frame in episode.online:
+        reach = update_reach(estimate, tracker)
+        if estimated_targets:
+            candidates = draw_candidates(estimate, frame.frame_wh, ep, rng)
+            view = window_features(
+                extractor,
+                frame.image,
+                estimate,
+                candidates,
+                ep,
+                fill=data.fill,
+                min_half_extent=reach,
+            )
+            with torch.no_grad():
+                scores = score(view.pool(candidates) * data.scale)
+            top = scores.topk(min(tracker.top_k, len(scores))).indices
+            estimate = candidates[top.numpy()].mean(axis=0)
+            ious.append(float(iou(estimate[None], frame.box[None])[0]))
+            if float(scores[top].mean()) <= tracker.success_thr:
+                continue
+        else:
+            estimate = frame.box
+            view = window_features(
+                extractor,
+                frame.image,
+                estimate,
+                estimate[None],
+                ep,
+                fill=data.fill,
+                min_half_extent=reach,
+            )
+        pos, neg = draw_online_samples(estimate, frame.frame_wh, ep, rng)
+        if len(pos) and len(neg):
+            pos_memory.append(view.pool(pos) * data.scale)
+            neg_memory.append(view.pool(neg) * data.scale)
+    return pos_memory, neg_memory, ious
 
 
 def _subsample(feats: torch.Tensor, n: int, rng: np.random.Generator) -> torch.Tensor:

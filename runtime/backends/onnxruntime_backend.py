@@ -10,7 +10,9 @@ IO binding would avoid the round trip, which is not written yet).
 
 from __future__ import annotations
 
+import copy
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,7 @@ def _provider_name(provider: str | tuple[str, dict[str, Any]]) -> str:
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    build_seconds = 0.0  # of the last session build for a pruned copy
 
     def __init__(
         self,
@@ -57,8 +60,6 @@ class OnnxRuntimeBackend:
         ONNX Runtime's intra-op threads (default: ``torch.get_num_threads()``, so ``--threads``
         means the same for every backend).
         """
-        import onnxruntime as ort
-
         from runtime.rtmdnet.config import RTMDNetConfig
 
         self.export_dir = Path(export_dir).expanduser()
@@ -66,22 +67,32 @@ class OnnxRuntimeBackend:
         config = config or RTMDNetConfig()
         check_manifest(self.manifest, config, data_root(data_dir) / "weights", self.export_dir)
 
+        self._threads = int(threads or torch.get_num_threads())
+        self._requested = list(providers or ["CPUExecutionProvider"])
+        graphs = self.manifest["graphs"]
+        # Kept as bytes: per-video pruning slices them and builds new sessions (keep_channels).
+        self._graph_bytes = tuple(
+            (self.export_dir / graphs[name]["onnx"]).read_bytes()
+            for name in ("backbone", "roi_pool")
+        )
+        self._roi_cells = int(config.roi_size) ** 2
+        self.kept_channels: int | None = None  # set on a pruned copy
+        self._start_sessions(*self._graph_bytes)
+
+    def _start_sessions(self, backbone: bytes, roi_pool: bytes) -> None:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ORT's idle worker threads spin after each run by default; torch (the FC head, its
         # training) runs right after in the same process and lost up to 3x to them on 2 cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        requested = list(providers or ["CPUExecutionProvider"])
-        graphs = self.manifest["graphs"]
-        self._backbone = ort.InferenceSession(
-            str(self.export_dir / graphs["backbone"]["onnx"]), options, providers=requested
-        )
-        self._pool = ort.InferenceSession(
-            str(self.export_dir / graphs["roi_pool"]["onnx"]), options, providers=requested
-        )
+        requested = self._requested
+        self._backbone = ort.InferenceSession(backbone, options, providers=requested)
+        self._pool = ort.InferenceSession(roi_pool, options, providers=requested)
         self.providers = self._backbone.get_providers()
         wanted_gpu = [p for p in map(_provider_name, requested) if p in GPU_PROVIDERS]
         if wanted_gpu and not any(p in GPU_PROVIDERS for p in self.providers):
@@ -90,8 +101,33 @@ class OnnxRuntimeBackend:
                 f"{', '.join(self.providers)} only (this onnxruntime offers "
                 f"{', '.join(ort.get_available_providers())}); it fell back to the CPU silently",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+
+    def keep_channels(self, keep: torch.Tensor) -> OnnxRuntimeBackend:
+        """A backend on graphs sliced to output channels ``keep`` (sessions built in memory).
+
+        Costs a session build per video (``build_seconds`` records it; docs/results.md).
+        """
+        import onnx
+
+        from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
+
+        start = time.perf_counter()
+        index = [int(i) for i in torch.as_tensor(keep).flatten()]
+        backbone = slice_backbone(onnx.load_from_string(self._graph_bytes[0]), FEATURES, index)
+        roi_pool = slice_roi_pool(
+            onnx.load_from_string(self._graph_bytes[1]),
+            FEATURE_MAP,
+            ROI_FEATURES,
+            len(index),
+            self._roi_cells,
+        )
+        pruned = copy.copy(self)
+        pruned._start_sessions(backbone.SerializeToString(), roi_pool.SerializeToString())
+        pruned.kept_channels = len(index)
+        pruned.build_seconds = time.perf_counter() - start
+        return pruned
 
     @staticmethod
     def _host(tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray:
@@ -113,4 +149,5 @@ class OnnxRuntimeBackend:
         return torch.from_numpy(out).to(feature_map.device)
 
     def __repr__(self) -> str:
-        return f"OnnxRuntimeBackend({self.export_dir}, providers={self.providers})"
+        pruned = f", {self.kept_channels} channels kept" if self.kept_channels else ""
+        return f"OnnxRuntimeBackend({self.export_dir}, providers={self.providers}{pruned})"

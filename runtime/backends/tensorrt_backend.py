@@ -13,6 +13,7 @@ the engine's output without a host round trip or an explicit synchronisation.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,13 +163,27 @@ class TensorRTBackend:
         self.max_rois = self._pool.profile(ROIS)[2][0]
 
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
-        return self._backbone(**{CROP: crop})[FEATURES].to(crop.device)
+        out = self._backbone(**{CROP: crop})[FEATURES].to(crop.device)
+        return out if self._keep is None else out.index_select(1, self._keep.to(out.device))
+
+    _keep: torch.Tensor | None = None
+
+    def keep_channels(self, keep: torch.Tensor) -> TensorRTBackend:
+        """Per-video pruning on TensorRT: the engines still compute every channel.
+
+        A refittable engine at fixed kept widths (refit at the first frame) is not built yet
+        (it needs TensorRT to develop against): the kept channels are selected from the full
+        feature map, so the scores are the pruned network's and only the FC head runs smaller.
+        """
+        pruned = copy.copy(self)
+        pruned._keep = torch.as_tensor(keep, dtype=torch.long)
+        return pruned
 
     def pool(
         self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor
     ) -> torch.Tensor:
         if len(rois) == 0:
-            dim = int(self.manifest["feature_dim"])
+            dim = int(feature_map.shape[1]) * int(self.manifest["config"]["roi_size"]) ** 2
             return torch.zeros(0, dim, dtype=torch.float32, device=feature_map.device)
         chunks = []
         for start in range(0, len(rois), self.max_rois):  # more RoIs than the profile: in slices

@@ -54,6 +54,8 @@ LAYERS = ("conv", "fc4", "fc5")  # what is pruned, in network order
 CHECKPOINT_FORMAT = "metartt-prune/1"
 SHIPPED_PRUNE = Path(__file__).resolve().parent.parent / "checkpoints" / "metartt_prune.pt"
 SHIPPED_STATIC = Path(__file__).resolve().parent.parent / "checkpoints" / "metartt_prune_static.pt"
+FIT = "fit"  # the prune setting for masks fitted on the first frame alone
+SHIPPED = "shipped"  # --prune without a value: the shipped pruning network
 # How many D_init samples (a random subset) the descriptor averages: the mean is stable well
 # before that, and the head's forward over all 5,500 would cost ~0.1 s at the first frame.
 DESCRIPTOR_SAMPLES = 1024
@@ -321,6 +323,20 @@ class PruneCheckpoint:
             info=json.loads(payload["info"]),
             sha256=hashlib.sha256(data).hexdigest(),
         )
+
+
+def prune_setting(value: str) -> str:
+    """A ``--prune`` value -> the tracker's ``prune`` setting (a checkpoint path or "fit").
+
+    ``"shipped"``: the pruning network shipped for the shipped meta checkpoint.
+    """
+    if value == SHIPPED:
+        return str(SHIPPED_PRUNE)
+    if value == FIT:
+        return value
+    if not Path(value).is_file():
+        raise PruneCheckpointError(f"--prune: no pruning checkpoint at {value} (or give 'fit')")
+    return value
 
 
 # ------------------------------------------------------------------------------------------
