@@ -1,13 +1,17 @@
 """Tracking speed per backend, in one run: ``python -m bench.speed``.
 
     python -m bench.speed [--split val] [--seqs A,B] [--backends torch,onnxruntime,tensorrt] \\
-        [--export-dir DIR] [--tracker rtmdnet] [--json OUT] [--max-frames N] [--threads N]
+        [--export-dir DIR] [--trackers rtmdnet,metartt,metartt-prune] [--json OUT] \\
+        [--max-frames N] [--threads N]
 
-Every backend tracks the same decoded frames in the same process (``bench.ope``), so the FPS
-figures compare; the table gives the median FPS over the sequences, its ratio to torch, and the
-accuracy as a check that the backends agree. ONNX Runtime and TensorRT need the folder written by
-``python export/build_engine.py`` (default ``outputs/export/rtmdnet-<backbone>``). A backend that
-cannot run here is listed with the reason and skipped. Timings belong here, never in tests.
+Every tracker on every backend tracks the same decoded frames in the same process
+(``bench.ope``), so the FPS figures compare; the table gives the median FPS over the sequences,
+its ratio to the first row, the accuracy as a check that the backends agree, and the mean prune
+rate of pruned trackers (their graphs are sliced per video: torch slices the tensors, ONNX
+Runtime builds sessions from the sliced graphs in memory at the first frame). ONNX Runtime and
+TensorRT need the folder written by ``python export/build_engine.py`` (default
+``outputs/export/rtmdnet-<backbone>``). A backend that cannot run here is listed with the reason
+and skipped. Timings belong here, never in tests.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="shared data folder")
     parser.add_argument("--seqs", default=None)
     parser.add_argument("--split", default="val")
-    parser.add_argument("--tracker", default="rtmdnet")
+    parser.add_argument(
+        "--trackers", "--tracker", default="rtmdnet", help="comma-separated tracker names"
+    )
     parser.add_argument("--backends", default="torch,onnxruntime,tensorrt")
     parser.add_argument("--export-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -67,14 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         threads = set_threads(args.threads)
         backbone = RTMDNetConfig().backbone
         export_dir = args.export_dir or DEFAULT_EXPORT / f"rtmdnet-{backbone}"
-        specs: dict[str, str] = {}
+        backends = []
         for backend in split_list(args.backends):
             reason = _skip_reason(backend, export_dir)
             if reason:
                 print(f"skipping {backend}: {reason}", file=sys.stderr)
                 continue
-            extra = "" if backend == "torch" else f";export_dir={export_dir}"
-            specs[backend] = f"{args.tracker}[backend={backend}{extra}]"
+            backends.append(backend)
+        specs: dict[tuple[str, str], str] = {}
+        for tracker in split_list(args.trackers):
+            for backend in backends:
+                extra = "" if backend == "torch" else f";export_dir={export_dir}"
+                specs[(tracker, backend)] = f"{tracker}[backend={backend}{extra}]"
         if not specs:
             raise OPEError("no backend can run here")
 
@@ -97,20 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         precision = str(load_manifest(export_dir).get("precision", precision))
     base = summary[specs[next(iter(specs))]]["median_fps"]
     rows = [
-        "| backend | precision | pruning | median FPS | vs first | mean AUC |",
-        "| --- | --- | --- | ---: | ---: | ---: |",
+        "| tracker | backend | precision | pruning | median FPS | vs first | mean AUC |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
     ]
-    for backend, spec in specs.items():
+    for (tracker, backend), spec in specs.items():
         result = summary[spec]
+        rate = result.get("mean_prune_rate")
+        pruning = "none" if rate is None else f"{rate:.0%} ± {result['std_prune_rate']:.0%}"
         rows.append(
-            f"| {backend} | {'fp32' if backend == 'torch' else precision} | none | "
-            f"{result['median_fps']:.1f} | {result['median_fps'] / base:.2f}x | "
+            f"| {tracker} | {backend} | {'fp32' if backend == 'torch' else precision} | "
+            f"{pruning} | {result['median_fps']:.1f} | {result['median_fps'] / base:.2f}x | "
             f"{result['mean_auc']:.3f} |"
         )
     print(f"{len(sequences)} sequences, {threads} thread(s)")
     print("\n".join(rows))
     if args.json is not None:
-        write_json({backend: summary[spec] for backend, spec in specs.items()}, args.json)
+        write_json({f"{t} / {b}": summary[spec] for (t, b), spec in specs.items()}, args.json)
     return 0
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.ope import OPEError, resolve_sequences, run_ope
+from bench.ope import OPEError, markdown_table, resolve_sequences, run_ope
 from runtime.boxes import to_otb
 from runtime.paths import PROJECT_ROOT
 from runtime.sequences import Sequence, load_sequence, read_boxes_file
@@ -169,6 +169,34 @@ def test_fresh_tracker_per_sequence(tmp_path: Path) -> None:
     summary = run_ope(["static"], sequences, factory=build, progress=False)
     assert built == ["static", "static"]
     assert list(summary["static"]["per_sequence"]) == ["A", "B"]
+
+
+class PrunedStaticTracker(StaticTracker):
+    """A static tracker that reports a per-video prune rate, as MetaRTT+Prune does."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+
+    def run_stats(self) -> dict[str, float]:
+        return {"prune_rate": self.rate}
+
+
+def test_per_video_stats_reach_the_summary_and_the_table(tmp_path: Path) -> None:
+    root = tmp_path / "seqs"
+    _write_sequence(root, "A")
+    _write_sequence(root, "B", n=6)
+    rates = iter([0.4, 0.6])
+    build = {"pruned": lambda: PrunedStaticTracker(next(rates)), "static": StaticTracker}
+    sequences = resolve_sequences(root, [], None)
+    summary = run_ope(["pruned", "static"], sequences, factory=lambda n: build[n](), progress=False)
+    pruned = summary["pruned"]
+    assert pruned["per_sequence"]["A"]["prune_rate"] == 0.4
+    assert pruned["mean_prune_rate"] == pytest.approx(0.5)
+    assert pruned["std_prune_rate"] == pytest.approx(0.1)
+    assert "mean_prune_rate" not in summary["static"]
+    table = markdown_table(summary).splitlines()
+    assert table[0].endswith("prune rate |")
+    assert table[2].endswith("50.0% ± 10.0% |") and table[3].endswith(" - |")
 
 
 def test_unknown_tracker_in_run_ope(sequence: Sequence) -> None:

@@ -207,6 +207,9 @@ def train(
     for step in bar:
         t0 = time.perf_counter()
         rng = np.random.default_rng([config.seed, step, rank])
+        # Dropout draws from torch's global generator: seeded per step, so a resumed run
+        # draws what the uninterrupted one did.
+        torch.manual_seed(int(rng.integers(2**62)))
         episode = simulate(meta, extractor, config, sampler, rng)
         net.train()
         masks = net(descriptors(episode.params[0], episode.init_samples, cells, rng))

@@ -30,7 +30,6 @@ from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.head import FCHead, fast_low_precision, train_head
 from runtime.rtmdnet.meta import BatchSpec, MetaCheckpoint, Params, adapt
 from runtime.rtmdnet.prune import (
-    DESCRIPTOR_SAMPLES,
     ChannelSelection,
     PruneCheckpoint,
     descriptors,
@@ -289,7 +288,7 @@ class RTMDNetTracker:
                 masks = self._prune_net(descriptors(params, x, cells, self._rng))
         else:
             subset = torch.from_numpy(
-                self._rng.choice(len(x), min(len(x), DESCRIPTOR_SAMPLES), replace=False)
+                self._rng.choice(len(x), min(len(x), c.prune_fit_samples), replace=False)
             )
             widths = layer_widths(self.head, cells)
             masks = fit_masks(
