@@ -198,13 +198,17 @@ def test_backbones_without_a_sliceable_output_conv_say_so():
 def test_tracker_prunes_once_at_the_first_frame_and_runs_smaller(tmp_path):
     sequence = load_sequence(DATA / "sequences" / "Gym")
     frames = [cv2.imread(str(p)) for p in sequence.frame_paths[:12]]
-    config = RTMDNetConfig(meta=str(SHIPPED_CHECKPOINT), prune="fit", prune_fit_steps=30, **FAST)
+    # A strong L1 weight, so the conv layer loses channels too and the backbone is sliced.
+    config = RTMDNetConfig(
+        meta=str(SHIPPED_CHECKPOINT), prune="fit", prune_fit_sparsity=0.5, **FAST
+    )
     tracker = RTMDNetTracker(config)
     full_backend = tracker.backend
     tracker.init(frames[0], sequence.ground_truth[0])
     selection = tracker.selection
     assert selection is not None and 0.0 < selection.prune_rate < 1.0
     kept = selection.kept()
+    assert kept["conv"] < 96
     assert tracker.head.fc4[0].weight.shape == (kept["fc4"], kept["conv"] * CELLS)
     assert tracker.backend is not full_backend
     widths = layer_widths(MetaCheckpoint.from_file(SHIPPED_CHECKPOINT).build_head(), CELLS)

@@ -49,9 +49,10 @@ def slice_backbone(model: onnx.ModelProto, output: str, keep: Sequence[int]) -> 
             raise ValueError(f"the output Conv's {name!r} is not a constant; cannot slice it")
         array = numpy_helper.to_array(tensors[name])
         tensors[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array[index]), name))
-    for value in [*graph.output, *graph.value_info]:
+    for value in graph.output:
         if value.name == output:
             _set_dim(value, 1, len(index))
+    del graph.value_info[:]  # recorded shapes may hold the old width; ORT infers them again
     return sliced
 
 
@@ -83,7 +84,8 @@ def slice_roi_pool(
     for value in graph.input:
         if value.name == feature_input:
             _set_dim(value, 1, channels)
-    for value in [*graph.output, *graph.value_info]:
+    for value in graph.output:
         if value.name == features_output:
             _set_dim(value, 1, channels * cells)
+    del graph.value_info[:]  # intermediate shapes still say the old width; ORT infers them
     return sliced

@@ -7,11 +7,15 @@ for CPU speed, the comment says so.
 
 With a meta checkpoint (``RTMDNetConfig.meta``; MetaRTT, :mod:`runtime.rtmdnet.meta`) the same
 procedure starts the head from the meta-learned ``theta_init^0`` and replaces the SGD iterations
-by the checkpoint's learned steps (5 at the first frame, 5 per online update).
+by the checkpoint's learned steps (5 at the first frame, 5 per online update). With pruning
+(``RTMDNetConfig.prune``, :mod:`runtime.rtmdnet.prune`) the masks are predicted once, right after
+the first-frame adaptation, and the rest of the video runs a network with the pruned channels cut
+out: the head, its learned rates, the stored sample features and the backend's last conv.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from pathlib import Path
 
@@ -309,7 +313,10 @@ class RTMDNetTracker:
                 for which, rates in self._meta_rates.items()
             }
         self._update_optimizer = self._optimizer(c.lr_update)
-        self.backend = self.backend.keep_channels(selection.keep["conv"])
+        start = time.perf_counter()
+        if len(selection.keep["conv"]) < len(selection.masks["conv"]):  # else nothing to cut
+            self.backend = self.backend.keep_channels(selection.keep["conv"])
+        self._slice_seconds = time.perf_counter() - start  # ONNX Runtime: a session build
         self.selection = selection
         return selection
 
@@ -317,7 +324,7 @@ class RTMDNetTracker:
         """Per-video figures for benchmarks: the share of channels pruned (when pruning)."""
         if self.selection is None:
             return {}
-        stats = {"prune_rate": self.selection.prune_rate}
+        stats = {"prune_rate": self.selection.prune_rate, "slice_seconds": self._slice_seconds}
         widths = {layer: len(m) for layer, m in self.selection.masks.items()}
         for layer, kept in self.selection.kept().items():
             stats[f"kept_{layer}"] = kept / widths[layer]
