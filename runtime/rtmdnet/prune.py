@@ -110,7 +110,8 @@ class MaskedHead(FCHead):
     """
 
     def __init__(self, head: FCHead, masks: Mapping[str, torch.Tensor], roi_cells: int) -> None:
-        super().__init__(head.fc4[0].in_features, head.fc4[0].out_features)
+        fc4, fc5 = head.fc4[0], head.fc5[1]
+        super().__init__(fc4.in_features, fc4.out_features, fc5_width=fc5.out_features)
         self.load_state_dict(head.state_dict())
         self.roi_cells = roi_cells
         for layer in LAYERS:
@@ -355,8 +356,8 @@ class ChannelSelection:
         keep = {}
         for layer, m in masks.items():
             kept = torch.nonzero(m > 0).flatten()
-            if len(kept) == 0:  # a layer must pass something: keep its largest logit's channel
-                kept = m.argmax().reshape(1)
+            if len(kept) == 0:  # keep one (zero-masked) channel: shapes stay valid, and it
+                kept = m.argmax().reshape(1)  # passes nothing, as in the masked network
             keep[layer] = kept
         return cls(masks, keep)
 
