@@ -304,6 +304,7 @@ def test_tracker_runs_alike_on_both_backends(exported, name):
             use_backend(tracker, backend_name, export_dir=folder, verbose=False)
             assert tracker.backend.name == backend_name
         tracker.init(frames[0], sequence.init_box)
+        assert tracker.backend.name == backend_name  # init keeps a backend set from outside
         return np.array([tracker.update(f)[0] for f in frames[1:]])
 
     torch_boxes, ort_boxes = run("torch"), run("onnxruntime")

@@ -126,8 +126,7 @@ class RTMDNetTracker:
                 extractor=self.extractor,
                 verbose=self.config.backend != "auto" or self.config.export_dir is not None,
             )
-        self.backend: FeatureBackend = backend
-        self._unpruned_backend = backend  # pruning replaces self.backend for one video
+        self.backend = backend
         self.head: FCHead | None = None
         if self.config.mining_precision == "auto":
             self._mining_dtype = fast_low_precision(self.device)
@@ -152,6 +151,17 @@ class RTMDNetTracker:
         self.bbreg = BoxRegressor(
             self.config.bbreg_alpha, self.config.overlap_bbreg, self.config.scale_bbreg
         )
+
+    @property
+    def backend(self) -> FeatureBackend:
+        """What runs backbone + RoIAlign now (for a pruned video: its smaller network)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: FeatureBackend) -> None:
+        # A backend set from outside (use_backend) serves every video; pruning replaces
+        # self._backend for one video only, and init() goes back to this one.
+        self._backend = self._unpruned_backend = backend
 
     # ---------------------------------------------------------------------------------------
     def _window(self, box: np.ndarray, half_extent: np.ndarray, jitter: float = 1.0) -> CropWindow:
@@ -221,7 +231,7 @@ class RTMDNetTracker:
         torch.manual_seed(c.seed)
         self._frame_wh = (frame.shape[1], frame.shape[0])
         self._fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
-        self.backend, self.selection = self._unpruned_backend, None
+        self._backend, self.selection = self._unpruned_backend, None
         if self.meta is not None:
             self._meta_rates = self._meta_rates_unpruned
 
@@ -315,7 +325,7 @@ class RTMDNetTracker:
         self._update_optimizer = self._optimizer(c.lr_update)
         start = time.perf_counter()
         if len(selection.keep["conv"]) < len(selection.masks["conv"]):  # else nothing to cut
-            self.backend = self.backend.keep_channels(selection.keep["conv"])
+            self._backend = self._backend.keep_channels(selection.keep["conv"])
         self._slice_seconds = time.perf_counter() - start  # ONNX Runtime: a session build
         self.selection = selection
         return selection
