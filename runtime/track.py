@@ -500,7 +500,8 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
         _check_outputs(outputs)
         tracker = _default_or_named_tracker(args, factory, notify)
         if hasattr(tracker, "backend"):
-            notify(f"{args.tracker}: {tracker.backend!r}")
+            why = getattr(tracker.backend, "chosen_because", "")
+            notify(f"{args.tracker}: {tracker.backend!r}" + (f" ({why})" if why else ""))
         writer = (
             AnnotatedVideoWriter(outputs.video, source.fps, source.size, notify=notify)
             if outputs.video is not None

@@ -114,6 +114,8 @@ def create_backend(
     else:
         assert export_dir is not None
         backend = TensorRTBackend(export_dir, config, data_dir)
+    # Why auto chose it, for whoever reports the choice (the CLI prints it unless --quiet).
+    backend.chosen_because = f"auto: {why}" if why else "named"
     message = f"backend: {backend!r}" + (f" (auto: {why})" if why else "")
     logger.info(message)
     if verbose:

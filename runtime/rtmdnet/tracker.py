@@ -124,7 +124,7 @@ class RTMDNetTracker:
                 data_dir=data_root(data_dir),
                 export_dir=self.config.export_dir,
                 extractor=self.extractor,
-                verbose=self.config.backend != "auto" or self.config.export_dir is not None,
+                verbose=False,  # the CLI reports the choice (runtime.track), unless --quiet
             )
         self.backend = backend
         self.head: FCHead | None = None
