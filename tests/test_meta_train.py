@@ -14,7 +14,8 @@ import torch
 from runtime.paths import data_root
 from runtime.registry import create_tracker
 from runtime.rtmdnet.meta import MetaCheckpoint
-from train.meta import TrainConfig, apply_overrides, main, train
+from train.meta import TrainConfig, main, train
+from train.tooling import apply_overrides
 
 DATA = data_root()
 NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"

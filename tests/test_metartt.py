@@ -74,7 +74,8 @@ def test_training_config_round_trips_through_json_and_overrides():
 
     import pytest
 
-    from train.meta import TrainConfig, apply_overrides, config_from_dict
+    from train.meta import TrainConfig, config_from_dict
+    from train.tooling import apply_overrides
 
     config = apply_overrides(TrainConfig(), {"meta.gamma": "0", "episode.tracker.top_k": "3"})
     assert config.meta.gamma == 0.0 and config.episode.tracker.top_k == 3

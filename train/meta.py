@@ -40,7 +40,6 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
@@ -71,8 +70,6 @@ from train.episodes import (  # noqa: E402
 )
 from train.metartt import MetaConfig, MetaLearner  # noqa: E402
 from train.tooling import (  # noqa: E402
-    apply_overrides,
-    parse_assignments,
     read_log,
     write_log,
 )
@@ -474,63 +471,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="python train/meta.py",
         description="Meta-train MetaRTT's initial weights and per-step learning rates.",
     )
-    p.add_argument("--data", type=Path, default=None, help="data root (default: $TRACKER_DATA)")
-    p.add_argument(
-        "--train-data",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="more training videos: an OTB-style folder, GOT-10k, LaSOT or ImageNet-VID (repeat)",
-    )
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/meta/VARIANT)")
+    tooling.add_common_arguments(p, "meta.lr_init_value=0.05 or episode.n_neg_init=2000")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/meta/VARIANT)")
     p.add_argument("--variant", choices=sorted(VARIANTS), default="metartt")
-    p.add_argument("--config", type=Path, help="JSON of settings (config.json of a run works)")
     p.add_argument("--steps", type=int, help="meta-steps (default 1000)")
     p.add_argument("--seed", type=int)
     p.add_argument("--meta-lr", type=float)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--val-every", type=int, help="log val AUC every N steps (0: never)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting, e.g. meta.lr_init_value=0.05 or episode.n_neg_init=2000",
-    )
-    p.add_argument("--threads", type=int, help="torch threads per process")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = config_from_dict(json.loads(args.config.read_text())) if args.config else TrainConfig()
-    overrides: dict[str, object] = dict(VARIANTS[args.variant])
-    for flag in ("steps", "seed", "meta_lr", "checkpoint_every", "val_every"):
-        if getattr(args, flag) is not None:
-            overrides[flag] = getattr(args, flag)
-    overrides.update(parse_assignments(args.set))
-    try:
-        config = apply_overrides(config, overrides)
-    except (ValueError, AttributeError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    flags = ("steps", "seed", "meta_lr", "checkpoint_every", "val_every")
+    config = tooling.settings(TrainConfig, args, VARIANTS[args.variant], flags)
     root = data_root(args.data)
     out = args.out or Path("runs") / "meta" / args.variant
-
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if distributed:
-        dist.init_process_group("gloo")
-    try:
-        path = train(config, root, out, args.resume, args.train_data).checkpoint
-    except (FileNotFoundError, ValueError) as exc:  # missing data or weights, val leak, bad data
-        raise SystemExit(f"error: {exc}") from None
-    finally:
-        if distributed:
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    result = tooling.run_processes(lambda: train(config, root, out, args.resume, args.train_data))
+    if tooling.is_first_process():
+        path = result.checkpoint
         print(f"runtime checkpoint: {path}  (python -m runtime.track VIDEO --meta {path})")
     return 0
 

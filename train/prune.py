@@ -34,7 +34,6 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
@@ -259,70 +258,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="python train/prune.py",
         description="Train MetaRTT's channel-pruning network (the meta-learned tracker fixed).",
     )
-    p.add_argument("--data", type=Path, default=None, help="data root (default: $TRACKER_DATA)")
-    p.add_argument(
-        "--train-data",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="more training videos: an OTB-style folder, GOT-10k, LaSOT or ImageNet-VID (repeat)",
-    )
-    p.add_argument("--meta", type=Path, help="meta checkpoint (default: the shipped one)")
+    tooling.add_common_arguments(p, "net.dropout=0.5 or episode.n_neg_init=2000")
+    p.add_argument("--meta", help="meta checkpoint (default: the shipped one)")
     p.add_argument("--out", type=Path, help="run folder (default: runs/prune/VARIANT)")
     p.add_argument("--variant", choices=sorted(VARIANTS), default="net")
-    p.add_argument("--config", type=Path, help="JSON of settings (config.json of a run works)")
     p.add_argument("--steps", type=int, help="training steps (default 1000)")
     p.add_argument("--sparsity", type=float, help="L1 weight (default 0.1)")
     p.add_argument("--seed", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--checkpoint-every", type=int)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting, e.g. net.dropout=0.5 or episode.n_neg_init=2000",
-    )
-    p.add_argument("--threads", type=int, help="torch threads per process")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = (
-        tooling.config_from_dict(PruneTrainConfig, json.loads(args.config.read_text()))
-        if args.config
-        else PruneTrainConfig()
-    )
-    overrides: dict[str, object] = dict(VARIANTS[args.variant])
-    for flag in ("steps", "sparsity", "seed", "lr", "checkpoint_every"):
-        if getattr(args, flag) is not None:
-            overrides[flag] = getattr(args, flag)
-    if args.meta is not None:
-        overrides["meta"] = str(args.meta)
-    overrides.update(tooling.parse_assignments(args.set))
-    try:
-        config = tooling.apply_overrides(config, overrides)
-    except (ValueError, AttributeError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    flags = ("steps", "sparsity", "seed", "lr", "checkpoint_every", "meta")
+    config = tooling.settings(PruneTrainConfig, args, VARIANTS[args.variant], flags)
     root = data_root(args.data)
     out = args.out or Path("runs") / "prune" / args.variant
-
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if distributed:
-        dist.init_process_group("gloo")
-    try:
-        path = train(config, root, out, args.resume, args.train_data)
-    except (FileNotFoundError, ValueError) as exc:  # missing data/weights/checkpoint, bad data
-        raise SystemExit(f"error: {exc}") from None
-    finally:
-        if distributed:
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    path = tooling.run_processes(lambda: train(config, root, out, args.resume, args.train_data))
+    if tooling.is_first_process():
         print(f"pruning checkpoint: {path}  (python -m runtime.track VIDEO --prune {path})")
     return 0
 

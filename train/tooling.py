@@ -8,21 +8,25 @@ atomically at each checkpoint, and a ``training.png`` of it.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import io
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from runtime.atomic import write_atomic
 
 Config = TypeVar("Config")
+Result = TypeVar("Result")
 
 
 def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
@@ -156,3 +160,73 @@ def plot_log(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     write_atomic(path, buffer.getvalue())
+
+
+# ------------------------------------------------------------------------------------------
+# The command line every training tool shares
+# ------------------------------------------------------------------------------------------
+def add_common_arguments(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """``--data --train-data --config --set --threads --resume`` (the tool adds its own)."""
+    parser.add_argument("--data", type=Path, help="data root (default: $TRACKER_DATA)")
+    parser.add_argument(
+        "--train-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="more training videos: an OTB-style folder, GOT-10k, LaSOT or ImageNet-VID (repeat)",
+    )
+    parser.add_argument("--config", type=Path, help="JSON of settings (a run's config.json works)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"any setting, e.g. {set_example}",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads per process")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def settings(
+    cls: type[Config],
+    args: argparse.Namespace,
+    variant: dict[str, object],
+    flags: Sequence[str],
+) -> Config:
+    """Defaults < ``--config`` < the variant < the tool's own ``flags`` < ``--set``."""
+    config = config_from_dict(cls, json.loads(args.config.read_text())) if args.config else cls()
+    overrides = dict(variant)
+    for flag in flags:
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    overrides.update(parse_assignments(args.set))
+    try:
+        config = apply_overrides(config, overrides)
+    except (ValueError, AttributeError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return config
+
+
+def run_processes(job: Callable[[], Result]) -> Result:
+    """Run ``job`` in this process, inside a gloo process group when started by ``torchrun``.
+
+    Missing data or weights, a val leak or a bad checkpoint (FileNotFoundError, ValueError)
+    end the tool with one ``error:`` line.
+    """
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if distributed:
+        dist.init_process_group("gloo")
+    try:
+        return job()
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+def is_first_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0

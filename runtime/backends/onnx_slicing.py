@@ -20,6 +20,18 @@ def _initializers(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     return {t.name: t for t in graph.initializer}
 
 
+def _copy_and_producer(
+    model: onnx.ModelProto, output: str, op_type: str
+) -> tuple[onnx.ModelProto, onnx.NodeProto]:
+    """A copy of ``model`` and, in it, the one ``op_type`` node that makes ``output``."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    producers = [n for n in copy.graph.node if output in n.output]
+    if len(producers) != 1 or producers[0].op_type != op_type:
+        raise ValueError(f"{output!r} is not made by one {op_type} node; cannot slice it")
+    return copy, producers[0]
+
+
 def _set_dim(value: onnx.ValueInfoProto, axis: int, size: int) -> None:
     dim = value.type.tensor_type.shape.dim[axis]
     dim.ClearField("dim_param")
@@ -32,13 +44,8 @@ def slice_backbone(model: onnx.ModelProto, output: str, keep: Sequence[int]) -> 
     The node producing ``output`` must be a plain Conv (group 1) with constant weights: the
     export makes the backbone end that way (its ``output_conv``).
     """
-    sliced = onnx.ModelProto()
-    sliced.CopyFrom(model)
+    sliced, conv = _copy_and_producer(model, output, "Conv")
     graph = sliced.graph
-    producers = [n for n in graph.node if output in n.output]
-    if len(producers) != 1 or producers[0].op_type != "Conv":
-        raise ValueError(f"{output!r} is not made by one Conv node; cannot slice its channels")
-    conv = producers[0]
     group = next((a.i for a in conv.attribute if a.name == "group"), 1)
     if group != 1:
         raise ValueError(f"the output Conv has group={group}; cannot slice its channels")
@@ -64,13 +71,9 @@ def slice_roi_pool(
     Its last node is the Reshape to ``(N, C * cells)``; only that shape constant and the declared
     shapes change (RoiAlign works on any channel count).
     """
-    sliced = onnx.ModelProto()
-    sliced.CopyFrom(model)
+    sliced, reshape = _copy_and_producer(model, features_output, "Reshape")
     graph = sliced.graph
-    producers = [n for n in graph.node if features_output in n.output]
-    if len(producers) != 1 or producers[0].op_type != "Reshape":
-        raise ValueError(f"{features_output!r} is not made by a Reshape; cannot resize it")
-    shape_name = producers[0].input[1]
+    shape_name = reshape.input[1]
     tensors = _initializers(graph)
     constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
     new_shape = numpy_helper.from_array(np.array([-1, channels * cells], np.int64), shape_name)

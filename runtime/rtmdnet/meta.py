@@ -14,8 +14,6 @@ checkpoint records which backbone and feature size it was trained on, so a misma
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from runtime.atomic import write_atomic
+from runtime.checkpoint_io import load_payload, save_payload
 from runtime.rtmdnet.head import FCHead, hardest
 
 Params = dict[str, torch.Tensor]
@@ -167,28 +165,19 @@ class MetaCheckpoint:
             "fc_width": self.fc_width,
             "info": json.dumps(self.info, sort_keys=True, default=str),
         }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        data = buffer.getvalue()
-        write_atomic(Path(path), data)
-        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.sha256 = save_payload(path, payload)
         return self.sha256
 
     @classmethod
     def from_file(cls, path: Path | str) -> MetaCheckpoint:
-        path = Path(path)
-        if not path.is_file():
-            raise MetaCheckpointError(f"meta checkpoint not found: {path}")
-        data = path.read_bytes()
-        try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
-            raise MetaCheckpointError(f"{path} is not a readable checkpoint: {exc}") from None
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise MetaCheckpointError(
-                f"{path} is not a MetaRTT checkpoint (format {CHECKPOINT_FORMAT!r}); "
-                "train/meta.py writes the runtime checkpoint as <out>/metartt.pt"
-            )
+        payload, sha256 = load_payload(
+            path,
+            CHECKPOINT_FORMAT,
+            MetaCheckpointError,
+            "meta checkpoint",
+            "MetaRTT checkpoint",
+            "train/meta.py writes the runtime checkpoint as <out>/metartt.pt",
+        )
         return cls(
             head_state=payload["head"],
             lr_init=[dict(step) for step in payload["lr_init"]],
@@ -197,7 +186,7 @@ class MetaCheckpoint:
             feature_dim=int(payload["feature_dim"]),
             fc_width=int(payload["fc_width"]),
             info=json.loads(payload["info"]),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha256,
         )
 
 

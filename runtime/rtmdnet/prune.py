@@ -32,8 +32,6 @@ penalty on the masks. Eq. 11 takes it over the parameters of a whole simulated e
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.atomic import write_atomic
+from runtime.checkpoint_io import load_payload, save_payload
 from runtime.rtmdnet.head import FCHead
 
 Params = dict[str, torch.Tensor]
@@ -294,35 +292,26 @@ class PruneCheckpoint:
             "meta_sha256": self.meta_sha256,
             "info": json.dumps(self.info, sort_keys=True, default=str),
         }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        data = buffer.getvalue()
-        write_atomic(Path(path), data)
-        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.sha256 = save_payload(path, payload)
         return self.sha256
 
     @classmethod
     def from_file(cls, path: Path | str) -> PruneCheckpoint:
-        path = Path(path)
-        if not path.is_file():
-            raise PruneCheckpointError(f"pruning checkpoint not found: {path}")
-        data = path.read_bytes()
-        try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
-            raise PruneCheckpointError(f"{path} is not a readable checkpoint: {exc}") from None
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise PruneCheckpointError(
-                f"{path} is not a MetaRTT pruning checkpoint (format {CHECKPOINT_FORMAT!r}); "
-                "train/prune.py writes it as <out>/prune.pt"
-            )
+        payload, sha256 = load_payload(
+            path,
+            CHECKPOINT_FORMAT,
+            PruneCheckpointError,
+            "pruning checkpoint",
+            "MetaRTT pruning checkpoint",
+            "train/prune.py writes it as <out>/prune.pt",
+        )
         return cls(
             state=payload["state"],
             widths=json.loads(payload["widths"]),
             config=PruneNetConfig(**json.loads(payload["config"])),
             meta_sha256=payload["meta_sha256"],
             info=json.loads(payload["info"]),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha256,
         )
 
 

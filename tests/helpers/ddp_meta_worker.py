@@ -10,7 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from train.meta import TrainConfig, apply_overrides, train  # noqa: E402
+from train.meta import TrainConfig, train  # noqa: E402
+from train.tooling import apply_overrides  # noqa: E402
 
 
 def main() -> None:

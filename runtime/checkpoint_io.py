@@ -1,0 +1,46 @@
+"""Reading and writing the project's own checkpoint files (meta checkpoint, pruning network).
+
+One format check for all of them: a file is a ``torch.save``'d dict with a ``"format"`` key,
+loaded with ``weights_only=True`` (no code runs on load), written atomically; its sha256 is what
+other artifacts record to say which checkpoint they were made for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import torch
+
+from runtime.atomic import write_atomic
+
+
+def save_payload(path: Path | str, payload: dict) -> str:
+    """Write ``payload`` atomically; returns the file's sha256."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    write_atomic(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_payload(
+    path: Path | str, fmt: str, error: type[Exception], role: str, what: str, hint: str
+) -> tuple[dict, str]:
+    """``(payload, sha256)`` of a ``fmt`` checkpoint; ``error`` with a clear message otherwise.
+
+    ``role`` ("meta checkpoint") names the missing file, ``what`` ("MetaRTT checkpoint") the
+    format a wrong file is not, ``hint`` where a right one comes from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{role} not found: {path}")
+    data = path.read_bytes()
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
+        raise error(f"{path} is not a readable checkpoint: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path} is not a {what} (format {fmt!r}); {hint}")
+    return payload, hashlib.sha256(data).hexdigest()
