@@ -1,7 +1,7 @@
 """Export the fixed part of the tracker (backbone, RoI pooling) and build engines where possible.
 
-    python export/build_engine.py --backbone nanotrack [--precision fp32|fp16|int8] \\
-        [--out DIR] [--data DIR]
+    python export/build_engine.py --backbone nanotrack [--ckpt META] [--prune [CKPT]] \\
+        [--keep-conv K] [--precision fp32|fp16|int8] [--out DIR] [--data DIR]
 
 Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
 
@@ -13,6 +13,12 @@ Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
 - ``backbone.<precision>.engine``, ``roi_pool.<precision>.engine``, ``timing.cache``: TensorRT 10
   engines, only where ``tensorrt`` imports and a CUDA GPU is present; otherwise the script says
   that engines were not built and why, and still succeeds (the ONNX files serve ONNX Runtime).
+- ``--ckpt``: the MetaRTT checkpoint the folder serves; its sha256 goes into the manifest and a
+  tracker with another meta checkpoint is refused. ``--prune [CKPT]`` (no value: the shipped
+  pruning network; implies the shipped ``--ckpt`` unless one is given) also writes
+  ``backbone.pruned.onnx`` / ``roi_pool.pruned.onnx`` at a fixed conv width measured on the
+  ``train`` split (``--keep-conv`` overrides it), checked against torch, and their engines with
+  REFIT, which the TensorRT backend refits per video (see :mod:`export.pruned_export`).
 
 Precision: ``fp32`` everywhere; ``fp16`` needs a GPU TensorRT engine (refused without one);
 ``int8`` needs calibration (``calib/``), not implemented yet (refused). Exit codes: 0 done,
@@ -48,6 +54,7 @@ from export.onnx_export import (  # noqa: E402
     relative_error,
     shape_profile,
 )
+from export.pruned_export import export_pruned, profile_at_width  # noqa: E402
 from runtime.atomic import write_atomic  # noqa: E402
 from runtime.backbones import BACKBONE_NAMES, build_backbone  # noqa: E402
 from runtime.backends.manifest import (  # noqa: E402
@@ -58,6 +65,7 @@ from runtime.backends.manifest import (  # noqa: E402
     MANIFEST_FORMAT,
     ROIS,
     checkpoint_record,
+    file_record,
 )
 from runtime.backends.tensorrt_backend import require_tensorrt, tensorrt_status  # noqa: E402
 from runtime.paths import PROJECT_ROOT, data_root  # noqa: E402
@@ -149,7 +157,11 @@ def build_trt_engine(
 
 
 def build_engines(
-    out_dir: Path, profile: dict[str, Any], precision: str, log: Callable[[str], None]
+    out_dir: Path,
+    profile: dict[str, Any],
+    precision: str,
+    log: Callable[[str], None],
+    pruned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     trt = require_tensorrt()
     cache = out_dir / "timing.cache"
@@ -160,14 +172,20 @@ def build_engines(
         "timing_cache": cache.name,
         "refit": True,
     }
-    graphs = (
-        ("backbone", "backbone.onnx", (CROP,)),
-        ("roi_pool", "roi_pool.onnx", (FEATURE_MAP, ROIS, BATCH_INDICES)),
-    )
-    for key, onnx_name, inputs in graphs:
+    graphs = [
+        ("backbone", "backbone.onnx", (CROP,), profile),
+        ("roi_pool", "roi_pool.onnx", (FEATURE_MAP, ROIS, BATCH_INDICES), profile),
+    ]
+    if pruned:  # the same at the fixed kept width; refitted with each video's filters
+        narrow = profile_at_width(profile, pruned["conv_width"])
+        graphs += [
+            ("backbone_pruned", pruned["graphs"]["backbone"], (CROP,), narrow),
+            ("roi_pool_pruned", pruned["graphs"]["roi_pool"], graphs[1][2], narrow),
+        ]
+    for key, onnx_name, inputs, shapes in graphs:
         started = time.perf_counter()
         plan = build_trt_engine(
-            trt, out_dir / onnx_name, {n: profile[n] for n in inputs}, precision, cache
+            trt, out_dir / onnx_name, {n: shapes[n] for n in inputs}, precision, cache
         )
         name = f"{key}.{precision}.engine"
         (out_dir / name).write_bytes(plan)
@@ -223,6 +241,24 @@ def check_precision(precision: str) -> None:
             )
 
 
+def resolve_checkpoints(
+    meta: str | os.PathLike[str] | None, prune: str | os.PathLike[str] | None
+) -> tuple[Path | None, Path | None]:
+    """``--ckpt``/``--prune`` as files (``--prune`` alone: the shipped net and meta checkpoint)."""
+    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+    from runtime.rtmdnet.prune import SHIPPED, SHIPPED_PRUNE
+
+    if prune is not None and str(prune) == SHIPPED:
+        prune = SHIPPED_PRUNE
+    if prune is not None and meta is None:
+        meta = SHIPPED_CHECKPOINT
+    paths = tuple(None if p is None else Path(p).expanduser() for p in (meta, prune))
+    for flag, path in zip(("--ckpt", "--prune"), paths, strict=True):
+        if path is not None and not path.is_file():
+            raise BuildRefused(f"{flag} {path}: no such checkpoint file")
+    return paths  # type: ignore[return-value]
+
+
 def build(
     backbone: str = "nanotrack",
     precision: str = "fp32",
@@ -230,10 +266,22 @@ def build(
     data_dir: str | os.PathLike[str] | None = None,
     config: RTMDNetConfig | None = None,
     log: Callable[[str], None] = print,
+    meta: str | os.PathLike[str] | None = None,
+    prune: str | os.PathLike[str] | None = None,
+    keep_conv: int | None = None,
 ) -> dict[str, Any]:
-    """Export, check, write the manifest, build engines where possible; returns the manifest."""
+    """Export, check, write the manifest, build engines where possible; returns the manifest.
+
+    ``meta``/``prune``: the MetaRTT and pruning checkpoints the folder is built for (``prune``
+    also writes the fixed-width pruned graphs; ``"shipped"`` names the shipped network).
+    """
     check_precision(precision)
     config = config or RTMDNetConfig(backbone=backbone)
+    meta, prune = resolve_checkpoints(meta, prune)
+    if prune is not None:
+        config = dataclasses.replace(config, meta=str(meta), prune=str(prune))
+    elif meta is not None:
+        config = dataclasses.replace(config, meta=str(meta))
     if config.backbone != backbone:
         raise BuildRefused(f"config.backbone={config.backbone!r} but --backbone {backbone!r}")
     if backbone not in BACKBONE_NAMES:
@@ -246,7 +294,7 @@ def build(
     ).eval()
     log(f"[export] {backbone} -> {out}")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (*out.glob("*.engine"), out / MANIFEST_FILE):
+    for stale in (*out.glob("*.engine"), *out.glob("*.pruned.onnx"), out / MANIFEST_FILE):
         stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
 
     profile = shape_profile(extractor, config)
@@ -278,13 +326,23 @@ def build(
         "ops": result.ops,
         "profile": profile,
         "parity": {"onnxruntime_cpu": result.parity},
+        "tracker_checkpoints": {
+            field: file_record(path)
+            for field, path in (("meta", meta), ("prune", prune))
+            if path is not None
+        },
+        "pruned": None,
         "engines": None,
     }
+    if prune is not None:
+        manifest["pruned"] = export_pruned(
+            out, extractor, config, samples, data_dir, keep_conv, log
+        )
     _write_json(out / MANIFEST_FILE, manifest)
 
     usable, why = tensorrt_status()
     if usable:
-        manifest["engines"] = build_engines(out, profile, precision, log)
+        manifest["engines"] = build_engines(out, profile, precision, log, manifest["pruned"])
         _write_json(out / MANIFEST_FILE, manifest)
         parity = check_engines(out, config, data_dir, extractor, samples, precision)
         manifest["parity"][f"tensorrt_{precision}"] = parity
@@ -304,9 +362,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    parser.add_argument(
+        "--ckpt", type=Path, default=None, help="MetaRTT checkpoint the folder serves (hashed)"
+    )
+    parser.add_argument(
+        "--prune",
+        nargs="?",
+        const="shipped",
+        default=None,
+        metavar="CKPT",
+        help="also write fixed-width pruned graphs/engines for this pruning checkpoint "
+        "(no value: the shipped one)",
+    )
+    parser.add_argument(
+        "--keep-conv", type=int, default=None, help="fixed conv width of the pruned graphs"
+    )
     args = parser.parse_args(argv)
     try:
-        build(args.backbone, args.precision, args.out, args.data)
+        build(
+            args.backbone,
+            args.precision,
+            args.out,
+            args.data,
+            meta=args.ckpt,
+            prune=args.prune,
+            keep_conv=args.keep_conv,
+        )
     except (BuildRefused, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

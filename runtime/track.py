@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder written by export/build_engine.py (needed by onnxruntime/tensorrt)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default=None,
+        help="backbone arithmetic: fp32 (default); fp16 on a GPU only; int8 with an export "
+        "folder made by build_engine.py --precision int8",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
     parser.epilog = (
         "With neither --boxes nor --output, both are written to outputs/<input>_boxes.txt and "
@@ -460,6 +467,8 @@ def _default_or_named_tracker(
         options["backend"] = args.backend
     if args.export_dir is not None:
         options["export_dir"] = str(args.export_dir)
+    if args.precision is not None:
+        options["precision"] = args.precision
     if args.meta is not None:
         options["meta"] = str(args.meta)
     if args.prune is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from bench.parity import lockstep_overlaps
 from export.build_engine import build, main
 from export.onnx_export import (
     PARITY_TOLERANCE,
@@ -62,7 +62,8 @@ def exported(tmp_path_factory):
     if not NANOTRACK.is_file():
         pytest.skip(f"needs {NANOTRACK}")
     folder = tmp_path_factory.mktemp("export") / "rtmdnet-nanotrack"
-    manifest = build("nanotrack", "fp32", folder, log=lambda _: None)
+    # Built for the shipped meta + pruning checkpoints, pruned graphs at 64 of 96 conv channels.
+    manifest = build("nanotrack", "fp32", folder, log=lambda _: None, prune="shipped", keep_conv=64)
     return folder, manifest
 
 
@@ -199,6 +200,47 @@ def test_tampered_hash_and_other_backbone_are_refused(exported, tmp_path):
 
 
 @needs_data
+def test_manifest_binds_the_meta_and_pruning_checkpoints(exported, tmp_path):
+    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+    from runtime.rtmdnet.prune import SHIPPED_PRUNE
+
+    folder, manifest = exported
+    bound = manifest["tracker_checkpoints"]
+    assert bound["meta"]["sha256"] == sha256_file(SHIPPED_CHECKPOINT)
+    assert bound["prune"]["sha256"] == sha256_file(SHIPPED_PRUNE)
+    OnnxRuntimeBackend(folder, RTMDNetConfig(meta=str(SHIPPED_CHECKPOINT)))  # the bound ones
+    OnnxRuntimeBackend(folder, RTMDNetConfig(prune="fit"))  # no checkpoint file: nothing to bind
+    other = tmp_path / "other_meta.pt"
+    other.write_bytes(SHIPPED_CHECKPOINT.read_bytes() + b"x")
+    with pytest.raises(ManifestMismatchError, match="meta checkpoint metartt.pt.*--ckpt"):
+        OnnxRuntimeBackend(folder, RTMDNetConfig(meta=str(other)))
+    with pytest.raises(ManifestMismatchError, match="prune checkpoint metartt_prune.pt.*--prune"):
+        OnnxRuntimeBackend(folder, RTMDNetConfig(meta=str(SHIPPED_CHECKPOINT), prune=str(other)))
+
+
+@needs_data
+def test_pruned_graphs_at_a_fixed_width_for_refitted_engines(exported):
+    """``--prune``: the widths measured on train, graphs at the fixed width, refit names."""
+    folder, manifest = exported
+    pruned = manifest["pruned"]
+    assert pruned["conv_width"] == 64 and pruned["conv_channels"] == 96
+    assert set(pruned["kept_per_video"]) == {
+        "Gym",
+        "Skating2",
+        "lasot_airplane-1_first500",
+        "tld_panda_first500",
+        "tld_david",
+        "vot2015_ball1",
+    }
+    assert pruned["parity"]["max_relative_error"]["end_to_end"] <= PARITY_TOLERANCE
+    graph = onnx.load(str(folder / pruned["graphs"]["backbone"])).graph
+    weights = {t.name: t for t in graph.initializer}
+    assert [weights[n].dims[0] for n in pruned["refit_weights"]] == [64, 64]  # weight, bias
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 64
+    check_graph(folder / pruned["graphs"]["roi_pool"])
+
+
+@needs_data
 def test_gpu_provider_request_that_falls_back_warns(exported):
     import onnxruntime as ort
 
@@ -236,6 +278,20 @@ def test_build_engine_refuses_what_it_cannot_build(tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@needs_data
+def test_precisions_a_backend_cannot_run_here_are_refused(exported, extractor):
+    folder, _ = exported
+    with pytest.raises(ValueError, match="fp16 is refused on the onnxruntime backend"):
+        create_backend("onnxruntime", config=RTMDNetConfig(precision="fp16"), export_dir=folder)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16 is refused on the torch backend.*CPU"):
+            create_backend("torch", config=RTMDNetConfig(precision="fp16"), extractor=extractor)
+    with pytest.raises(ValueError, match="int8 runs from an int8 export"):
+        create_backend("torch", config=RTMDNetConfig(precision="int8"), extractor=extractor)
+    with pytest.raises(ManifestMismatchError, match="holds fp32 graphs but the tracker asks"):
+        OnnxRuntimeBackend(folder, RTMDNetConfig(precision="int8"))
+
+
 def test_tracker_defaults_to_the_torch_backend():
     tracker = RTMDNetTracker(RTMDNetConfig(backbone="vggm"))
     assert isinstance(tracker.backend, TorchBackend)
@@ -246,17 +302,6 @@ def test_tracker_defaults_to_the_torch_backend():
 def _frames(name: str, count: int = 20):
     sequence = load_sequence(DATA / "sequences" / name)
     return sequence, [cv2.imread(str(p)) for p in sequence.frame_paths[:count]]
-
-
-def _twin(tracker: RTMDNetTracker, backend) -> RTMDNetTracker:
-    """A copy of ``tracker``'s whole state (head, optimizer, memories, RNG) on ``backend``."""
-    own, tracker.backend = tracker.backend, None  # sessions do not deep-copy; nor need to
-    try:
-        twin = copy.deepcopy(tracker)
-    finally:
-        tracker.backend = own
-    twin.backend = backend
-    return twin
 
 
 @needs_data
@@ -271,15 +316,8 @@ def test_tracker_boxes_agree_frame_by_frame(exported, name):
     sequence, frames = _frames(name)
     ort_backend = OnnxRuntimeBackend(folder)
     tracker = RTMDNetTracker(RTMDNetConfig(**FAST))
-    tracker.init(frames[0], sequence.init_box)
-    overlaps = []
-    for frame in frames[1:]:
-        twin = _twin(tracker, ort_backend)
-        rng = torch.get_rng_state()  # dropout in update steps draws from torch's global RNG
-        ort_box, _ = twin.update(frame)
-        torch.set_rng_state(rng)
-        torch_box, _ = tracker.update(frame)
-        overlaps.append(float(iou(torch_box[None], ort_box[None])[0]))
+    overlaps = lockstep_overlaps(tracker, lambda _: ort_backend, frames, sequence.init_box)
+    assert len(overlaps) == len(frames) - 1
     assert float(np.mean(overlaps)) >= 0.98, overlaps
 
 

@@ -9,6 +9,7 @@ import torch
 
 from runtime.backbones import build_backbone
 from runtime.backbones.common import keep_output_channels
+from runtime.backends.torch_backend import TorchBackend
 from runtime.crop import cut
 from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
@@ -70,7 +71,10 @@ def real_crop():
 
 
 @needs_weights
-def test_sliced_network_scores_like_the_masked_one_on_real_crops(real_crop):
+@pytest.mark.parametrize("conv_width", [None, 64])
+def test_sliced_network_scores_like_the_masked_one_on_real_crops(real_crop, conv_width):
+    """Also at a fixed conv width above the masks' count (a refitted engine's): zero-mask
+    channels fill it up and change nothing."""
     crop, rois = real_crop
     extractor = RoIFeatureExtractor(build_backbone("nanotrack", DATA / "weights")).eval()
     meta = MetaCheckpoint.from_file(SHIPPED_CHECKPOINT)
@@ -80,7 +84,9 @@ def test_sliced_network_scores_like_the_masked_one_on_real_crops(real_crop):
         full = extractor(crop_to_tensor(crop), rois, batch)
     head.input_scale.fill_(1.0 / float(full.std()))
     masks = _masks()
-    selection = ChannelSelection.from_masks(masks)
+    selection = ChannelSelection.from_masks(masks, conv_width and {"conv": conv_width})
+    if conv_width:
+        assert len(selection.keep["conv"]) == conv_width > int((masks["conv"] > 0).sum())
     params = {n: p.detach() for n, p in head.named_parameters()}
     small_head = selection.slice_head(head, params, CELLS)
     small_extractor = extractor.keep_channels(selection.keep["conv"])
@@ -135,6 +141,16 @@ def test_selection_counts_and_an_all_zero_layer_keeps_one_channel():
     assert selection.kept() == {"conv": 2, "fc4": 1, "fc5": 2}
     assert selection.prune_rate == pytest.approx(1 - 5 / 9)
     assert selection.feature_columns(2).tolist() == [2, 3, 6, 7]
+
+
+def test_a_fixed_width_keeps_the_top_k_channels_by_mask():
+    conv = torch.tensor([0.0, 0.3, 0.0, 2.0, 0.9, 0.0])
+    masks = {"conv": conv, "fc4": torch.ones(3), "fc5": torch.ones(2)}
+    assert ChannelSelection.from_masks(masks, {"conv": 2}).keep["conv"].tolist() == [3, 4]
+    padded = ChannelSelection.from_masks(masks, {"conv": 5}).keep["conv"]
+    assert len(padded) == 5 and {1, 3, 4} <= set(padded.tolist())
+    assert padded.tolist() == sorted(padded.tolist())
+    assert ChannelSelection.from_masks(masks, {"conv": 99}).kept()["conv"] == 6
 
 
 def test_pruning_net_starts_unpruned_and_the_objective_trades_sparsity_for_error():
@@ -221,6 +237,13 @@ def test_tracker_prunes_once_at_the_first_frame_and_runs_smaller(tmp_path):
     # A new video starts from the unpruned network again.
     tracker.init(frames[0], sequence.ground_truth[0])
     assert tracker.selection is not selection
+    # A backend built at a fixed conv width (a refittable TensorRT engine) gets exactly that.
+    fixed = TorchBackend(tracker.extractor)
+    fixed.channel_budget = 80
+    tracker.backend = fixed
+    tracker.init(frames[0], sequence.ground_truth[0])
+    assert tracker.selection.kept()["conv"] == 80
+    assert tracker.backend.feature_map(torch.zeros(1, 3, 128, 128)).shape[1] == 80
 
 
 @needs_weights

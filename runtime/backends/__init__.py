@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from runtime.rtmdnet.features import RoIFeatureExtractor
 
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
 logger = logging.getLogger(__name__)
 
 
@@ -59,6 +60,25 @@ def _torch_extractor(config: RTMDNetConfig, data_dir: str | os.PathLike[str] | N
     backbone = build_backbone(config.backbone, data_root(data_dir) / "weights")
     extractor = RoIFeatureExtractor(backbone, config.roi_size, config.roi_sampling_ratio)
     return extractor.to(config.device).eval()
+
+
+def check_precision(backend: str, config: RTMDNetConfig) -> None:
+    """Refuse, before anything is loaded, a precision this backend cannot run here."""
+    precision = config.precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    on_cpu = backend == "onnxruntime" or (backend == "torch" and config.device == "cpu")
+    if precision == "fp16" and on_cpu:
+        raise ValueError(
+            f"fp16 is refused on the {backend} backend: it runs on the CPU here, which has no "
+            f"fast fp16 arithmetic; use --precision fp32 (or int8 with an int8 export), or fp16 "
+            f"on a GPU (the torch backend with device='cuda', or a TensorRT fp16 engine)"
+        )
+    if precision == "int8" and backend == "torch":
+        raise ValueError(
+            "int8 runs from an int8 export (python export/build_engine.py --precision int8 "
+            "--calib DIR) on --backend onnxruntime or tensorrt, not on the torch backend"
+        )
 
 
 def create_backend(
@@ -101,10 +121,12 @@ def create_backend(
             f"python export/build_engine.py --backbone {config.backbone} --out DIR"
         )
 
+    check_precision(name, config)
     backend: FeatureBackend
     if name == "torch":
         backend = TorchBackend(
-            extractor if extractor is not None else _torch_extractor(config, data_dir)
+            extractor if extractor is not None else _torch_extractor(config, data_dir),
+            half=config.precision == "fp16",
         )
     elif name == "onnxruntime":
         assert export_dir is not None
@@ -157,12 +179,14 @@ def use_backend(
 
 __all__ = [
     "BACKEND_NAMES",
+    "PRECISIONS",
     "FeatureBackend",
     "ManifestMismatchError",
     "OnnxRuntimeBackend",
     "TensorRTBackend",
     "TensorRTUnavailable",
     "TorchBackend",
+    "check_precision",
     "create_backend",
     "has_engines",
     "tensorrt_status",

@@ -16,6 +16,8 @@ class FeatureBackend(Protocol):
     """
 
     name: str
+    # Output channels a pruned copy must keep exactly (an engine built at that width), or None.
+    channel_budget: int | None
 
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
         """``(1, 3, H, W)`` float32 BGR 0..255 crop -> ``(1, C, h, w)`` feature map."""

@@ -88,6 +88,36 @@ def checkpoint_record(backbone: str, weights_dir: str | os.PathLike[str]) -> dic
     return {"sha256": combined, "files": files}
 
 
+def file_record(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{"path", "sha256"}`` of a checkpoint file the export was made for."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return {"path": path.name, "sha256": sha256_file(path)}
+
+
+def check_tracker_checkpoints(manifest: dict[str, Any], config: Any, folder: Any) -> None:
+    """Refuse a tracker whose meta or pruning checkpoint is not the one the folder was built for.
+
+    An export made with ``--ckpt``/``--prune`` records those files' hashes (the pruned engines'
+    fixed widths were measured with them); one made without serves any head.
+    """
+    bound = manifest.get("tracker_checkpoints") or {}
+    for field, flag in (("meta", "--ckpt"), ("prune", "--prune")):
+        record = bound.get(field)
+        value = getattr(config, field, None)
+        if record is None or value is None or not Path(str(value)).expanduser().is_file():
+            continue  # not bound, or the tracker has no such checkpoint file ("fit", none)
+        current = sha256_file(Path(str(value)).expanduser())
+        if current != record["sha256"]:
+            raise ManifestMismatchError(
+                f"{folder} was built for the {field} checkpoint {record['path']} (sha256 "
+                f"{record['sha256'][:12]}...), but the tracker uses {value} (sha256 "
+                f"{current[:12]}...); re-export: python export/build_engine.py {flag} {value} "
+                f"--out {folder}"
+            )
+
+
 def load_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(folder).expanduser() / MANIFEST_FILE
     if not path.is_file():
@@ -123,6 +153,14 @@ def check_manifest(
                 f"{folder} was exported with {field}={exported.get(field)!r} but the tracker's "
                 f"config has {field}={getattr(config, field)!r}; {redo}"
             )
+    precision = getattr(config, "precision", "fp32")
+    if manifest.get("precision", "fp32") != precision:
+        raise ManifestMismatchError(
+            f"{folder} holds {manifest.get('precision')} graphs but the tracker asks for "
+            f"{precision}; use --precision {manifest.get('precision')}, or export "
+            f"python export/build_engine.py --precision {precision} --out DIR"
+        )
+    check_tracker_checkpoints(manifest, config, folder)
     recorded = manifest.get("checkpoint", {}).get("sha256")
     current = checkpoint_record(config.backbone, weights_dir)["sha256"]
     if recorded != current:

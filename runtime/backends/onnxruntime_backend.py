@@ -44,6 +44,7 @@ def _provider_name(provider: str | tuple[str, dict[str, Any]]) -> str:
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    channel_budget: int | None = None  # slices to any width (a session build per video)
     build_seconds = 0.0  # of the last session build for a pruned copy
 
     def __init__(

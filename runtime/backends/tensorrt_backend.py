@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from runtime.backends.manifest import (
@@ -127,6 +128,15 @@ class _Engine:
         return outputs
 
 
+def full_conv_filters(onnx_path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The full graph's output-conv weight and bias: the source of every per-video refit."""
+    import onnx
+    from onnx import numpy_helper
+
+    tensors = {t.name: t for t in onnx.load(str(onnx_path)).graph.initializer}
+    return {name: numpy_helper.to_array(tensors[name]) for name in names}
+
+
 class TensorRTBackend:
     """The two engines of an export folder (``manifest.json`` ``"engines"``), on the GPU.
 
@@ -161,6 +171,19 @@ class TensorRTBackend:
         self._pool = _Engine(trt, self._runtime, self.export_dir / engines["roi_pool"])
         self.precision = engines.get("precision", "fp32")
         self.max_rois = self._pool.profile(ROIS)[2][0]
+        # Per-video pruning: engines at a fixed conv width, refitted with each video's filters.
+        pruned = self.manifest.get("pruned")
+        self.channel_budget: int | None = None
+        if pruned and engines.get("backbone_pruned"):
+            self.channel_budget = int(pruned["conv_width"])
+            self._pruned_engines = (
+                _Engine(trt, self._runtime, self.export_dir / engines["backbone_pruned"]),
+                _Engine(trt, self._runtime, self.export_dir / engines["roi_pool_pruned"]),
+            )
+            self._full_filters = full_conv_filters(
+                self.export_dir / self.manifest["graphs"]["backbone"]["onnx"],
+                pruned["refit_weights"],
+            )
 
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
         out = self._backbone(**{CROP: crop})[FEATURES].to(crop.device)
@@ -169,15 +192,38 @@ class TensorRTBackend:
     _keep: torch.Tensor | None = None
 
     def keep_channels(self, keep: torch.Tensor) -> TensorRTBackend:
-        """Per-video pruning on TensorRT: the engines still compute every channel.
+        """Per-video pruning on TensorRT: refit the fixed-width engine with the kept filters.
 
-        A refittable engine at fixed kept widths (refit at the first frame) is not built yet
-        (it needs TensorRT to develop against): the kept channels are selected from the full
-        feature map, so the scores are the pruned network's and only the FC head runs smaller.
+        With ``build_engine.py --prune`` the folder holds engines at ``channel_budget`` output
+        channels (built with REFIT); the tracker keeps exactly that many (top-k by mask) and the
+        output conv's weights and biases of those channels are refitted in place (milliseconds,
+        no rebuild). Without them, or for another count, the kept channels are selected from the
+        full engine's output: the pruned network's scores, but only the FC head runs smaller.
         """
+        index = torch.as_tensor(keep, dtype=torch.long).flatten()
         pruned = copy.copy(self)
-        pruned._keep = torch.as_tensor(keep, dtype=torch.long)
+        if self.channel_budget is not None and len(index) == self.channel_budget:
+            self._refit(index.cpu().numpy())
+            pruned._backbone, pruned._pool = self._pruned_engines
+            pruned.max_rois = pruned._pool.profile(ROIS)[2][0]
+        else:
+            pruned._keep = index
         return pruned
+
+    def _refit(self, keep: np.ndarray) -> None:
+        trt = require_tensorrt()
+        engine = self._pruned_engines[0].engine
+        refitter = trt.Refitter(engine, self._logger)
+        held = []  # TensorRT reads the host arrays during refit_cuda_engine
+        for name, full in self._full_filters.items():
+            held.append(np.ascontiguousarray(full[keep]))
+            if not refitter.set_named_weights(name, trt.Weights(held[-1])):
+                raise RuntimeError(f"TensorRT refused to refit {name!r} of {engine}")
+        missing = refitter.get_missing_weights()
+        if missing:
+            raise RuntimeError(f"TensorRT refit needs weights not supplied: {missing}")
+        if not refitter.refit_cuda_engine():
+            raise RuntimeError("TensorRT refit_cuda_engine failed (see TensorRT's log)")
 
     def pool(
         self, feature_map: torch.Tensor, rois: torch.Tensor, batch_indices: torch.Tensor

@@ -97,3 +97,7 @@ class RTMDNetConfig:
     # else ONNX Runtime if export_dir is given, else torch.
     backend: str = "auto"
     export_dir: str | None = None  # a folder written by export/build_engine.py
+    # Arithmetic of backbone + RoIAlign: "fp32"; "fp16" (CUDA torch or a TensorRT fp16 engine,
+    # refused on a CPU backend); "int8" (an export made with --precision int8: ONNX Runtime or
+    # TensorRT). The FC head and its adaptation stay fp32 in torch.
+    precision: str = "fp32"

@@ -340,11 +340,24 @@ class ChannelSelection:
     keep: dict[str, torch.Tensor]
 
     @classmethod
-    def from_masks(cls, masks: Mapping[str, torch.Tensor]) -> ChannelSelection:
+    def from_masks(
+        cls, masks: Mapping[str, torch.Tensor], widths: Mapping[str, int] | None = None
+    ) -> ChannelSelection:
+        """Keep the channels whose mask is above zero, or exactly ``widths[layer]`` of them.
+
+        A fixed width (a TensorRT engine built once at that width, refitted per video) keeps the
+        top-k channels by mask: zero-mask channels fill up a short selection exactly (their
+        columns are folded to zero), a long one loses its weakest channels (approximate).
+        """
         masks = {layer: masks[layer].detach().float() for layer in LAYERS}
+        widths = dict(widths or {})
         keep = {}
         for layer, m in masks.items():
-            kept = torch.nonzero(m > 0).flatten()
+            if layer in widths:
+                k = max(1, min(int(widths[layer]), len(m)))
+                kept = torch.sort(torch.argsort(m, descending=True, stable=True)[:k]).values
+            else:
+                kept = torch.nonzero(m > 0).flatten()
             if len(kept) == 0:  # keep one (zero-masked) channel: shapes stay valid, and it
                 kept = m.argmax().reshape(1)  # passes nothing, as in the masked network
             keep[layer] = kept

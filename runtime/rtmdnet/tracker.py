@@ -15,6 +15,7 @@ out: the head, its learned rates, the stored sample features and the backend's l
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from pathlib import Path
@@ -162,6 +163,21 @@ class RTMDNetTracker:
         # A backend set from outside (use_backend) serves every video; pruning replaces
         # self._backend for one video only, and init() goes back to this one.
         self._backend = self._unpruned_backend = backend
+
+    def twin(self, backend: FeatureBackend) -> RTMDNetTracker:
+        """A copy of the whole state (head, optimizer, memories, RNG) running on ``backend``.
+
+        For comparing backends frame by frame from the same state (``bench.parity``). For a
+        pruned video, pass a backend already cut to ``selection.keep["conv"]``.
+        """
+        own = self._backend, self._unpruned_backend
+        self._backend = self._unpruned_backend = None  # sessions/engines do not deep-copy
+        try:
+            twin = copy.deepcopy(self)
+        finally:
+            self._backend, self._unpruned_backend = own
+        twin._backend = twin._unpruned_backend = backend
+        return twin
 
     # ---------------------------------------------------------------------------------------
     def _window(self, box: np.ndarray, half_extent: np.ndarray, jitter: float = 1.0) -> CropWindow:
@@ -314,7 +330,9 @@ class RTMDNetTracker:
                 c.prune_fit_lr,
                 cells,
             )
-        selection = ChannelSelection.from_masks(masks)
+        # A backend built at a fixed kept width (TensorRT, refitted per video) takes exactly that.
+        budget = getattr(self._backend, "channel_budget", None)
+        selection = ChannelSelection.from_masks(masks, {"conv": budget} if budget else None)
         self.head = selection.slice_head(self.head, params, cells)
         if self.meta is not None:
             self._theta_init = {n: p.detach().clone() for n, p in self.head.named_parameters()}

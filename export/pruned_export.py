@@ -1,0 +1,162 @@
+"""Graphs at fixed kept widths for per-video channel pruning (``build_engine.py --prune``).
+
+MetaRTT predicts its masks per video, at the first frame. ONNX Runtime slices the full graphs in
+memory then (:mod:`runtime.backends.onnx_slicing`); a TensorRT engine takes minutes to build, so
+it is built once at a fixed number of output channels ``k`` with the REFIT flag, and at each
+video's first frame the tracker keeps the top-k channels by mask
+(:meth:`ChannelSelection.from_masks` with widths) and the backend refits the output conv's
+filters of those channels into the engine.
+
+``k`` is measured, not guessed: the largest number of conv channels the pruning network keeps on
+the first frames of the ``train`` split (never ``val``), unless ``--keep-conv`` sets it. Videos
+that keep fewer channels are exact at width ``k`` (the extra channels' columns are folded to zero
+by their zero masks); a video keeping more loses its weakest channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import onnx
+import torch
+
+from export.onnx_export import ExportError, check_graph, relative_error
+from runtime.backends.manifest import (
+    BATCH_INDICES,
+    CROP,
+    FEATURE_MAP,
+    FEATURES,
+    ROI_FEATURES,
+    ROIS,
+)
+from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
+from runtime.paths import data_root
+from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.features import RoIFeatureExtractor
+from runtime.sequences import load_sequence, sequence_names
+
+PRUNED_BACKBONE_ONNX = "backbone.pruned.onnx"
+PRUNED_ROI_POOL_ONNX = "roi_pool.pruned.onnx"
+PARITY_TOLERANCE = 1e-4  # as the full graphs' check (export.onnx_export)
+
+
+def measure_kept_channels(
+    config: RTMDNetConfig,
+    data_dir: str | os.PathLike[str] | None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the pruning tracker's first frame on every ``train`` sequence; its conv masks."""
+    from runtime.rtmdnet.tracker import RTMDNetTracker
+
+    root = data_root(data_dir) / "sequences"
+    names = [n for n in sequence_names(root, "train") if (root / n).is_dir()]
+    if not names:
+        raise ExportError(f"no train-split sequences under {root} to measure the kept widths on")
+    tracker = RTMDNetTracker(config, data_dir=data_dir)
+    kept, masks = {}, []
+    for name in names:
+        sequence = load_sequence(root / name)
+        frame = cv2.imread(str(sequence.frame_paths[0]))
+        if frame is None:
+            raise ExportError(f"cannot read {sequence.frame_paths[0]}")
+        tracker.init(frame, sequence.init_box)
+        assert tracker.selection is not None
+        kept[name] = tracker.selection.kept()
+        masks.append(tracker.selection.masks["conv"])
+        log(f"[prune] {name}: kept {kept[name]}")
+    return {"kept_per_video": kept, "mean_conv_mask": torch.stack(masks).mean(0)}
+
+
+def export_pruned(
+    out_dir: Path,
+    extractor: RoIFeatureExtractor,
+    config: RTMDNetConfig,
+    samples: list,
+    data_dir: str | os.PathLike[str] | None,
+    keep_conv: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Write the fixed-width graphs next to the full ones; returns the manifest's ``pruned``."""
+    import onnxruntime as ort
+
+    measured = measure_kept_channels(config, data_dir, log)
+    channels = int(extractor.backbone.out_channels)
+    widest = max(k["conv"] for k in measured["kept_per_video"].values())
+    width = int(keep_conv) if keep_conv is not None else widest
+    if not 1 <= width <= channels:
+        raise ExportError(f"--keep-conv {width}: the output conv has {channels} channels")
+    # Reference filters for the graph as written (the runtime refits them per video): the
+    # channels kept most strongly on average.
+    order = torch.argsort(measured["mean_conv_mask"], descending=True, stable=True)
+    keep = torch.sort(order[:width]).values
+
+    backbone = onnx.load(str(out_dir / "backbone.onnx"))
+    sliced = slice_backbone(backbone, FEATURES, keep.tolist())
+    pooled = slice_roi_pool(
+        onnx.load(str(out_dir / "roi_pool.onnx")), FEATURE_MAP, ROI_FEATURES, width,
+        config.roi_size**2,
+    )  # fmt: skip
+    onnx.save(sliced, str(out_dir / PRUNED_BACKBONE_ONNX))
+    onnx.save(pooled, str(out_dir / PRUNED_ROI_POOL_ONNX))
+    for name in (PRUNED_BACKBONE_ONNX, PRUNED_ROI_POOL_ONNX):
+        check_graph(out_dir / name)  # onnx.checker and TensorRT 10's operators, as the full ones
+
+    # The written graphs against torch's sliced extractor, on the same real crops as the full check.
+    reference = extractor.keep_channels(keep)
+    sessions = [
+        ort.InferenceSession(str(out_dir / name), providers=["CPUExecutionProvider"])
+        for name in (PRUNED_BACKBONE_ONNX, PRUNED_ROI_POOL_ONNX)
+    ]
+    worst = {"backbone": 0.0, "end_to_end": 0.0}
+    with torch.no_grad():
+        for sample in samples:
+            fmap = reference.feature_map(sample.crop)
+            feats = reference.pool(fmap, sample.rois, sample.batch_indices)
+            (ort_fmap,) = sessions[0].run(None, {CROP: sample.crop.numpy()})
+            (ort_feats,) = sessions[1].run(
+                None,
+                {
+                    FEATURE_MAP: ort_fmap,
+                    ROIS: sample.rois.numpy(),
+                    BATCH_INDICES: sample.batch_indices.numpy(),
+                },
+            )
+            worst["backbone"] = max(worst["backbone"], relative_error(ort_fmap, fmap))
+            worst["end_to_end"] = max(worst["end_to_end"], relative_error(ort_feats, feats))
+    for key, value in worst.items():
+        if not value <= PARITY_TOLERANCE:
+            raise ExportError(
+                f"pruned graphs disagree with torch's sliced network: {key} relative error "
+                f"{value:.2e} > {PARITY_TOLERANCE:.0e}"
+            )
+    conv = next(n for n in sliced.graph.node if FEATURES in n.output)
+    log(f"[prune] fixed conv width {width} of {channels} (widest on train: {widest}); {worst}")
+    return {
+        "conv_width": width,
+        "conv_channels": channels,
+        "widest_on_train": widest,
+        "kept_per_video": measured["kept_per_video"],
+        "reference_keep": keep.tolist(),
+        "graphs": {"backbone": PRUNED_BACKBONE_ONNX, "roi_pool": PRUNED_ROI_POOL_ONNX},
+        # TensorRT names the refittable weights of an ONNX-parsed network by initializer name.
+        "refit_weights": list(conv.input[1:]),
+        "parity": {"tolerance": PARITY_TOLERANCE, "max_relative_error": worst},
+        "config": {
+            f.name: getattr(config, f.name)
+            for f in dataclasses.fields(config)
+            if f.name.startswith("prune")
+        },
+    }
+
+
+def profile_at_width(profile: dict[str, Any], width: int) -> dict[str, Any]:
+    """The shape profile with the feature map's channel dimension set to ``width``."""
+    out = {name: {k: list(v) for k, v in shapes.items()} for name, shapes in profile.items()}
+    for shape in out[FEATURE_MAP].values():
+        shape[1] = width
+    return out
