@@ -1,7 +1,7 @@
 """Tracking speed per backend, in one run: ``python -m bench.speed``.
 
     python -m bench.speed [--split val] [--seqs A,B] [--backends torch,onnxruntime,tensorrt] \\
-        [--export-dir DIR] [--trackers rtmdnet,metartt,metartt-prune] [--json OUT] \\
+        [--export-dir DIR[,INT8_DIR]] [--trackers rtmdnet,metartt,metartt-prune] [--json OUT] \\
         [--max-frames N] [--threads N]
 
 Every tracker on every backend tracks the same decoded frames in the same process
@@ -38,9 +38,11 @@ from runtime.rtmdnet import RTMDNetConfig
 DEFAULT_EXPORT = Path("outputs/export")
 
 
+def _precision(export_dir: Path) -> str:
+    return str(load_manifest(export_dir).get("precision", "fp32"))
+
+
 def _skip_reason(backend: str, export_dir: Path) -> str | None:
-    if backend == "torch":
-        return None
     if not (export_dir / "manifest.json").is_file():
         return f"no export in {export_dir} (run python export/build_engine.py)"
     if backend == "tensorrt":
@@ -59,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         "--trackers", "--tracker", default="rtmdnet", help="comma-separated tracker names"
     )
     parser.add_argument("--backends", default="torch,onnxruntime,tensorrt")
-    parser.add_argument("--export-dir", type=Path, default=None)
+    parser.add_argument(
+        "--export-dir",
+        default=None,
+        help="comma-separated export folders (one row each per tracker and backend, at the "
+        "folder's precision; e.g. an fp32 and an int8 export)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -72,19 +79,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         threads = set_threads(args.threads)
         backbone = RTMDNetConfig().backbone
-        export_dir = args.export_dir or DEFAULT_EXPORT / f"rtmdnet-{backbone}"
-        backends = []
+        export_dirs = [Path(d) for d in split_list(args.export_dir)] or [
+            DEFAULT_EXPORT / f"rtmdnet-{backbone}"
+        ]
+        # One row per tracker x backend x export folder (each at its own precision: fp32, int8).
+        runs: list[tuple[str, Path | None, str]] = []
         for backend in split_list(args.backends):
-            reason = _skip_reason(backend, export_dir)
-            if reason:
-                print(f"skipping {backend}: {reason}", file=sys.stderr)
-                continue
-            backends.append(backend)
-        specs: dict[tuple[str, str], str] = {}
+            for export_dir in [None] if backend == "torch" else export_dirs:
+                reason = _skip_reason(backend, export_dir) if export_dir else None
+                if reason:
+                    print(f"skipping {backend} ({export_dir}): {reason}", file=sys.stderr)
+                    continue
+                precision = "fp32" if export_dir is None else _precision(export_dir)
+                runs.append((backend, export_dir, precision))
+        specs: dict[tuple[str, str, str], str] = {}
         for tracker in split_list(args.trackers):
-            for backend in backends:
-                extra = "" if backend == "torch" else f";export_dir={export_dir}"
-                specs[(tracker, backend)] = f"{tracker}[backend={backend}{extra}]"
+            for backend, export_dir, precision in runs:
+                extra = "" if export_dir is None else f";export_dir={export_dir}"
+                if precision != "fp32":
+                    extra += f";precision={precision}"
+                specs[(tracker, backend, precision)] = f"{tracker}[backend={backend}{extra}]"
         if not specs:
             raise OPEError("no backend can run here")
 
@@ -102,27 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     except OPEError as error:
         print(f"bench.speed: error: {error}", file=sys.stderr)
         return 2
-    precision = "fp32"
-    if (export_dir / "manifest.json").is_file():
-        precision = str(load_manifest(export_dir).get("precision", precision))
     base = summary[specs[next(iter(specs))]]["median_fps"]
     rows = [
-        "| tracker | backend | precision | pruning | median FPS | vs first | mean AUC |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: |",
+        "| tracker | backend | precision | pruning | median FPS | vs first | mean AUC "
+        "| mean precision |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for (tracker, backend), spec in specs.items():
+    for (tracker, backend, precision), spec in specs.items():
         result = summary[spec]
         rate = result.get("mean_prune_rate")
         pruning = "none" if rate is None else f"{rate:.0%} ± {result['std_prune_rate']:.0%}"
         rows.append(
-            f"| {tracker} | {backend} | {'fp32' if backend == 'torch' else precision} | "
-            f"{pruning} | {result['median_fps']:.1f} | {result['median_fps'] / base:.2f}x | "
-            f"{result['mean_auc']:.3f} |"
+            f"| {tracker} | {backend} | {precision} | {pruning} | {result['median_fps']:.1f} | "
+            f"{result['median_fps'] / base:.2f}x | {result['mean_auc']:.3f} | "
+            f"{result['mean_precision']:.3f} |"
         )
     print(f"{len(sequences)} sequences, {threads} thread(s)")
     print("\n".join(rows))
     if args.json is not None:
-        write_json({f"{t} / {b}": summary[spec] for (t, b), spec in specs.items()}, args.json)
+        write_json({" / ".join(key): summary[spec] for key, spec in specs.items()}, args.json)
     return 0
 
 

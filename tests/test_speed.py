@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench.speed import _skip_reason
+from bench.speed import _skip_reason, main
+from runtime.paths import data_root
+
+VASE = data_root() / "sequences" / "Vase"
 
 
-def test_torch_always_runs(tmp_path):
-    assert _skip_reason("torch", tmp_path) is None
+@pytest.mark.skipif(not VASE.is_dir(), reason=f"needs the real sequence {VASE}")
+def test_one_row_per_tracker_backend_and_export_folder(tmp_path, capsys):
+    """Torch always runs; a folder without an export is skipped with the reason."""
+    out = tmp_path / "speed.json"
+    argv = ["--seqs", "Vase", "--max-frames", "3", "--trackers", "metartt", "--quiet"]
+    argv += ["--backends", "torch,onnxruntime", "--export-dir", str(tmp_path), "--json", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "skipping onnxruntime" in captured.err and "no export" in captured.err
+    assert "| metartt | torch | fp32 | none |" in captured.out
+    assert list(json.loads(out.read_text())) == ["metartt / torch / fp32"]
 
 
 def test_exported_backends_need_an_export_folder(tmp_path):
