@@ -42,6 +42,19 @@ def _metartt_pruned(which: str) -> Callable[..., Tracker]:
     return factory
 
 
+def _mlt(preset: dict[str, object]) -> Callable[..., Tracker]:
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        from runtime.mlt import MLTConfig, MLTTracker
+
+        try:
+            config = MLTConfig(**{**preset, **options})  # type: ignore[arg-type]
+        except TypeError as exc:  # an option MLT does not have (e.g. --meta, --prune)
+            raise ValueError(f"mlt: {exc}") from None
+        return MLTTracker(config, data_dir=data_dir)
+
+    return factory
+
+
 _FACTORIES: dict[str, Callable[..., Tracker]] = {
     # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
     "metartt": _metartt({}),
@@ -54,6 +67,11 @@ _FACTORIES: dict[str, Callable[..., Tracker]] = {
     "rtmdnet-nanotrack": _rtmdnet({"backbone": "nanotrack"}),
     "rtmdnet-mobilenet_v2": _rtmdnet({"backbone": "mobilenet_v2"}),
     "rtmdnet-vggm": _rtmdnet({"backbone": "vggm"}),
+    # MLT (ICCV 2019) with the shipped checkpoint: meta-learned kernels every 30 frames; the
+    # matching network alone (mt); and conv5 fine-tuned on the memory every 50 frames (mt+ft).
+    "mlt": _mlt({}),
+    "mlt-mt": _mlt({"use_meta": False}),
+    "mlt-mt-ft": _mlt({"use_meta": False, "finetune": True}),
 }
 
 TRACKER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
