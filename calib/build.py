@@ -1,0 +1,320 @@
+"""A calibration set of real search crops, cut the way the tracker cuts them (train data only).
+
+``python -m calib.build --out DIR [--count 300] [--data DIR] [--seed 0] [--no-extra]``
+
+Each crop comes from a frame of a *training* sequence: the ``train`` split of ``sequences/``
+(``splits.json``) plus, unless ``--no-extra``, the all-training ``train_extra/`` folder. The
+``val`` split is refused, and a sequence listed under ``val`` is never read. The crop is made by
+the runtime's own code: :meth:`RTMDNetTracker._window` (scale from the target's size, window
+rounded to the backbone stride), :func:`runtime.crop.cut` (bilinear, the first frame's mean colour
+as fill, as the tracker's ``_fill``), around a target box jittered the way a tracker's estimate
+strays from the ground truth. Two kinds, as the tracker cuts them:
+
+- ``update``: the per-frame search crop; the window covers the frame's 256 candidates and the
+  update negatives (as :meth:`RTMDNetTracker.update`).
+- ``init``: the first frame's crop at one of ``init_jitter_scales``; the window covers the
+  first-frame negatives (as :meth:`RTMDNetTracker.init`).
+
+Written to ``DIR``: ``crops.npz`` (``crop_00000`` ... ``H x W x 3`` uint8 BGR, and
+``rois_00000`` ... the crop's 256 candidate RoIs, ``x1, y1, x2, y2`` crop pixels, padded as the
+tracker pads them) and ``settings.json`` (split, sources, every crop's sequence, frame, boxes and
+window, the seed, the tracker config fields used, and the sha256 of ``crops.npz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+
+from runtime.backends.manifest import sha256_file
+from runtime.crop import cut
+from runtime.paths import data_root
+from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.tracker import NEG_INIT, RTMDNetTracker, update_reach
+from runtime.sampling import SampleSpec, draw
+from runtime.sequences import load_sequence, sequence_names
+
+CROPS_FILE = "crops.npz"
+SETTINGS_FILE = "settings.json"
+SETTINGS_FORMAT = 1
+SPLIT = "train"  # the only split a calibration set may come from
+STRIDE = 16  # the nanotrack / mobilenet_v2 backbones' stride (window sides are multiples of it)
+INIT_SHARE = 0.15  # share of init-style crops (first frames), the rest are per-frame crops
+# How far the tracker's estimate strays from the ground truth: centre shift in target sides and
+# a scale factor, both Gaussian (sigma). The crop follows the estimate, not the ground truth.
+JITTER_SHIFT = 0.1
+JITTER_SCALE = 1.05
+# Tracker config fields that shape a crop (recorded in settings.json).
+CROP_FIELDS = (
+    "target_px",
+    "max_crop_side",
+    "roi_padding",
+    "n_samples",
+    "trans_f",
+    "scale_f",
+    "init_jitter_scales",
+    "n_neg_init",
+)
+
+
+class CalibrationRefused(ValueError):
+    """A calibration set was asked for from data it must not see (the ``val`` split)."""
+
+
+@dataclasses.dataclass
+class CalibrationSet:
+    crops: list[np.ndarray]  # H x W x 3 uint8 BGR
+    rois: list[np.ndarray]  # (n_samples, 4) float32 x1, y1, x2, y2 crop pixels
+    settings: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+def training_sequences(
+    data_dir: str | os.PathLike[str] | None = None, split: str = SPLIT, extra: bool = True
+) -> list[Path]:
+    """Folders of the training sequences; refuses ``val`` (or any split but ``train``)."""
+    if split != SPLIT:
+        raise CalibrationRefused(
+            f"calibration data comes from the {SPLIT!r} split only, not {split!r}: calibrating "
+            f"on validation frames would leak them into the INT8 graph that is then scored on them"
+        )
+    root = data_root(data_dir)
+    seq_root = root / "sequences"
+    if not seq_root.is_dir():
+        raise FileNotFoundError(
+            f"no sequences/ under {root}; point --data (or $TRACKER_DATA) at the shared data"
+        )
+    val = set(sequence_names(seq_root, "val"))
+    folders = [seq_root / name for name in sequence_names(seq_root, SPLIT)]
+    extra_root = root / "train_extra"
+    if extra and extra_root.is_dir():
+        folders += [extra_root / name for name in sequence_names(extra_root)]
+    leaked = sorted(f.name for f in folders if f.name in val)
+    if leaked:
+        raise CalibrationRefused(f"{', '.join(leaked)} are val sequences; refusing to read them")
+    return [f for f in folders if f.is_dir()]
+
+
+def _tracker_view(config: RTMDNetConfig, stride: int) -> SimpleNamespace:
+    """What :meth:`RTMDNetTracker._window` reads from a tracker (no backbone needed)."""
+    return SimpleNamespace(config=config, extractor=SimpleNamespace(stride=stride))
+
+
+def _jittered(box: np.ndarray, frame_wh: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """``box`` moved and rescaled as a tracker's estimate would be (stays >= 5 px, in frame)."""
+    out = np.asarray(box, dtype=np.float64).copy()
+    scale = JITTER_SCALE ** rng.standard_normal()
+    centre = out[:2] + out[2:] / 2 + rng.standard_normal(2) * JITTER_SHIFT * out[2:].mean()
+    centre = np.clip(centre, 0, np.asarray(frame_wh, dtype=np.float64) - 1)
+    out[2:] = np.maximum(out[2:] * scale, 5.0)
+    out[:2] = centre - out[2:] / 2
+    return out
+
+
+def make_crop(
+    frame: np.ndarray,
+    target: np.ndarray,
+    kind: str,
+    config: RTMDNetConfig,
+    rng: np.random.Generator,
+    fill: tuple[float, float, float],
+    stride: int = STRIDE,
+    jitter: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One crop around ``target`` (0-based x, y, w, h) as the tracker cuts it, with its RoIs.
+
+    ``kind`` is ``"update"`` (per-frame search crop) or ``"init"`` (first-frame crop at scale
+    ``jitter``). Returns the crop, the ``n_samples`` candidate RoIs and the window's record.
+    """
+    frame_wh = (frame.shape[1], frame.shape[0])
+    candidates = draw(
+        SampleSpec("gaussian", config.trans_f, config.scale_f, keep_inside=True),
+        target,
+        config.n_samples,
+        frame_wh,
+        rng,
+    )
+    covering = RTMDNetTracker._covering_half_extent
+    if kind == "update":  # as RTMDNetTracker.update
+        half = np.maximum(
+            update_reach(target, config), covering(target, candidates, config.roi_padding)
+        )
+    elif kind == "init":  # as RTMDNetTracker.init (the window covers the first-frame negatives)
+        negatives = draw(NEG_INIT, target, config.n_neg_init, frame_wh, rng)
+        half = covering(target, np.concatenate([candidates, negatives]), config.roi_padding)
+    else:
+        raise ValueError(f"kind must be 'update' or 'init', not {kind!r}")
+    window = RTMDNetTracker._window(_tracker_view(config, stride), target, half, jitter)
+    crop = cut(frame, window, fill)
+    rois = window.rois(candidates, config.roi_padding).astype(np.float32)
+    record = {
+        "kind": kind,
+        "target": [round(float(v), 3) for v in target],
+        "window": {
+            "x0": window.x0,
+            "y0": window.y0,
+            "scale": window.scale,
+            "width": window.width,
+            "height": window.height,
+        },
+        "init_jitter": jitter,
+    }
+    return crop, rois, record
+
+
+def build_calibration_set(
+    count: int = 300,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    split: str = SPLIT,
+    extra: bool = True,
+    config: RTMDNetConfig | None = None,
+    exclude: dict[str, set[int]] | None = None,
+) -> CalibrationSet:
+    """``count`` crops spread evenly over the training sequences (see the module's docstring).
+
+    ``exclude`` maps sequence names to frame indices (0-based) not to use (held-out test frames).
+    """
+    config = config or RTMDNetConfig()
+    folders = training_sequences(data_dir, split, extra)
+    if not folders:
+        raise FileNotFoundError("no training sequences found")
+    rng = np.random.default_rng(seed)
+    exclude = exclude or {}
+    per_sequence = np.full(len(folders), count // len(folders))
+    per_sequence[rng.permutation(len(folders))[: count % len(folders)]] += 1
+    crops, rois, records = [], [], []
+    for folder, n in zip(folders, per_sequence, strict=True):
+        if n == 0:
+            continue
+        sequence = load_sequence(folder)
+        gt = sequence.ground_truth
+        first = cv2.imread(str(sequence.frame_paths[0]))
+        fill = tuple(float(v) for v in first.reshape(-1, 3).mean(axis=0))  # tracker's _fill
+        banned = exclude.get(sequence.name, set())
+        usable = [
+            i
+            for i in range(1, len(sequence))
+            if np.all(np.isfinite(gt[i])) and gt[i][2] >= 4 and gt[i][3] >= 4 and i not in banned
+        ]
+        n_init = int(0 not in banned and rng.random() < INIT_SHARE * n)  # one init crop at most
+        frames = sorted(rng.choice(usable, size=min(n - n_init, len(usable)), replace=False))
+        jobs = [(0, "init")] * n_init + [(int(i), "update") for i in frames]
+        for index, kind in jobs:
+            frame = first if index == 0 else cv2.imread(str(sequence.frame_paths[index]))
+            if frame is None:
+                raise FileNotFoundError(f"cannot read {sequence.frame_paths[index]}")
+            frame_wh = (frame.shape[1], frame.shape[0])
+            if kind == "init":  # the first frame's box is given, not estimated
+                target = gt[0].copy()
+                jitter = float(rng.choice(config.init_jitter_scales))
+            else:
+                target, jitter = _jittered(gt[index], frame_wh, rng), 1.0
+            crop, cand, record = make_crop(frame, target, kind, config, rng, fill, jitter=jitter)
+            crops.append(crop)
+            rois.append(cand)
+            records.append(
+                {
+                    "sequence": sequence.name,
+                    "source": folder.parent.name,
+                    "frame": index,
+                    "ground_truth": [round(float(v), 3) for v in gt[index]],
+                    "size": [int(crop.shape[1]), int(crop.shape[0])],
+                    **record,
+                }
+            )
+    full = dataclasses.asdict(config)
+    settings = {
+        "format": SETTINGS_FORMAT,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "split": split,
+        "sources": sorted({f.parent.name for f in folders}),
+        "sequences": [f.name for f in folders],
+        "count": len(crops),
+        "seed": seed,
+        "stride": STRIDE,
+        "jitter": {"shift_sigma_sides": JITTER_SHIFT, "scale_sigma_factor": JITTER_SCALE},
+        "init_share": INIT_SHARE,
+        "crop_code": "runtime.rtmdnet.tracker.RTMDNetTracker._window + runtime.crop.cut",
+        "layout": "crop_i: H x W x 3 uint8 BGR 0..255 (the backbone input is its (1,3,H,W) "
+        "float32); rois_i: (n_samples, 4) float32 x1,y1,x2,y2 crop pixels (padded, unshifted)",
+        "config": {field: full[field] for field in CROP_FIELDS},
+        "crops": records,
+    }
+    return CalibrationSet(crops, rois, settings)
+
+
+def save(calib: CalibrationSet, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``crops.npz`` and ``settings.json`` (with the npz's sha256) into ``out_dir``."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {f"crop_{i:05d}": c for i, c in enumerate(calib.crops)}
+    arrays.update({f"rois_{i:05d}": r for i, r in enumerate(calib.rois)})
+    np.savez_compressed(out / CROPS_FILE, **arrays)
+    settings = dict(calib.settings, crops_sha256=sha256_file(out / CROPS_FILE))
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
+    return out
+
+
+def load(calib_dir: str | os.PathLike[str]) -> CalibrationSet:
+    """Read a folder written by :func:`save` (checks the npz against the recorded hash)."""
+    folder = Path(calib_dir).expanduser()
+    settings_path, crops_path = folder / SETTINGS_FILE, folder / CROPS_FILE
+    for path in (settings_path, crops_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: not a calibration folder (make one with "
+                f"python -m calib.build --out {folder})"
+            )
+    settings = json.loads(settings_path.read_text())
+    if settings.get("split") != SPLIT:
+        raise CalibrationRefused(f"{folder} was made from split {settings.get('split')!r}")
+    digest = sha256_file(crops_path)
+    if settings.get("crops_sha256") != digest:
+        raise ValueError(f"{crops_path} does not match the sha256 in {settings_path}; rebuild it")
+    with np.load(crops_path) as data:
+        n = settings["count"]
+        crops = [data[f"crop_{i:05d}"] for i in range(n)]
+        rois = [data[f"rois_{i:05d}"] for i in range(n)]
+    return CalibrationSet(crops, rois, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="output folder (not in git)")
+    parser.add_argument("--count", type=int, default=300, help="number of crops")
+    parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default=SPLIT, help="only 'train' is accepted")
+    parser.add_argument("--no-extra", action="store_true", help="sequences/ train split only")
+    args = parser.parse_args(argv)
+    try:
+        calib = build_calibration_set(
+            args.count, args.data, args.seed, args.split, extra=not args.no_extra
+        )
+    except (CalibrationRefused, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = save(calib, args.out)
+    sizes = np.array([c.shape[:2] for c in calib.crops])
+    print(
+        f"[calib] {len(calib)} crops from {len(calib.settings['sequences'])} training sequences "
+        f"(median {int(np.median(sizes[:, 1]))}x{int(np.median(sizes[:, 0]))}) -> {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

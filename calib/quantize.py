@@ -1,0 +1,490 @@
+"""INT8 by explicit quantization: Q/DQ nodes in the backbone graph, calibrated on real crops.
+
+ONNX Runtime's static quantization (``quantize_static``, ``QuantFormat.QDQ``) inserts
+QuantizeLinear/DequantizeLinear pairs: symmetric int8 activations (zero point 0, one scale per
+tensor, from a calibration method run on :mod:`calib.build`'s crops) and symmetric int8 weights
+with one scale per output channel. The result is an ordinary ONNX graph: ONNX Runtime runs it on
+the CPU (fusing DQ -> Conv -> Q into ``QLinearConv``), and TensorRT 10 builds it as an explicitly
+quantized INT8 engine (it takes the scales from the Q/DQ nodes and needs no calibrator).
+
+Choices (docs/int8.md):
+
+- ``Conv`` is quantized (inputs, weights, outputs), plus ``Add`` (the residual sums between
+  quantized convs). The squeeze-excite blocks (``ReduceMean`` -> ``Gemm`` -> ``HardSigmoid`` ->
+  ``Mul``) and ``HardSwish`` stay float: they are a tiny share of the work and their gates
+  multiply whole feature maps, where an int8 error spreads everywhere.
+- The first :data:`FLOAT_CONVS` convs (stem and the first four blocks, stride <= 8) stay float:
+  measured most sensitive (int8 weights in one of them alone move the features 1-4.5%, later
+  ones 0.2-1%), and quantizing them too doubles the feature error (58% vs 23%) and, in ONNX
+  Runtime on this CPU, the latency (docs/int8.md).
+- The graph's output (``features``, the last Conv's output) is not quantized: RoIAlign
+  (``roi_pool.onnx``) pools it in float32, so a Q/DQ pair there would only add rounding error.
+  ``roi_pool.onnx`` stays float32 too: RoiAlign has no int8 kernel in ONNX Runtime nor int8
+  support in TensorRT's ONNX parser, and bilinear pooling of ~256-6000 RoIs is a small part of a
+  frame's time next to the backbone.
+- The calibration method (entropy or percentile) is chosen by measured accuracy on held-out
+  calibration crops (every 5th): top-1 agreement of MetaRTT head scores over each crop's 256
+  candidates, INT8 vs FP32, then the features' relative error (:func:`choose_and_quantize`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from calib.build import CalibrationSet, load
+from runtime.backends.manifest import (
+    BATCH_INDICES,
+    CROP,
+    FEATURE_MAP,
+    FEATURES,
+    ROI_FEATURES,
+    ROIS,
+    sha256_file,
+)
+from runtime.rtmdnet.config import RTMDNetConfig
+
+METHODS = ("entropy", "percentile")
+PERCENTILE = 99.999
+QUANTIZED_OPS = ("Conv", "Add")
+FLOAT_CONVS = 13  # leading Conv nodes left float (mixed precision; see the module docstring)
+HOLDOUT_EVERY = 5  # every 5th calibration crop is held out to score the methods
+CALIB_CHUNK = 1  # crops per calibration pass: crops differ in size, ORT stacks a pass
+INT8_BACKBONE_ONNX = "backbone.int8.onnx"
+TOP_K = RTMDNetConfig().top_k  # the tracker's estimate: the mean of the 5 best candidates
+
+
+class QuantizationError(RuntimeError):
+    pass
+
+
+# --- calibration data -----------------------------------------------------------------------
+def crop_feed(crop: np.ndarray) -> np.ndarray:
+    """``H x W x 3`` uint8 BGR -> ``(1, 3, H, W)`` float32 (as runtime.rtmdnet.crop_to_tensor)."""
+    return np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def split_indices(n: int, every: int = HOLDOUT_EVERY) -> tuple[list[int], list[int]]:
+    """(calibration, held-out) indices: every ``every``-th crop is held out."""
+    held = [i for i in range(n) if i % every == every - 1]
+    return [i for i in range(n) if i % every != every - 1], held
+
+
+def _reader(crops: Sequence[np.ndarray]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class CropReader(CalibrationDataReader):
+        """Feeds the crops one at a time; ``set_range`` lets ORT calibrate in chunks."""
+
+        def __init__(self) -> None:
+            self.start, self.end = 0, len(crops)
+            self.rewind()
+
+        def __len__(self) -> int:
+            return len(crops)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.start, self.end = start_index, min(end_index, len(crops))
+            self.rewind()
+
+        def rewind(self) -> None:
+            self._next = self.start
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self._next >= self.end:
+                return None
+            self._next += 1
+            return {CROP: crop_feed(crops[self._next - 1])}
+
+    return CropReader()
+
+
+# --- graph surgery ----------------------------------------------------------------------------
+def _strip_output_qdq(model: onnx.ModelProto, output: str) -> bool:
+    """Remove a QuantizeLinear -> DequantizeLinear pair that ends at graph output ``output``.
+
+    The tensor before the pair is renamed ``output``; returns whether a pair was removed.
+    """
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    dq = producers.get(output)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return False
+    q = producers.get(dq.input[0])
+    if q is None or q.op_type != "QuantizeLinear":
+        return False
+    consumers = [n for n in graph.node if q.output[0] in n.input]
+    if len(consumers) != 1:
+        return False
+    source = q.input[0]
+    if any(source in n.input for n in graph.node if n is not q):
+        return False  # the float tensor also feeds others: keep it simple, leave it
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == source:
+                node.output[i] = output
+    graph.node.remove(q)
+    graph.node.remove(dq)
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for tensor in unused:  # the pair's scale and zero point
+        graph.initializer.remove(tensor)
+    return True
+
+
+def qdq_summary(model: onnx.ModelProto) -> dict[str, Any]:
+    """Counts of Q/DQ nodes and what the int8 weights look like (for tests and the manifest)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    ops = [n.op_type for n in model.graph.node]
+    weights = []
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        value = numpy_helper.to_array(inits[node.input[0]])
+        scale = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+        zp = (
+            numpy_helper.to_array(inits[node.input[2]])
+            if len(node.input) > 2 and node.input[2] in inits
+            else np.zeros(1)
+        )
+        weights.append(
+            {
+                "dtype": str(value.dtype),
+                "per_channel": scale is not None and scale.size > 1,
+                "zero_points_zero": bool(np.all(zp == 0)),
+            }
+        )
+    int8 = [w for w in weights if w["dtype"] == "int8"]
+    return {
+        "quantize_linear": ops.count("QuantizeLinear"),
+        "dequantize_linear": ops.count("DequantizeLinear"),
+        "int8_weights": len(int8),
+        "int8_weights_per_channel": sum(w["per_channel"] for w in int8),
+        "zero_points_all_zero": all(w["zero_points_zero"] for w in weights),
+    }
+
+
+def leading_convs(model: onnx.ModelProto, count: int) -> list[str]:
+    """Names of the first ``count`` Conv nodes (graph order) and the Adds among them."""
+    names: list[str] = []
+    seen = 0
+    for node in model.graph.node:
+        if seen >= count:
+            break
+        if node.op_type == "Conv":
+            seen += 1
+            names.append(node.name)
+        elif node.op_type == "Add":
+            names.append(node.name)
+    return names
+
+
+# --- quantization -----------------------------------------------------------------------------
+def quantize_backbone(
+    fp32_onnx: str | os.PathLike[str],
+    calib_dir: str | os.PathLike[str] | CalibrationSet,
+    out_onnx: str | os.PathLike[str],
+    method: str = "entropy",
+    indices: Sequence[int] | None = None,
+    percentile: float = PERCENTILE,
+    op_types: Sequence[str] = QUANTIZED_OPS,
+    per_channel: bool = True,
+    conv_outputs: bool = True,
+    float_convs: int = FLOAT_CONVS,
+) -> dict[str, Any]:
+    """Write a Q/DQ INT8 copy of ``fp32_onnx`` to ``out_onnx``, calibrated with ``method``.
+
+    Symmetric int8 activations and weights (zero points 0), per-channel weight scales; the crops
+    ``indices`` of the calibration set (default: all but every 5th, see :func:`split_indices`).
+    Returns what was done (method, crops used, Q/DQ counts, seconds).
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    calib = calib_dir if isinstance(calib_dir, CalibrationSet) else load(calib_dir)
+    if indices is None:
+        indices = split_indices(len(calib))[0]
+    indices = list(indices)
+    chunk = CALIB_CHUNK
+    usable = len(indices) - len(indices) % chunk if len(indices) >= chunk else len(indices)
+    crops = [calib.crops[i] for i in indices[:usable]]
+    if not crops:
+        raise QuantizationError("no calibration crops")
+    out = Path(out_onnx)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "CalibStridedMinMax": min(chunk, len(crops)),  # any method: calibrate chunk by chunk
+        "CalibPercentile": percentile,
+    }
+    if not conv_outputs:
+        extra["OpTypesToExcludeOutputQuantization"] = ["Conv"]
+    excluded = leading_convs(onnx.load(str(fp32_onnx)), float_convs)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        # ORT writes its augmented model next to the input; keep that out of the export folder.
+        source = Path(tmp) / "fp32.onnx"
+        shutil.copyfile(fp32_onnx, source)
+        quantize_static(
+            str(source),
+            str(out),
+            _reader(crops),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method={
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[method],
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            nodes_to_exclude=excluded,
+            extra_options=extra,
+        )
+    model = onnx.load(str(out))
+    stripped = _strip_output_qdq(model, FEATURES)
+    model.metadata_props.add(key="precision", value="int8")
+    model.metadata_props.add(key="int8_calibration", value=method)
+    onnx.save(model, str(out))
+    return {
+        "method": method,
+        "percentile": percentile if method == "percentile" else None,
+        "calibration_crops": len(crops),
+        "op_types": list(op_types),
+        "per_channel_weights": per_channel,
+        "conv_outputs_quantized": conv_outputs,
+        "float_convs": float_convs,
+        "excluded_nodes": excluded,
+        "symmetric": True,
+        "output_qdq_removed": stripped,
+        "qdq": qdq_summary(model),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+# --- accuracy: INT8 vs FP32 on held-out crops -------------------------------------------------
+def _session(model: str | os.PathLike[str] | bytes, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def shipped_head():
+    """The MetaRTT head as shipped (``theta_init^0``), the one that scores candidates."""
+    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, MetaCheckpoint
+
+    head = MetaCheckpoint.from_file(SHIPPED_CHECKPOINT).build_head()
+    return head.eval()
+
+
+@torch.no_grad()
+def compare(
+    fp32_backbone: str | os.PathLike[str] | bytes,
+    int8_backbone: str | os.PathLike[str] | bytes,
+    roi_pool: str | os.PathLike[str] | bytes,
+    crops: Sequence[np.ndarray],
+    rois: Sequence[np.ndarray],
+    head: torch.nn.Module | None = None,
+    keep: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """INT8 vs FP32 on ``crops``: top-1 candidate agreement and feature errors.
+
+    Each crop's candidates (``rois``) are pooled from both feature maps (FP32 RoI pooling) and
+    scored by ``head`` (default: the shipped MetaRTT head, its input scale set from the FP32
+    features as the tracker sets it at the first frame). ``keep``: the graphs are pruned to
+    these channels (the head's input columns are cut to match).
+    """
+    head = head or shipped_head()
+    sessions = [_session(m) for m in (fp32_backbone, int8_backbone)]
+    pool = _session(roi_pool)
+    columns = None
+    if keep is not None:
+        cells = RTMDNetConfig().roi_size ** 2
+        columns = torch.tensor([c * cells + k for c in keep for k in range(cells)])
+    agree, rel_map, rel_feat, corr, top1_iou, estimate_iou = [], [], [], [], [], []
+    for crop, boxes in zip(crops, rois, strict=True):
+        feed = {CROP: crop_feed(crop)}
+        maps = [s.run([FEATURES], feed)[0] for s in sessions]
+        batch = np.zeros(len(boxes), np.int64)
+        feats = [
+            torch.from_numpy(
+                pool.run(
+                    [ROI_FEATURES],
+                    {FEATURE_MAP: m, ROIS: boxes.astype(np.float32), BATCH_INDICES: batch},
+                )[0]
+            )
+            for m in maps
+        ]
+        head.input_scale.fill_(1.0 / float(feats[0].std().clamp_min(1e-6)))
+        scores = []
+        for f in feats:
+            if columns is not None:
+                full = torch.zeros(len(f), head.fc4[0].in_features)
+                full[:, columns] = f
+                f = full
+            scores.append(head(f)[:, 1].numpy())
+        agree.append(int(np.argmax(scores[0]) == np.argmax(scores[1])))
+        boxes_xywh = _unpadded(boxes)
+        tops = [np.argsort(-sc)[:TOP_K] for sc in scores]
+        top1_iou.append(_iou(boxes_xywh[tops[0][0]], boxes_xywh[tops[1][0]]))
+        estimate_iou.append(
+            _iou(boxes_xywh[tops[0]].mean(axis=0), boxes_xywh[tops[1]].mean(axis=0))
+        )
+        rel_map.append(float(np.linalg.norm(maps[1] - maps[0]) / np.linalg.norm(maps[0])))
+        rel_feat.append(float((feats[1] - feats[0]).norm() / feats[0].norm()))
+        corr.append(float(np.corrcoef(scores[0], scores[1])[0, 1]))
+    return {
+        "crops": len(agree),
+        "top1_agreement": float(np.mean(agree)),
+        "feature_map_rel_error_median": float(np.median(rel_map)),
+        "feature_map_rel_error_max": float(np.max(rel_map)),
+        "roi_feature_rel_error_median": float(np.median(rel_feat)),
+        "score_correlation_median": float(np.median(corr)),
+        # the boxes: IoU of the two top-1 candidates, and of the two estimates (the mean of the
+        # top 5 candidates, as the tracker's estimate)
+        "top1_iou_median": float(np.median(top1_iou)),
+        "estimate_iou_median": float(np.median(estimate_iou)),
+        "estimate_iou_min": float(np.min(estimate_iou)),
+        "estimate_iou_at_least_0.7": float(np.mean(np.asarray(estimate_iou) >= 0.7)),
+    }
+
+
+def _unpadded(rois: np.ndarray, padding: float | None = None) -> np.ndarray:
+    """``x1, y1, x2, y2`` RoIs (padded as the tracker pads them) -> the ``x, y, w, h`` boxes."""
+    padding = padding or RTMDNetConfig().roi_padding
+    rois = np.asarray(rois, dtype=np.float64)
+    wh = (rois[:, 2:] - rois[:, :2]) / padding
+    centre = (rois[:, 2:] + rois[:, :2]) / 2
+    return np.concatenate([centre - wh / 2, wh], axis=1)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    from runtime.boxes import iou
+
+    return float(np.asarray(iou(a[None], b[None])).ravel()[0])
+
+
+def choose_and_quantize(
+    fp32_onnx: str | os.PathLike[str],
+    roi_pool_onnx: str | os.PathLike[str],
+    calib_dir: str | os.PathLike[str],
+    out_onnx: str | os.PathLike[str],
+    methods: Sequence[str] = METHODS,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Quantize with each of ``methods``, keep the one that ranks held-out candidates best.
+
+    Ranked by top-1 agreement with FP32, then by the lower median feature-map error. Writes the
+    winner to ``out_onnx``; returns every method's numbers and the choice.
+    """
+    calib = load(calib_dir)
+    train, held = split_indices(len(calib))
+    head = shipped_head()
+    results: dict[str, Any] = {}
+    out = Path(out_onnx)
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in methods:
+            candidate = Path(tmp) / f"backbone.{method}.onnx"
+            info = quantize_backbone(fp32_onnx, calib, candidate, method, train)
+            scores = compare(
+                fp32_onnx,
+                candidate,
+                roi_pool_onnx,
+                [calib.crops[i] for i in held],
+                [calib.rois[i] for i in held],
+                head,
+            )
+            results[method] = {**info, "held_out": scores}
+            log(
+                f"[int8] {method}: top-1 agreement {scores['top1_agreement']:.3f}, feature-map "
+                f"rel. error {scores['feature_map_rel_error_median']:.4f} (median of "
+                f"{scores['crops']} held-out crops), {info['seconds']} s"
+            )
+        best = max(
+            methods,
+            key=lambda m: (
+                results[m]["held_out"]["top1_agreement"],
+                -results[m]["held_out"]["feature_map_rel_error_median"],
+            ),
+        )
+        shutil.copyfile(Path(tmp) / f"backbone.{best}.onnx", out)
+    log(f"[int8] chose {best} -> {out}")
+    return {
+        "method": best,
+        "chosen_by": "top-1 candidate agreement with FP32 (MetaRTT head, 256 candidates per "
+        "crop) on held-out calibration crops, then lower median feature-map relative error",
+        "candidates": results,
+        "calibration": {
+            "folder": str(Path(calib_dir)),
+            "crops_sha256": calib.settings["crops_sha256"],
+            "split": calib.settings["split"],
+            "count": len(calib),
+            "calibration_crops": len(train),
+            "held_out_crops": len(held),
+            "seed": calib.settings["seed"],
+            "sequences": calib.settings["sequences"],
+            "config": calib.settings["config"],
+        },
+    }
+
+
+def quantize_export(
+    export_dir: str | os.PathLike[str],
+    calib_dir: str | os.PathLike[str],
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Write ``backbone.int8.onnx`` into an export folder made by ``export/build_engine.py``.
+
+    Reads the folder's ``backbone.onnx`` (FP32) and ``roi_pool.onnx`` (stays FP32), chooses the
+    calibration method (:func:`choose_and_quantize`) and checks the result (``onnx.checker`` and
+    the TensorRT 10 operator list). Returns the manifest's ``int8`` record; point
+    ``graphs.backbone.onnx`` at ``result["onnx"]`` for the runtime to load it.
+    """
+    from export.onnx_export import check_graph, graph_ops
+
+    folder = Path(export_dir)
+    fp32, pool = folder / "backbone.onnx", folder / "roi_pool.onnx"
+    out = folder / INT8_BACKBONE_ONNX
+    record = choose_and_quantize(fp32, pool, calib_dir, out, log=log)
+    model = check_graph(out, required_ops=("QuantizeLinear", "DequantizeLinear"))
+    record.update(
+        {
+            "onnx": out.name,
+            "sha256": sha256_file(out),
+            "fp32_onnx": fp32.name,
+            "fp32_sha256": sha256_file(fp32),
+            "roi_pool": "float32 (RoiAlign has no int8 kernel; the features stay float32)",
+            "ops": graph_ops(model),
+            "format": "QDQ, symmetric int8 activations (per tensor) and weights (per output "
+            "channel), zero points 0: TensorRT 10 explicit quantization",
+        }
+    )
+    (folder / "int8.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record

@@ -1,0 +1,193 @@
+"""INT8 calibration and Q/DQ quantization on real crops (calib/), and slicing the INT8 graph."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from calib.build import (
+    CROPS_FILE,
+    SETTINGS_FILE,
+    CalibrationRefused,
+    build_calibration_set,
+    load,
+    main,
+    save,
+)
+from calib.quantize import (
+    INT8_BACKBONE_ONNX,
+    compare,
+    crop_feed,
+    qdq_summary,
+    quantize_export,
+)
+from export.onnx_export import export_graphs, shape_profile
+from runtime.backbones import build_backbone
+from runtime.backends.manifest import FEATURE_MAP, FEATURES, ROI_FEATURES
+from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
+from runtime.paths import data_root
+from runtime.rtmdnet import RTMDNetConfig
+from runtime.rtmdnet.features import RoIFeatureExtractor
+from runtime.sequences import sequence_names
+
+DATA = data_root()
+NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
+SEQUENCES = DATA / "sequences"
+needs_data = pytest.mark.skipif(
+    not NANOTRACK.is_file() or not (DATA / "splits.json").is_file() or not SEQUENCES.is_dir(),
+    reason=f"needs {NANOTRACK}, {SEQUENCES} and {DATA / 'splits.json'} (the shared data)",
+)
+CALIB_COUNT = 24  # 4 crops from each of the 6 train sequences: enough for a fast test
+TEST_COUNT = 24
+
+
+def _frames(calib) -> dict[str, set[int]]:
+    used: dict[str, set[int]] = {}
+    for record in calib.settings["crops"]:
+        used.setdefault(record["sequence"], set()).add(record["frame"])
+    return used
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    if not NANOTRACK.is_file() or not SEQUENCES.is_dir():
+        pytest.skip(f"needs {NANOTRACK} and {SEQUENCES}")
+    folder = tmp_path_factory.mktemp("calib")
+    save(build_calibration_set(CALIB_COUNT, seed=0, extra=False), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def test_crops(calib_dir):
+    """Crops cut the same way from train frames the calibration set did not use."""
+    return build_calibration_set(TEST_COUNT, seed=1, extra=False, exclude=_frames(load(calib_dir)))
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, calib_dir):
+    """FP32 graphs (export_graphs, as build_engine writes them) plus the INT8 backbone."""
+    if not NANOTRACK.is_file():
+        pytest.skip(f"needs {NANOTRACK}")
+    config = RTMDNetConfig()
+    extractor = RoIFeatureExtractor(
+        build_backbone(config.backbone, DATA / "weights"), config.roi_size
+    ).eval()
+    folder = tmp_path_factory.mktemp("export")
+    export_graphs(extractor, folder, shape_profile(extractor, config))
+    record = quantize_export(folder, calib_dir, log=lambda _: None)
+    return folder, record
+
+
+@needs_data
+def test_calibration_set_comes_from_train_frames_only(calib_dir, tmp_path):
+    train = set(sequence_names(SEQUENCES, "train"))
+    val = set(sequence_names(SEQUENCES, "val"))
+    settings = json.loads((calib_dir / SETTINGS_FILE).read_text())
+    assert settings["split"] == "train" and settings["count"] == CALIB_COUNT
+    assert set(settings["sequences"]) <= train and not set(settings["sequences"]) & val
+    assert {r["sequence"] for r in settings["crops"]} <= train
+    assert settings["seed"] == 0 and settings["config"]["target_px"] == 107.0
+    assert {r["kind"] for r in settings["crops"]} == {"init", "update"}
+    calib = load(calib_dir)  # checks the npz against the recorded sha256
+    for crop, rois, record in zip(calib.crops, calib.rois, settings["crops"], strict=True):
+        assert crop.dtype == np.uint8 and crop.shape[2] == 3
+        assert crop.shape[0] % 16 == 0 and crop.shape[1] % 16 == 0  # the tracker's windows
+        assert list(crop.shape[1::-1]) == record["size"]
+        assert rois.shape == (256, 4)
+    # val is refused, by the function and by the command line
+    with pytest.raises(CalibrationRefused):
+        build_calibration_set(4, split="val")
+    assert main(["--out", str(tmp_path / "x"), "--split", "val"]) == 2
+    assert not (tmp_path / "x" / CROPS_FILE).exists()
+
+
+@needs_data
+def test_int8_graph_is_qdq_with_symmetric_per_channel_int8_weights(export_dir):
+    folder, record = export_dir
+    model = onnx.load(str(folder / INT8_BACKBONE_ONNX))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    summary = qdq_summary(model)
+    assert summary["int8_weights"] >= 10
+    assert summary["int8_weights_per_channel"] == summary["int8_weights"]
+    assert summary["zero_points_all_zero"]
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:  # activations: int8, zero point 0 (symmetric)
+        if node.op_type == "QuantizeLinear":
+            zero_point = inits[node.input[2]]
+            assert zero_point.dtype == np.int8 and np.all(zero_point == 0)
+    # the manifest record: both methods measured, the better one chosen
+    assert record["onnx"] == INT8_BACKBONE_ONNX
+    assert set(record["candidates"]) == {"entropy", "percentile"}
+    assert record["method"] in record["candidates"]
+    assert record["calibration"]["split"] == "train"
+    assert (folder / "backbone.onnx").is_file()  # the FP32 graph stays next to it
+
+
+def _parity(export_dir, test_crops):
+    folder, _ = export_dir
+    return compare(
+        folder / "backbone.onnx",
+        folder / INT8_BACKBONE_ONNX,
+        folder / "roi_pool.onnx",
+        test_crops.crops,
+        test_crops.rois,
+    )
+
+
+@needs_data
+def test_int8_picks_the_same_target_as_fp32_on_held_out_real_crops(export_dir, test_crops):
+    """INT8 scores follow FP32's and the estimate (mean of the 5 best of 256) stays close.
+
+    Regression bounds below what was measured (60 held-out crops: correlation 0.996, estimate
+    IoU median 0.97, >= 0.7 on 93%), not the 95% top-1 target (see the xfail below).
+    """
+    result = _parity(export_dir, test_crops)
+    assert result["crops"] == TEST_COUNT
+    assert result["score_correlation_median"] >= 0.98, result
+    assert result["estimate_iou_median"] >= 0.85, result
+    assert result["estimate_iou_at_least_0.7"] >= 0.8, result
+    assert result["feature_map_rel_error_median"] <= 0.35, result
+
+
+@needs_data
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 0.67 (60 held-out crops), not 0.95: per-tensor int8 activations give this "
+    "backbone ~23% feature error (docs/int8.md); near-tied candidates swap places",
+)
+def test_int8_top1_candidate_agrees_with_fp32_on_95_percent_of_real_crops(export_dir, test_crops):
+    assert _parity(export_dir, test_crops)["top1_agreement"] >= 0.95
+
+
+@needs_data
+def test_sliced_int8_graph_matches_the_unsliced_one_on_kept_channels(export_dir, test_crops):
+    folder, _ = export_dir
+    model = onnx.load(str(folder / INT8_BACKBONE_ONNX))
+    keep = list(range(1, 96, 3))  # 32 of 96
+    sliced = slice_backbone(model, FEATURES, keep)
+    cpu = ["CPUExecutionProvider"]
+    full = ort.InferenceSession(model.SerializeToString(), providers=cpu)
+    small = ort.InferenceSession(sliced.SerializeToString(), providers=cpu)
+    pool = onnx.load(str(folder / "roi_pool.onnx"))
+    pool = slice_roi_pool(pool, FEATURE_MAP, ROI_FEATURES, 32, 9)
+    small_pool = ort.InferenceSession(pool.SerializeToString(), providers=cpu)
+    for crop, rois in list(zip(test_crops.crops, test_crops.rois, strict=True))[:4]:
+        feed = {"crop": crop_feed(crop)}
+        (want,) = full.run([FEATURES], feed)
+        (got,) = small.run([FEATURES], feed)
+        assert got.shape == (1, 32, *want.shape[2:])
+        np.testing.assert_allclose(got, want[:, keep], rtol=1e-5, atol=1e-5)
+        (feats,) = small_pool.run(
+            [ROI_FEATURES],
+            {FEATURE_MAP: got, "rois": rois, "batch_indices": np.zeros(len(rois), np.int64)},
+        )
+        assert feats.shape == (len(rois), 32 * 9)
+    # the sliced graph is still Q/DQ: the output conv's int8 weight lost the pruned filters
+    summary = qdq_summary(sliced)
+    assert summary["int8_weights_per_channel"] == summary["int8_weights"]
