@@ -13,10 +13,10 @@ Choices (docs/int8.md):
   quantized convs). The squeeze-excite blocks (``ReduceMean`` -> ``Gemm`` -> ``HardSigmoid`` ->
   ``Mul``) and ``HardSwish`` stay float: they are a tiny share of the work and their gates
   multiply whole feature maps, where an int8 error spreads everywhere.
-- The first :data:`FLOAT_CONVS` convs (stem and the first four blocks, stride <= 8) stay float:
-  measured most sensitive (int8 weights in one of them alone move the features 1-4.5%, later
-  ones 0.2-1%), and quantizing them too doubles the feature error (58% vs 23%) and, in ONNX
-  Runtime on this CPU, the latency (docs/int8.md).
+- The first :data:`FLOAT_CONVS` convs (stem, blocks 1-4, block 5's expand conv) stay float:
+  measured most sensitive (int8 weights in one of them alone move the features by up to 4.5%,
+  7 of the 13 by over 1%; later ones by 0.2-1.2%); quantizing them too more than doubles the
+  feature error (58% vs 23%) and is slower still in ONNX Runtime here (docs/int8.md).
 - The graph's output (``features``, the last Conv's output) is not quantized: RoIAlign
   (``roi_pool.onnx``) pools it in float32, so a Q/DQ pair there would only add rounding error.
   ``roi_pool.onnx`` stays float32 too: RoiAlign has no int8 kernel in ONNX Runtime nor int8
