@@ -209,7 +209,7 @@ class MLTTracker:
         peak = float(prob[best].max())
         if peak > c.memory_threshold:
             entry = ContextImage(
-                x4[best], disp_crop, response_entropy(prob[best]), self.frame_index
+                x4[best].clone(), disp_crop, response_entropy(prob[best]), self.frame_index
             )
             self.memory.append(entry)
             if len(self.memory) > c.memory_size:
