@@ -1,7 +1,7 @@
 """Export the fixed part of the tracker (backbone, RoI pooling) and build engines where possible.
 
     python export/build_engine.py --backbone nanotrack [--ckpt META] [--prune [CKPT]] \\
-        [--keep-conv K] [--precision fp32|fp16|int8] [--out DIR] [--data DIR]
+        [--keep-conv K] [--precision fp32|fp16|int8] [--calib DIR] [--out DIR] [--data DIR]
 
 Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
 
@@ -21,7 +21,9 @@ Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
   REFIT, which the TensorRT backend refits per video (see :mod:`export.pruned_export`).
 
 Precision: ``fp32`` everywhere; ``fp16`` needs a GPU TensorRT engine (refused without one);
-``int8`` needs calibration (``calib/``), not implemented yet (refused). Exit codes: 0 done,
+``int8`` needs ``--calib DIR`` (``python -m calib.build --out DIR``): the backbone is quantized
+with Q/DQ nodes (``backbone.int8.onnx``, :func:`calib.quantize.quantize_export`), which ONNX
+Runtime runs on the CPU and TensorRT 10 builds as explicit quantization. Exit codes: 0 done,
 1 the export failed its checks, 2 refused (bad arguments, missing data, unsupported precision).
 The TensorRT path is written against the TensorRT 10 API but has NOT been run here (no TensorRT
 on these machines).
@@ -75,7 +77,9 @@ from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
 PRECISIONS = ("fp32", "fp16", "int8")
 # Engine vs PyTorch on the same real crops (max |diff| / max |torch|). TF32 is switched off for
 # fp32 engines, so only kernel choice separates them; fp16 rounds every activation.
-ENGINE_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+# int8: against the same Q/DQ graph in ONNX Runtime (not torch: int8 itself moves the features by
+# ~20 %, docs/int8.md); only rounding at quantization boundaries separates the two.
+ENGINE_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 5e-2}
 WORKSPACE_BYTES = 1 << 30
 
 
@@ -131,6 +135,9 @@ def build_trt_engine(
     flags = 0
     if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if precision == "int8":  # explicit quantization: the Q/DQ nodes and tensor types decide,
+        # no precision flags (TensorRT 10's guidance for Q/DQ networks: strongly typed)
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -141,7 +148,7 @@ def build_trt_engine(
     config.set_flag(trt.BuilderFlag.REFIT)  # weights can be swapped in without a rebuild
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
-    else:
+    elif precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32 (parity with torch/ORT)
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -161,6 +168,7 @@ def build_engines(
     profile: dict[str, Any],
     precision: str,
     log: Callable[[str], None],
+    onnx_names: dict[str, str],
     pruned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     trt = require_tensorrt()
@@ -173,8 +181,8 @@ def build_engines(
         "refit": True,
     }
     graphs = [
-        ("backbone", "backbone.onnx", (CROP,), profile),
-        ("roi_pool", "roi_pool.onnx", (FEATURE_MAP, ROIS, BATCH_INDICES), profile),
+        ("backbone", onnx_names["backbone"], (CROP,), profile),
+        ("roi_pool", onnx_names["roi_pool"], (FEATURE_MAP, ROIS, BATCH_INDICES), profile),
     ]
     if pruned:  # the same at the fixed kept width; refitted with each video's filters
         narrow = profile_at_width(profile, pruned["conv_width"])
@@ -203,15 +211,24 @@ def check_engines(
     samples: list,
     precision: str,
 ) -> dict[str, Any]:
-    """The engines against PyTorch (CPU, float32) on the same real crops as the ONNX check."""
+    """The engines against PyTorch (CPU, float32) on the same real crops as the ONNX check.
+
+    An int8 engine is checked against its Q/DQ graph run by ONNX Runtime on the CPU instead.
+    """
+    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from runtime.backends.tensorrt_backend import TensorRTBackend
 
     backend = TensorRTBackend(out_dir, config, data_dir)
+    reference = OnnxRuntimeBackend(out_dir, config, data_dir) if precision == "int8" else None
     tolerance = ENGINE_TOLERANCE[precision]
     worst = {"backbone": 0.0, "end_to_end": 0.0}
     for sample in samples:
-        fmap = extractor.feature_map(sample.crop)
-        feats = extractor.pool(fmap, sample.rois, sample.batch_indices)
+        if reference is None:
+            fmap = extractor.feature_map(sample.crop)
+            feats = extractor.pool(fmap, sample.rois, sample.batch_indices)
+        else:
+            fmap = reference.feature_map(sample.crop)
+            feats = reference.pool(fmap, sample.rois, sample.batch_indices)
         trt_fmap = backend.feature_map(sample.crop.cuda())
         trt_feats = backend.pool(trt_fmap, sample.rois.cuda(), sample.batch_indices.cuda())
         worst["backbone"] = max(worst["backbone"], relative_error(trt_fmap.cpu(), fmap))
@@ -219,19 +236,25 @@ def check_engines(
     for key, value in worst.items():
         if not value <= tolerance:
             raise ExportError(
-                f"TensorRT {precision} engine disagrees with PyTorch: {key} relative error "
+                f"TensorRT {precision} engine disagrees with its reference: {key} relative error "
                 f"{value:.2e} > {tolerance:.0e}"
             )
     return {"tolerance": tolerance, "max_relative_error": worst}
 
 
 # --- the whole build --------------------------------------------------------------------------
-def check_precision(precision: str) -> None:
+def check_precision(precision: str, calib: str | os.PathLike[str] | None = None) -> None:
     """Refuse what cannot be built here, before any work is done."""
     if precision not in PRECISIONS:
         raise BuildRefused(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-    if precision == "int8":
-        raise BuildRefused("int8 needs calib/, not implemented yet; use --precision fp32")
+    if precision == "int8" and (calib is None or not (Path(calib) / "settings.json").is_file()):
+        where = "no --calib given" if calib is None else f"no calibration set in {calib}"
+        raise BuildRefused(
+            f"int8 needs a calibration set ({where}): python -m calib.build --out DIR, then "
+            f"--precision int8 --calib DIR"
+        )
+    if precision != "int8" and calib is not None:
+        raise BuildRefused(f"--calib is for --precision int8, not {precision}")
     if precision == "fp16":
         usable, why = tensorrt_status()
         if not usable:
@@ -269,15 +292,18 @@ def build(
     meta: str | os.PathLike[str] | None = None,
     prune: str | os.PathLike[str] | None = None,
     keep_conv: int | None = None,
+    calib: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Export, check, write the manifest, build engines where possible; returns the manifest.
 
     ``meta``/``prune``: the MetaRTT and pruning checkpoints the folder is built for (``prune``
     also writes the fixed-width pruned graphs; ``"shipped"`` names the shipped network).
+    ``calib``: the calibration set for ``precision="int8"``.
     """
-    check_precision(precision)
+    check_precision(precision, calib)
     config = config or RTMDNetConfig(backbone=backbone)
     meta, prune = resolve_checkpoints(meta, prune)
+    config = dataclasses.replace(config, precision=precision)  # what the folder will serve
     if prune is not None:
         config = dataclasses.replace(config, meta=str(meta), prune=str(prune))
     elif meta is not None:
@@ -294,7 +320,8 @@ def build(
     ).eval()
     log(f"[export] {backbone} -> {out}")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (*out.glob("*.engine"), *out.glob("*.pruned.onnx"), out / MANIFEST_FILE):
+    stale_files = ("*.engine", "*.pruned.onnx", "*.int8.onnx", "int8.json", MANIFEST_FILE)
+    for stale in (f for pattern in stale_files for f in out.glob(pattern)):
         stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
 
     profile = shape_profile(extractor, config)
@@ -332,17 +359,32 @@ def build(
             if path is not None
         },
         "pruned": None,
+        "int8": None,
         "engines": None,
     }
+    if precision == "int8":
+        from calib.quantize import quantize_export
+
+        assert calib is not None
+        record = quantize_export(out, calib, log)
+        manifest["graphs"]["backbone"]["onnx"] = record["onnx"]  # same tensors, Q/DQ inside
+        manifest["ops"]["backbone"] = record["ops"]
+        manifest["parity"]["onnxruntime_cpu_int8"] = record["candidates"][record["method"]][
+            "held_out"
+        ]
+        manifest["int8"] = record
     if prune is not None:
+        graphs = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
+        channels = int(extractor.backbone.out_channels)
         manifest["pruned"] = export_pruned(
-            out, extractor, config, samples, data_dir, keep_conv, log
+            out, graphs, channels, config, samples, data_dir, keep_conv, log
         )
     _write_json(out / MANIFEST_FILE, manifest)
 
     usable, why = tensorrt_status()
     if usable:
-        manifest["engines"] = build_engines(out, profile, precision, log, manifest["pruned"])
+        names = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
+        manifest["engines"] = build_engines(out, profile, precision, log, names, manifest["pruned"])
         _write_json(out / MANIFEST_FILE, manifest)
         parity = check_engines(out, config, data_dir, extractor, samples, precision)
         manifest["parity"][f"tensorrt_{precision}"] = parity
@@ -377,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-conv", type=int, default=None, help="fixed conv width of the pruned graphs"
     )
+    parser.add_argument(
+        "--calib", type=Path, default=None, help="calibration set (python -m calib.build) for int8"
+    )
     args = parser.parse_args(argv)
     try:
         build(
@@ -387,13 +432,14 @@ def main(argv: list[str] | None = None) -> int:
             meta=args.ckpt,
             prune=args.prune,
             keep_conv=args.keep_conv,
+            calib=args.calib,
         )
-    except (BuildRefused, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except ExportError as err:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1
+    except (BuildRefused, FileNotFoundError, ValueError) as err:  # ValueError: a bad calib set
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -37,12 +37,11 @@ from runtime.backends.manifest import (
 from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
 from runtime.paths import data_root
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor
 from runtime.sequences import load_sequence, sequence_names
 
 PRUNED_BACKBONE_ONNX = "backbone.pruned.onnx"
 PRUNED_ROI_POOL_ONNX = "roi_pool.pruned.onnx"
-PARITY_TOLERANCE = 1e-4  # as the full graphs' check (export.onnx_export)
+PARITY_TOLERANCE = 1e-4  # sliced vs full graph on the kept channels (as export.onnx_export's)
 
 
 def measure_kept_channels(
@@ -57,7 +56,9 @@ def measure_kept_channels(
     names = [n for n in sequence_names(root, "train") if (root / n).is_dir()]
     if not names:
         raise ExportError(f"no train-split sequences under {root} to measure the kept widths on")
-    tracker = RTMDNetTracker(config, data_dir=data_dir)
+    # The masks come from the torch head on torch features (whatever the folder's precision).
+    probe = dataclasses.replace(config, backend="torch", export_dir=None, precision="fp32")
+    tracker = RTMDNetTracker(probe, data_dir=data_dir)
     kept, masks = {}, []
     for name in names:
         sequence = load_sequence(root / name)
@@ -74,18 +75,20 @@ def measure_kept_channels(
 
 def export_pruned(
     out_dir: Path,
-    extractor: RoIFeatureExtractor,
+    graphs: dict[str, str],
+    channels: int,
     config: RTMDNetConfig,
     samples: list,
     data_dir: str | os.PathLike[str] | None,
     keep_conv: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Write the fixed-width graphs next to the full ones; returns the manifest's ``pruned``."""
-    import onnxruntime as ort
+    """Write the fixed-width graphs next to the full ones; returns the manifest's ``pruned``.
 
+    ``graphs`` names the folder's full ``backbone``/``roi_pool`` files (an int8 backbone is
+    sliced the same way: its per-channel weights, scales and zero points).
+    """
     measured = measure_kept_channels(config, data_dir, log)
-    channels = int(extractor.backbone.out_channels)
     widest = max(k["conv"] for k in measured["kept_per_video"].values())
     width = int(keep_conv) if keep_conv is not None else widest
     if not 1 <= width <= channels:
@@ -95,44 +98,19 @@ def export_pruned(
     order = torch.argsort(measured["mean_conv_mask"], descending=True, stable=True)
     keep = torch.sort(order[:width]).values
 
-    backbone = onnx.load(str(out_dir / "backbone.onnx"))
-    sliced = slice_backbone(backbone, FEATURES, keep.tolist())
-    pooled = slice_roi_pool(
-        onnx.load(str(out_dir / "roi_pool.onnx")), FEATURE_MAP, ROI_FEATURES, width,
-        config.roi_size**2,
-    )  # fmt: skip
+    full = {key: onnx.load(str(out_dir / name)) for key, name in graphs.items()}
+    sliced = slice_backbone(full["backbone"], FEATURES, keep.tolist())
+    pooled = slice_roi_pool(full["roi_pool"], FEATURE_MAP, ROI_FEATURES, width, config.roi_size**2)
     onnx.save(sliced, str(out_dir / PRUNED_BACKBONE_ONNX))
     onnx.save(pooled, str(out_dir / PRUNED_ROI_POOL_ONNX))
     for name in (PRUNED_BACKBONE_ONNX, PRUNED_ROI_POOL_ONNX):
         check_graph(out_dir / name)  # onnx.checker and TensorRT 10's operators, as the full ones
-
-    # The written graphs against torch's sliced extractor, on the same real crops as the full check.
-    reference = extractor.keep_channels(keep)
-    sessions = [
-        ort.InferenceSession(str(out_dir / name), providers=["CPUExecutionProvider"])
-        for name in (PRUNED_BACKBONE_ONNX, PRUNED_ROI_POOL_ONNX)
-    ]
-    worst = {"backbone": 0.0, "end_to_end": 0.0}
-    with torch.no_grad():
-        for sample in samples:
-            fmap = reference.feature_map(sample.crop)
-            feats = reference.pool(fmap, sample.rois, sample.batch_indices)
-            (ort_fmap,) = sessions[0].run(None, {CROP: sample.crop.numpy()})
-            (ort_feats,) = sessions[1].run(
-                None,
-                {
-                    FEATURE_MAP: ort_fmap,
-                    ROIS: sample.rois.numpy(),
-                    BATCH_INDICES: sample.batch_indices.numpy(),
-                },
-            )
-            worst["backbone"] = max(worst["backbone"], relative_error(ort_fmap, fmap))
-            worst["end_to_end"] = max(worst["end_to_end"], relative_error(ort_feats, feats))
+    worst = sliced_parity(out_dir, graphs, keep, config.roi_size**2, samples)
     for key, value in worst.items():
         if not value <= PARITY_TOLERANCE:
             raise ExportError(
-                f"pruned graphs disagree with torch's sliced network: {key} relative error "
-                f"{value:.2e} > {PARITY_TOLERANCE:.0e}"
+                f"pruned graphs disagree with the full graphs on the kept channels: {key} "
+                f"relative error {value:.2e} > {PARITY_TOLERANCE:.0e}"
             )
     conv = next(n for n in sliced.graph.node if FEATURES in n.output)
     log(f"[prune] fixed conv width {width} of {channels} (widest on train: {widest}); {worst}")
@@ -143,8 +121,9 @@ def export_pruned(
         "kept_per_video": measured["kept_per_video"],
         "reference_keep": keep.tolist(),
         "graphs": {"backbone": PRUNED_BACKBONE_ONNX, "roi_pool": PRUNED_ROI_POOL_ONNX},
-        # TensorRT names the refittable weights of an ONNX-parsed network by initializer name.
-        "refit_weights": list(conv.input[1:]),
+        # TensorRT names the refittable weights of an ONNX-parsed network by initializer name
+        # (an int8 graph's are the quantized weight and bias under their DequantizeLinear).
+        "refit_weights": [w for name in conv.input[1:] for w in refit_sources(sliced.graph, name)],
         "parity": {"tolerance": PARITY_TOLERANCE, "max_relative_error": worst},
         "config": {
             f.name: getattr(config, f.name)
@@ -152,6 +131,51 @@ def export_pruned(
             if f.name.startswith("prune")
         },
     }
+
+
+def refit_sources(graph: onnx.GraphProto, tensor: str) -> list[str]:
+    """The per-channel initializers behind ``tensor``: itself, or (int8) the quantized values and
+    per-channel scales of the DequantizeLinear making it (zero points are 0: nothing to refit)."""
+    producers = [n for n in graph.node if tensor in n.output]
+    if producers and producers[0].op_type == "DequantizeLinear":
+        return list(producers[0].input[:2])
+    return [tensor]
+
+
+def sliced_parity(
+    out_dir: Path, graphs: dict[str, str], keep: torch.Tensor, cells: int, samples: list
+) -> dict[str, float]:
+    """Sliced graphs against the full ones on the kept channels, in ONNX Runtime, real crops."""
+    import onnxruntime as ort
+
+    def session(name: str):
+        return ort.InferenceSession(str(out_dir / name), providers=["CPUExecutionProvider"])
+
+    full = [session(graphs["backbone"]), session(graphs["roi_pool"])]
+    small = [session(PRUNED_BACKBONE_ONNX), session(PRUNED_ROI_POOL_ONNX)]
+    columns = (keep[:, None] * cells + torch.arange(cells)).flatten().numpy()
+
+    def run(pair, sample):
+        (fmap,) = pair[0].run(None, {CROP: sample.crop.numpy()})
+        feeds = {
+            FEATURE_MAP: fmap,
+            ROIS: sample.rois.numpy(),
+            BATCH_INDICES: sample.batch_indices.numpy(),
+        }
+        (feats,) = pair[1].run(None, feeds)
+        return fmap, feats
+
+    worst = {"backbone": 0.0, "end_to_end": 0.0}
+    for sample in samples:
+        fmap, feats = run(full, sample)
+        small_fmap, small_feats = run(small, sample)
+        worst["backbone"] = max(
+            worst["backbone"], relative_error(small_fmap, fmap[:, keep.numpy()])
+        )
+        worst["end_to_end"] = max(
+            worst["end_to_end"], relative_error(small_feats, feats[:, columns])
+        )
+    return worst
 
 
 def profile_at_width(profile: dict[str, Any], width: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -24,15 +25,13 @@ from calib.quantize import (
     compare,
     crop_feed,
     qdq_summary,
-    quantize_export,
 )
-from export.onnx_export import export_graphs, shape_profile
-from runtime.backbones import build_backbone
+from export.build_engine import build
+from export.build_engine import main as build_main
 from runtime.backends.manifest import FEATURE_MAP, FEATURES, ROI_FEATURES
 from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
 from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor
 from runtime.sequences import sequence_names
 
 DATA = data_root()
@@ -69,18 +68,23 @@ def test_crops(calib_dir):
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, calib_dir):
-    """FP32 graphs (export_graphs, as build_engine writes them) plus the INT8 backbone."""
+def int8_export(tmp_path_factory, calib_dir):
+    """``build_engine.py --precision int8 --calib DIR --prune --keep-conv 64``: the manifest."""
     if not NANOTRACK.is_file():
         pytest.skip(f"needs {NANOTRACK}")
-    config = RTMDNetConfig()
-    extractor = RoIFeatureExtractor(
-        build_backbone(config.backbone, DATA / "weights"), config.roi_size
-    ).eval()
-    folder = tmp_path_factory.mktemp("export")
-    export_graphs(extractor, folder, shape_profile(extractor, config))
-    record = quantize_export(folder, calib_dir, log=lambda _: None)
-    return folder, record
+    folder = tmp_path_factory.mktemp("export") / "int8"
+    manifest = build(
+        "nanotrack", "int8", folder, log=lambda _: None, calib=calib_dir, prune="shipped",
+        keep_conv=64,
+    )  # fmt: skip
+    return folder, manifest
+
+
+@pytest.fixture(scope="module")
+def export_dir(int8_export):
+    """FP32 graphs as build_engine writes them plus the INT8 backbone, and its record."""
+    folder, manifest = int8_export
+    return folder, manifest["int8"]
 
 
 @needs_data
@@ -163,6 +167,48 @@ def test_int8_picks_the_same_target_as_fp32_on_held_out_real_crops(export_dir, t
 )
 def test_int8_top1_candidate_agrees_with_fp32_on_95_percent_of_real_crops(export_dir, test_crops):
     assert _parity(export_dir, test_crops)["top1_agreement"] >= 0.95
+
+
+@needs_data
+def test_build_engine_ties_calibration_quantization_and_pruning_together(int8_export, tmp_path):
+    folder, manifest = int8_export
+    assert manifest["precision"] == "int8" and manifest["config"]["precision"] == "int8"
+    assert manifest["graphs"]["backbone"]["onnx"] == INT8_BACKBONE_ONNX
+    assert manifest["parity"]["onnxruntime_cpu_int8"]["crops"] > 0
+    # the fixed-width pruned graph is cut from the INT8 one: its refit names include the
+    # quantized weights and their per-channel scales
+    pruned = manifest["pruned"]
+    graph = onnx.load(str(folder / pruned["graphs"]["backbone"])).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    assert {inits[name].shape[0] for name in pruned["refit_weights"]} == {64}
+    assert any(inits[name].dtype == np.int8 for name in pruned["refit_weights"])
+    # int8 without a calibration set, or --calib without int8: refused before any work
+    assert build_main(["--precision", "int8", "--out", str(tmp_path / "a")]) == 2
+    assert build_main(["--calib", str(folder), "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@needs_data
+def test_pruned_metartt_tracks_on_the_int8_export(int8_export):
+    """MetaRTT + pruning on the INT8 graphs in ONNX Runtime: sliced per video, follows the GT."""
+    from runtime.boxes import iou
+    from runtime.rtmdnet import RTMDNetTracker
+    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+    from runtime.rtmdnet.prune import SHIPPED_PRUNE
+    from runtime.sequences import load_sequence
+
+    folder, _ = int8_export
+    config = RTMDNetConfig(
+        meta=str(SHIPPED_CHECKPOINT), prune=str(SHIPPED_PRUNE), backend="onnxruntime",
+        export_dir=str(folder), precision="int8",
+    )  # fmt: skip
+    tracker = RTMDNetTracker(config)
+    sequence = load_sequence(SEQUENCES / "Vase")
+    frames = [cv2.imread(str(p)) for p in sequence.frame_paths[:10]]
+    tracker.init(frames[0], sequence.init_box)
+    assert tracker.backend.name == "onnxruntime" and tracker.selection is not None
+    boxes = np.array([tracker.update(f)[0] for f in frames[1:]])
+    assert float(np.mean(iou(boxes, sequence.ground_truth[1:10]))) >= 0.5
 
 
 @needs_data

@@ -172,8 +172,12 @@ class RTMDNetTracker:
         """
         own = self._backend, self._unpruned_backend
         self._backend = self._unpruned_backend = None  # sessions/engines do not deep-copy
+        # What update() never changes is shared, not copied (the meta checkpoint alone is 16 MB).
+        fixed = (self.extractor, self.meta, self._prune_net, self.config)
+        fixed += tuple(getattr(self, n, None) for n in ("_meta_rates", "_meta_rates_unpruned"))
+        memo = {id(obj): obj for obj in fixed if obj is not None}
         try:
-            twin = copy.deepcopy(self)
+            twin = copy.deepcopy(self, memo)
         finally:
             self._backend, self._unpruned_backend = own
         twin._backend = twin._unpruned_backend = backend
