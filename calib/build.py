@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -40,7 +39,7 @@ from runtime.backends.manifest import sha256_file
 from runtime.crop import cut
 from runtime.paths import data_root
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.tracker import NEG_INIT, RTMDNetTracker, update_reach
+from runtime.rtmdnet.tracker import NEG_INIT, RTMDNetTracker, search_window, update_reach
 from runtime.sampling import SampleSpec, draw
 from runtime.sequences import load_sequence, sequence_names
 
@@ -107,11 +106,6 @@ def training_sequences(
     return [f for f in folders if f.is_dir()]
 
 
-def _tracker_view(config: RTMDNetConfig, stride: int) -> SimpleNamespace:
-    """What :meth:`RTMDNetTracker._window` reads from a tracker (no backbone needed)."""
-    return SimpleNamespace(config=config, extractor=SimpleNamespace(stride=stride))
-
-
 def _jittered(box: np.ndarray, frame_wh: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """``box`` moved and rescaled as a tracker's estimate would be (stays >= 5 px, in frame)."""
     out = np.asarray(box, dtype=np.float64).copy()
@@ -156,7 +150,7 @@ def make_crop(
         half = covering(target, np.concatenate([candidates, negatives]), config.roi_padding)
     else:
         raise ValueError(f"kind must be 'update' or 'init', not {kind!r}")
-    window = RTMDNetTracker._window(_tracker_view(config, stride), target, half, jitter)
+    window = search_window(target, half, config, stride, jitter)
     crop = cut(frame, window, fill)
     rois = window.rois(candidates, config.roi_padding).astype(np.float32)
     record = {

@@ -28,10 +28,16 @@ import numpy as np
 import torch
 
 from runtime.boxes import iou
-from runtime.crop import CropWindow, cut, window_around
+from runtime.crop import CropWindow, cut
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
-from runtime.rtmdnet.tracker import POS_SPEC, RTMDNetTracker, init_examples, update_examples
+from runtime.rtmdnet.tracker import (
+    POS_SPEC,
+    RTMDNetTracker,
+    init_examples,
+    search_window,
+    update_examples,
+)
 from runtime.sampling import SampleSpec, draw, draw_filtered
 from runtime.sequences import Sequence
 from train.datasets import is_aerial
@@ -398,10 +404,7 @@ def crop_window(
     )
     if min_half_extent is not None:
         half = np.maximum(half, np.asarray(min_half_extent, dtype=np.float64))
-    # Same arithmetic as RTMDNetTracker._window.
-    scale = c.target_px / float(np.sqrt(target[2] * target[3])) * jitter
-    center = target[:2] + target[2:] / 2
-    return window_around(center, half, scale, c.max_crop_side, stride)
+    return search_window(target, half, c, stride, jitter)
 
 
 @dataclass

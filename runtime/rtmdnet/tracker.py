@@ -97,6 +97,23 @@ def update_reach(target: np.ndarray, config: RTMDNetConfig) -> np.ndarray:
     )
 
 
+def search_window(
+    box: np.ndarray,
+    half_extent: np.ndarray,
+    config: RTMDNetConfig,
+    stride: int,
+    jitter: float = 1.0,
+) -> CropWindow:
+    """The crop the tracker cuts around ``box``: the target at ``target_px`` (times ``jitter``),
+    ``half_extent`` frame pixels either side of its centre, sides rounded up to ``stride``.
+
+    One place for it: training episodes and the INT8 calibration set cut their crops here too.
+    """
+    scale = config.target_px / float(np.sqrt(box[2] * box[3])) * jitter
+    center = box[:2] + box[2:] / 2
+    return window_around(center, half_extent, scale, config.max_crop_side, stride)
+
+
 class RTMDNetTracker:
     name = "rtmdnet"
 
@@ -185,11 +202,7 @@ class RTMDNetTracker:
 
     # ---------------------------------------------------------------------------------------
     def _window(self, box: np.ndarray, half_extent: np.ndarray, jitter: float = 1.0) -> CropWindow:
-        scale = self.config.target_px / float(np.sqrt(box[2] * box[3])) * jitter
-        center = box[:2] + box[2:] / 2
-        return window_around(
-            center, half_extent, scale, self.config.max_crop_side, self.extractor.stride
-        )
+        return search_window(box, half_extent, self.config, self.extractor.stride, jitter)
 
     @staticmethod
     def _covering_half_extent(box: np.ndarray, boxes: np.ndarray, padding: float) -> np.ndarray:
