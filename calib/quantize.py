@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -54,6 +55,7 @@ from runtime.backends.manifest import (
     ROIS,
     sha256_file,
 )
+from runtime.backends.onnx_slicing import output_qdq_pair
 from runtime.rtmdnet.config import RTMDNetConfig
 
 METHODS = ("entropy", "percentile")
@@ -112,19 +114,29 @@ def _reader(crops: Sequence[np.ndarray]):
 
 
 # --- graph surgery ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ONNX Runtime's quantizer logs "consider pre-processing" advice on the root logger for any
+    model, twice per method; the result is checked after (checker, TensorRT ops, accuracy)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _strip_output_qdq(model: onnx.ModelProto, output: str) -> bool:
     """Remove a QuantizeLinear -> DequantizeLinear pair that ends at graph output ``output``.
 
     The tensor before the pair is renamed ``output``; returns whether a pair was removed.
     """
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    dq = producers.get(output)
-    if dq is None or dq.op_type != "DequantizeLinear":
+    pair = output_qdq_pair(graph, output)
+    if pair is None:
         return False
-    q = producers.get(dq.input[0])
-    if q is None or q.op_type != "QuantizeLinear":
-        return False
+    q, dq = pair
     consumers = [n for n in graph.node if q.output[0] in n.input]
     if len(consumers) != 1:
         return False
@@ -242,7 +254,11 @@ def quantize_backbone(
         extra["OpTypesToExcludeOutputQuantization"] = ["Conv"]
     excluded = leading_convs(onnx.load(str(fp32_onnx)), float_convs)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+        _quiet_root_logger(),
+    ):
         # ORT writes its augmented model next to the input; keep that out of the export folder.
         source = Path(tmp) / "fp32.onnx"
         shutil.copyfile(fp32_onnx, source)

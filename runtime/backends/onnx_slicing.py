@@ -80,19 +80,30 @@ def _slice_dequantize(
         raise ValueError(f"{node.name}: slicing left the wrong width")
 
 
+def output_qdq_pair(
+    graph: onnx.GraphProto, output: str
+) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+    """The QuantizeLinear -> DequantizeLinear pair that makes ``output``, if one does."""
+    producers = {out: node for node in graph.node for out in node.output}
+    dq = producers.get(output)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return None
+    q = producers.get(dq.input[0])
+    if q is None or q.op_type != "QuantizeLinear":
+        return None
+    return q, dq
+
+
 def _through_output_qdq(graph: onnx.GraphProto, output: str) -> str:
     """The tensor a per-tensor QuantizeLinear -> DequantizeLinear pair at ``output`` reads.
 
     ``output`` itself when no such pair ends there. A pair with per-channel parameters cannot be
     left unsliced and is refused.
     """
-    producers = {out: node for node in graph.node for out in node.output}
-    dq = producers.get(output)
-    if dq is None or dq.op_type != "DequantizeLinear":
+    pair = output_qdq_pair(graph, output)
+    if pair is None:
         return output
-    q = producers.get(dq.input[0])
-    if q is None or q.op_type != "QuantizeLinear":
-        return output
+    q, dq = pair
     tensors = _initializers(graph)
     for node in (q, dq):
         for name in node.input[1:]:
