@@ -17,8 +17,9 @@ Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
   tracker with another meta checkpoint is refused. ``--prune [CKPT]`` (no value: the shipped
   pruning network; implies the shipped ``--ckpt`` unless one is given) also writes
   ``backbone.pruned.onnx`` / ``roi_pool.pruned.onnx`` at a fixed conv width measured on the
-  ``train`` split (``--keep-conv`` overrides it), checked against torch, and their engines with
-  REFIT, which the TensorRT backend refits per video (see :mod:`export.pruned_export`).
+  ``train`` split (``--keep-conv`` overrides it), checked against the full graphs on the kept
+  channels, and their engines with REFIT, which the TensorRT backend refits per video (see
+  :mod:`export.pruned_export`).
 
 Precision: ``fp32`` everywhere; ``fp16`` needs a GPU TensorRT engine (refused without one);
 ``int8`` needs ``--calib DIR`` (``python -m calib.build --out DIR``): the backbone is quantized
