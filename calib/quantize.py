@@ -46,6 +46,7 @@ import onnx
 import torch
 
 from calib.build import CalibrationSet, load
+from calib.mixed import choose_int8_convs, conv_names, float_nodes
 from runtime.backends.manifest import (
     BATCH_INDICES,
     CROP,
@@ -61,7 +62,7 @@ from runtime.rtmdnet.config import RTMDNetConfig
 METHODS = ("entropy", "percentile")
 PERCENTILE = 99.999
 QUANTIZED_OPS = ("Conv", "Add")
-FLOAT_CONVS = 13  # leading Conv nodes left float (mixed precision; see the module docstring)
+MIN_TOP1 = 0.95  # default bar for the int8 convs: held-out top-1 agreement with FP32
 HOLDOUT_EVERY = 5  # every 5th calibration crop is held out to score the methods
 CALIB_CHUNK = 1  # crops per calibration pass: crops differ in size, ORT stacks a pass
 INT8_BACKBONE_ONNX = "backbone.int8.onnx"
@@ -190,21 +191,6 @@ def qdq_summary(model: onnx.ModelProto) -> dict[str, Any]:
     }
 
 
-def leading_convs(model: onnx.ModelProto, count: int) -> list[str]:
-    """Names of the first ``count`` Conv nodes (graph order) and the Adds among them."""
-    names: list[str] = []
-    seen = 0
-    for node in model.graph.node:
-        if seen >= count:
-            break
-        if node.op_type == "Conv":
-            seen += 1
-            names.append(node.name)
-        elif node.op_type == "Add":
-            names.append(node.name)
-    return names
-
-
 # --- quantization -----------------------------------------------------------------------------
 def quantize_backbone(
     fp32_onnx: str | os.PathLike[str],
@@ -216,13 +202,17 @@ def quantize_backbone(
     op_types: Sequence[str] = QUANTIZED_OPS,
     per_channel: bool = True,
     conv_outputs: bool = True,
-    float_convs: int = FLOAT_CONVS,
+    int8_convs: Sequence[str] | None = None,
+    calibration_cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write a Q/DQ INT8 copy of ``fp32_onnx`` to ``out_onnx``, calibrated with ``method``.
 
     Symmetric int8 activations and weights (zero points 0), per-channel weight scales; the crops
     ``indices`` of the calibration set (default: all but every 5th, see :func:`split_indices`).
-    Returns what was done (method, crops used, Q/DQ counts, seconds).
+    ``int8_convs`` names the convs to quantize (:mod:`calib.mixed`; default: all of them).
+    ``calibration_cache``: a JSON file of activation ranges, written by
+    the first call and read by later ones (the same crops and method), which then skip the
+    calibration pass. Returns what was done (method, crops used, Q/DQ counts, seconds).
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -252,7 +242,10 @@ def quantize_backbone(
     }
     if not conv_outputs:
         extra["OpTypesToExcludeOutputQuantization"] = ["Conv"]
-    excluded = leading_convs(onnx.load(str(fp32_onnx)), float_convs)
+    fp32_model = onnx.load(str(fp32_onnx))
+    if int8_convs is None:
+        int8_convs = conv_names(fp32_model)
+    excluded = float_nodes(fp32_model, int8_convs)
     start = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -277,6 +270,7 @@ def quantize_backbone(
             per_channel=per_channel,
             nodes_to_exclude=excluded,
             extra_options=extra,
+            calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
         )
     model = onnx.load(str(out))
     stripped = _strip_output_qdq(model, FEATURES)
@@ -290,8 +284,8 @@ def quantize_backbone(
         "op_types": list(op_types),
         "per_channel_weights": per_channel,
         "conv_outputs_quantized": conv_outputs,
-        "float_convs": float_convs,
-        "excluded_nodes": excluded,
+        "int8_convs": list(int8_convs),
+        "float_nodes": excluded,
         "symmetric": True,
         "output_qdq_removed": stripped,
         "qdq": qdq_summary(model),
@@ -414,34 +408,49 @@ def choose_and_quantize(
     out_onnx: str | os.PathLike[str],
     methods: Sequence[str] = METHODS,
     log: Callable[[str], None] = print,
+    min_top1: float = MIN_TOP1,
+    int8_count: int | None = None,
+    int8_convs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Quantize with each of ``methods``, keep the one that ranks held-out candidates best.
+    """Choose the calibration method and the int8 convs on held-out crops; write the INT8 graph.
 
-    Ranked by top-1 agreement with FP32, then by the lower median feature-map error. Writes the
-    winner to ``out_onnx``; returns every method's numbers and the choice.
+    1. Each of ``methods`` calibrates the activation ranges once and quantizes every conv; the
+       one with the better top-1 agreement with FP32 (then lower median feature-map error) on
+       the held-out crops is kept.
+    2. With its ranges, :func:`calib.mixed.choose_int8_convs` measures each conv's sensitivity
+       and keeps the longest prefix of least sensitive convs whose held-out top-1 agreement stays
+       at or above ``min_top1`` (or exactly the ``int8_count`` least sensitive ones).
+       ``int8_convs`` names the convs outright and skips the scan.
+
+    Raises :class:`QuantizationError` when no conv can be int8 at ``min_top1``. Returns every
+    number measured and the choice (the manifest's ``int8`` record).
     """
     calib = load(calib_dir)
     train, held = split_indices(len(calib))
     head = shipped_head()
-    results: dict[str, Any] = {}
     out = Path(out_onnx)
+    fp32_convs = conv_names(onnx.load(str(fp32_onnx)))
+    held_crops = [calib.crops[i] for i in held]
+    held_rois = [calib.rois[i] for i in held]
+
+    def score(graph: Path) -> dict[str, Any]:
+        return compare(fp32_onnx, graph, roi_pool_onnx, held_crops, held_rois, head)
+
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        cache = {m: Path(tmp) / f"ranges.{m}.json" for m in methods}
+        candidate = Path(tmp) / "candidate.onnx"
         for method in methods:
-            candidate = Path(tmp) / f"backbone.{method}.onnx"
-            info = quantize_backbone(fp32_onnx, calib, candidate, method, train)
-            scores = compare(
-                fp32_onnx,
-                candidate,
-                roi_pool_onnx,
-                [calib.crops[i] for i in held],
-                [calib.rois[i] for i in held],
-                head,
+            info = quantize_backbone(
+                fp32_onnx, calib, candidate, method, train, calibration_cache=cache[method]
             )
+            scores = score(candidate)
             results[method] = {**info, "held_out": scores}
             log(
-                f"[int8] {method}: top-1 agreement {scores['top1_agreement']:.3f}, feature-map "
-                f"rel. error {scores['feature_map_rel_error_median']:.4f} (median of "
-                f"{scores['crops']} held-out crops), {info['seconds']} s"
+                f"[int8] {method}, all {len(fp32_convs)} convs int8: top-1 agreement "
+                f"{scores['top1_agreement']:.3f}, feature-map rel. error "
+                f"{scores['feature_map_rel_error_median']:.4f} (median of {scores['crops']} "
+                f"held-out crops), {info['seconds']} s"
             )
         best = max(
             methods,
@@ -450,13 +459,46 @@ def choose_and_quantize(
                 -results[m]["held_out"]["feature_map_rel_error_median"],
             ),
         )
-        shutil.copyfile(Path(tmp) / f"backbone.{best}.onnx", out)
-    log(f"[int8] chose {best} -> {out}")
+        log(f"[int8] calibration: {best}")
+
+        def quantize(convs: Sequence[str], path: Path) -> dict[str, Any]:
+            return quantize_backbone(
+                fp32_onnx, calib, path, best, train, int8_convs=convs,
+                calibration_cache=cache[best],
+            )  # fmt: skip
+
+        selection = None
+        if int8_convs is None:
+            selection = choose_int8_convs(
+                quantize, score, fp32_convs, min_top1, count=int8_count, log=log
+            )
+            int8_convs = selection["int8_convs"]
+            if not int8_convs:
+                tolerant = min(selection["sensitivity"], key=lambda x: x["feature_error"])
+                raise QuantizationError(
+                    f"no conv keeps the held-out top-1 agreement at {min_top1}: the least "
+                    f"sensitive one alone ({tolerant['conv']}) gives "
+                    f"{selection['prefixes'][0]['top1_agreement']:.3f}; lower --int8-min-top1, "
+                    f"set --int8-count, or use fp16"
+                )
+        info = quantize(int8_convs, out)
+        final = score(out)
+    log(
+        f"[int8] {len(int8_convs)} of {len(fp32_convs)} convs int8 -> {out}: top-1 agreement "
+        f"{final['top1_agreement']:.3f}, feature-map rel. error "
+        f"{final['feature_map_rel_error_median']:.4f}"
+    )
     return {
         "method": best,
         "chosen_by": "top-1 candidate agreement with FP32 (MetaRTT head, 256 candidates per "
-        "crop) on held-out calibration crops, then lower median feature-map relative error",
+        "crop) on held-out calibration crops, all convs int8, then lower median feature-map "
+        "relative error",
         "candidates": results,
+        "int8_convs": list(int8_convs),
+        "float_nodes": info["float_nodes"],
+        "qdq": info["qdq"],
+        "selection": selection,
+        "held_out": final,
         "calibration": {
             "folder": str(Path(calib_dir)),
             "crops_sha256": calib.settings["crops_sha256"],
@@ -475,12 +517,14 @@ def quantize_export(
     export_dir: str | os.PathLike[str],
     calib_dir: str | os.PathLike[str],
     log: Callable[[str], None] = print,
+    **choice: Any,
 ) -> dict[str, Any]:
     """Write ``backbone.int8.onnx`` into an export folder made by ``export/build_engine.py``.
 
     Reads the folder's ``backbone.onnx`` (FP32) and ``roi_pool.onnx`` (stays FP32), chooses the
     calibration method (:func:`choose_and_quantize`) and checks the result (``onnx.checker`` and
-    the TensorRT 10 operator list). Returns the manifest's ``int8`` record; point
+    the TensorRT 10 operator list). ``choice``: ``min_top1``, ``int8_count`` or ``int8_convs``
+    for :func:`choose_and_quantize`. Returns the manifest's ``int8`` record; point
     ``graphs.backbone.onnx`` at ``result["onnx"]`` for the runtime to load it.
     """
     from export.onnx_export import check_graph, graph_ops
@@ -488,7 +532,7 @@ def quantize_export(
     folder = Path(export_dir)
     fp32, pool = folder / "backbone.onnx", folder / "roi_pool.onnx"
     out = folder / INT8_BACKBONE_ONNX
-    record = choose_and_quantize(fp32, pool, calib_dir, out, log=log)
+    record = choose_and_quantize(fp32, pool, calib_dir, out, log=log, **choice)
     model = check_graph(out, required_ops=("QuantizeLinear", "DequantizeLinear"))
     record.update(
         {

@@ -49,6 +49,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from calib.quantize import QuantizationError  # noqa: E402
 from export.onnx_export import (  # noqa: E402
     OPSET,
     ExportError,
@@ -294,12 +295,14 @@ def build(
     prune: str | os.PathLike[str] | None = None,
     keep_conv: int | None = None,
     calib: str | os.PathLike[str] | None = None,
+    int8_choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export, check, write the manifest, build engines where possible; returns the manifest.
 
     ``meta``/``prune``: the MetaRTT and pruning checkpoints the folder is built for (``prune``
     also writes the fixed-width pruned graphs; ``"shipped"`` names the shipped network).
-    ``calib``: the calibration set for ``precision="int8"``.
+    ``calib``: the calibration set for ``precision="int8"``; ``int8_choice``: which convs go int8
+    (``min_top1``, ``int8_count`` or ``int8_convs``, :func:`calib.quantize.choose_and_quantize`).
     """
     check_precision(precision, calib)
     config = config or RTMDNetConfig(backbone=backbone)
@@ -367,12 +370,10 @@ def build(
         from calib.quantize import quantize_export
 
         assert calib is not None
-        record = quantize_export(out, calib, log)
+        record = quantize_export(out, calib, log, **(int8_choice or {}))
         manifest["graphs"]["backbone"]["onnx"] = record["onnx"]  # same tensors, Q/DQ inside
         manifest["ops"]["backbone"] = record["ops"]
-        manifest["parity"]["onnxruntime_cpu_int8"] = record["candidates"][record["method"]][
-            "held_out"
-        ]
+        manifest["parity"]["onnxruntime_cpu_int8"] = record["held_out"]
         manifest["int8"] = record
     if prune is not None:
         graphs = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
@@ -423,7 +424,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calib", type=Path, default=None, help="calibration set (python -m calib.build) for int8"
     )
+    parser.add_argument(
+        "--int8-min-top1",
+        type=float,
+        default=None,
+        metavar="T",
+        help="int8: quantize the most convs (least sensitive first) that keep the held-out top-1 "
+        "candidate agreement with FP32 at or above T (default 0.95; docs/int8.md)",
+    )
+    parser.add_argument(
+        "--int8-count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="int8: quantize exactly the N least sensitive convs instead",
+    )
     args = parser.parse_args(argv)
+    int8_choice: dict[str, Any] = {}
+    if args.int8_min_top1 is not None:
+        int8_choice["min_top1"] = args.int8_min_top1
+    if args.int8_count is not None:
+        int8_choice["int8_count"] = args.int8_count
+    if int8_choice and args.precision != "int8":
+        print("error: --int8-min-top1 / --int8-count are for --precision int8", file=sys.stderr)
+        return 2
+    if len(int8_choice) > 1:
+        print("error: give --int8-min-top1 or --int8-count, not both", file=sys.stderr)
+        return 2
     try:
         build(
             args.backbone,
@@ -434,8 +461,9 @@ def main(argv: list[str] | None = None) -> int:
             prune=args.prune,
             keep_conv=args.keep_conv,
             calib=args.calib,
+            int8_choice=int8_choice,
         )
-    except ExportError as err:
+    except (ExportError, QuantizationError) as err:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1
     except (BuildRefused, FileNotFoundError, ValueError) as err:  # ValueError: a bad calib set

@@ -25,6 +25,7 @@ from calib.quantize import (
     compare,
     crop_feed,
     qdq_summary,
+    quantize_backbone,
 )
 from export.build_engine import build
 from export.build_engine import main as build_main
@@ -43,6 +44,13 @@ needs_data = pytest.mark.skipif(
 )
 CALIB_COUNT = 24  # 4 crops from each of the 6 train sequences: enough for a fast test
 TEST_COUNT = 24
+# The 14 least sensitive convs, in the order measured on outputs/calib/train300 (docs/int8.md);
+# named outright so the fixture skips the sensitivity scan (minutes).
+SENSITIVITY_ORDER = [
+    f"node_conv2d_{i}" for i in (23, 17, 20, 21, 14, 11, 24, 8, 26, 9, 6, 22, 18, 7)
+]
+# What build_engine chose at its default bar (top-1 >= 0.95 on 60 held-out crops): one conv.
+AT_THE_BAR = SENSITIVITY_ORDER[:1]
 
 
 def _frames(calib) -> dict[str, set[int]]:
@@ -75,7 +83,7 @@ def int8_export(tmp_path_factory, calib_dir):
     folder = tmp_path_factory.mktemp("export") / "int8"
     manifest = build(
         "nanotrack", "int8", folder, log=lambda _: None, calib=calib_dir, prune="shipped",
-        keep_conv=64,
+        keep_conv=64, int8_choice={"int8_convs": SENSITIVITY_ORDER},
     )  # fmt: skip
     return folder, manifest
 
@@ -117,7 +125,6 @@ def test_int8_graph_is_qdq_with_symmetric_per_channel_int8_weights(export_dir):
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     summary = qdq_summary(model)
-    assert summary["int8_weights"] >= 10
     assert summary["int8_weights_per_channel"] == summary["int8_weights"]
     assert summary["zero_points_all_zero"]
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -129,44 +136,52 @@ def test_int8_graph_is_qdq_with_symmetric_per_channel_int8_weights(export_dir):
     assert record["onnx"] == INT8_BACKBONE_ONNX
     assert set(record["candidates"]) == {"entropy", "percentile"}
     assert record["method"] in record["candidates"]
+    assert record["int8_convs"] == SENSITIVITY_ORDER and record["selection"] is None
+    assert summary["int8_weights"] == len(SENSITIVITY_ORDER)
     assert record["calibration"]["split"] == "train"
     assert (folder / "backbone.onnx").is_file()  # the FP32 graph stays next to it
 
 
-def _parity(export_dir, test_crops):
-    folder, _ = export_dir
+def _parity(folder, int8_graph, test_crops):
     return compare(
-        folder / "backbone.onnx",
-        folder / INT8_BACKBONE_ONNX,
-        folder / "roi_pool.onnx",
-        test_crops.crops,
+        folder / "backbone.onnx", int8_graph, folder / "roi_pool.onnx", test_crops.crops,
         test_crops.rois,
-    )
+    )  # fmt: skip
 
 
 @needs_data
-def test_int8_picks_the_same_target_as_fp32_on_held_out_real_crops(export_dir, test_crops):
-    """INT8 scores follow FP32's and the estimate (mean of the 5 best of 256) stays close.
+def test_int8_at_the_default_bar_ranks_candidates_like_fp32_on_95_percent_of_real_crops(
+    export_dir, calib_dir, test_crops, tmp_path
+):
+    """The issue's parity test, on train crops the calibration did not see.
 
-    Regression bounds below what was measured (60 held-out crops: correlation 0.996, estimate
-    IoU median 0.97, >= 0.7 on 93%), not the 95% top-1 target (see the xfail below).
+    The graph is the one build_engine makes at its default bar (``--int8-min-top1 0.95``): the
+    convs its sensitivity scan found to keep the ranking (one of 27 on this backbone).
     """
-    result = _parity(export_dir, test_crops)
+    folder, _ = export_dir
+    graph = tmp_path / "at_the_bar.int8.onnx"
+    info = quantize_backbone(
+        folder / "backbone.onnx", calib_dir, graph, "percentile", int8_convs=AT_THE_BAR
+    )
+    assert info["qdq"]["int8_weights"] == len(AT_THE_BAR)
+    result = _parity(folder, graph, test_crops)
+    assert result["crops"] == TEST_COUNT
+    assert result["top1_agreement"] >= 0.95, result
+
+
+@needs_data
+def test_int8_with_14_convs_still_picks_the_same_target_as_fp32(export_dir, test_crops):
+    """14 of 27 convs int8: the top-1 of 256 candidates moves (0.82 measured), the estimate less.
+
+    Regression bounds below what was measured on 60 held-out crops (docs/int8.md).
+    """
+    folder, _ = export_dir
+    result = _parity(folder, folder / INT8_BACKBONE_ONNX, test_crops)
     assert result["crops"] == TEST_COUNT
     assert result["score_correlation_median"] >= 0.98, result
     assert result["estimate_iou_median"] >= 0.85, result
     assert result["estimate_iou_at_least_0.7"] >= 0.8, result
-    assert result["feature_map_rel_error_median"] <= 0.35, result
-
-
-@needs_data
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 0.67 (60 held-out crops), not 0.95: per-tensor int8 activations give this "
-    "backbone ~23% feature error (docs/int8.md); near-tied candidates swap places",
-)
-def test_int8_top1_candidate_agrees_with_fp32_on_95_percent_of_real_crops(export_dir, test_crops):
-    assert _parity(export_dir, test_crops)["top1_agreement"] >= 0.95
+    assert result["feature_map_rel_error_median"] <= 0.2, result
 
 
 @needs_data
@@ -237,3 +252,39 @@ def test_sliced_int8_graph_matches_the_unsliced_one_on_kept_channels(export_dir,
     # the sliced graph is still Q/DQ: the output conv's int8 weight lost the pruned filters
     summary = qdq_summary(sliced)
     assert summary["int8_weights_per_channel"] == summary["int8_weights"]
+
+
+@needs_data
+def test_cpu_session_runs_the_int8_graph_as_uint8_activations(export_dir, test_crops, tmp_path):
+    """The backend's uint8 re-encoding keeps every value and lets ORT fuse more QLinearConv."""
+    from runtime.backends.qdq import activations_to_uint8
+
+    folder, _ = export_dir
+    model = onnx.load(str(folder / INT8_BACKBONE_ONNX))
+    uint8 = onnx.ModelProto()
+    uint8.CopyFrom(model)
+    assert activations_to_uint8(uint8) > 0
+
+    def session(graph, level, saved=None):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        options.log_severity_level = 3
+        if saved:
+            options.optimized_model_filepath = str(saved)
+        return ort.InferenceSession(graph.SerializeToString(), options, ["CPUExecutionProvider"])
+
+    plain = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    feed = {"crop": crop_feed(test_crops.crops[0])}
+    (want,) = session(model, plain).run([FEATURES], feed)
+    (got,) = session(uint8, plain).run([FEATURES], feed)
+    np.testing.assert_array_equal(got, want)  # the same grid: bit-identical reference ops
+
+    fused = {}
+    for name, graph in (("int8", model), ("uint8", uint8)):
+        saved = tmp_path / f"{name}.onnx"
+        session(graph, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, saved)
+        fused[name] = [n.op_type for n in onnx.load(str(saved)).graph.node].count("QLinearConv")
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int8_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in dequantized]
+    # every int8 conv but the output one (its features stay float for RoIAlign) is fused
+    assert fused["uint8"] == len(int8_convs) - 1 > fused["int8"], fused

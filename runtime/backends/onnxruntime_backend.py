@@ -42,6 +42,18 @@ def _provider_name(provider: str | tuple[str, dict[str, Any]]) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
+def _cpu_encoding(graph: bytes) -> bytes:
+    """An INT8 graph with its activations re-encoded as uint8 (:mod:`runtime.backends.qdq`)."""
+    if b"QuantizeLinear" not in graph:
+        return graph  # float: nothing to do, no parse
+    import onnx
+
+    from runtime.backends.qdq import activations_to_uint8
+
+    model = onnx.load_from_string(graph)
+    return model.SerializeToString() if activations_to_uint8(model) else graph
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
     channel_budget: int | None = None  # slices to any width (a session build per video)
@@ -92,6 +104,8 @@ class OnnxRuntimeBackend:
         # training) runs right after in the same process and lost up to 3x to them on 2 cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = self._requested
+        if all(_provider_name(p) == "CPUExecutionProvider" for p in requested):
+            backbone = _cpu_encoding(backbone)
         self._backbone = ort.InferenceSession(backbone, options, providers=requested)
         self._pool = ort.InferenceSession(roi_pool, options, providers=requested)
         self.providers = self._backbone.get_providers()
