@@ -38,8 +38,14 @@ from runtime.rtmdnet import RTMDNetConfig
 DEFAULT_EXPORT = Path("outputs/export")
 
 
-def _precision(export_dir: Path) -> str:
-    return str(load_manifest(export_dir).get("precision", "fp32"))
+def _precision(export_dir: Path) -> tuple[str, str]:
+    """The folder's precision and its row label (an int8 folder says how many convs are int8)."""
+    manifest = load_manifest(export_dir)
+    precision = str(manifest.get("precision", "fp32"))
+    int8 = manifest.get("int8") or {}
+    if precision == "int8" and "convs_total" in int8:
+        return precision, f"int8 ({len(int8['int8_convs'])}/{int8['convs_total']} convs)"
+    return precision, precision
 
 
 def _skip_reason(backend: str, export_dir: Path) -> str | None:
@@ -83,22 +89,22 @@ def main(argv: list[str] | None = None) -> int:
             DEFAULT_EXPORT / f"rtmdnet-{backbone}"
         ]
         # One row per tracker x backend x export folder (each at its own precision: fp32, int8).
-        runs: list[tuple[str, Path | None, str]] = []
+        runs: list[tuple[str, Path | None, str, str]] = []
         for backend in split_list(args.backends):
             for export_dir in [None] if backend == "torch" else export_dirs:
                 reason = _skip_reason(backend, export_dir) if export_dir else None
                 if reason:
                     print(f"skipping {backend} ({export_dir}): {reason}", file=sys.stderr)
                     continue
-                precision = "fp32" if export_dir is None else _precision(export_dir)
-                runs.append((backend, export_dir, precision))
+                precision, label = _precision(export_dir) if export_dir else ("fp32", "fp32")
+                runs.append((backend, export_dir, precision, label))
         specs: dict[tuple[str, str, str], str] = {}
         for tracker in split_list(args.trackers):
-            for backend, export_dir, precision in runs:
+            for backend, export_dir, precision, label in runs:
                 extra = "" if export_dir is None else f";export_dir={export_dir}"
                 if precision != "fp32":
                     extra += f";precision={precision}"
-                specs[(tracker, backend, precision)] = f"{tracker}[backend={backend}{extra}]"
+                specs[(tracker, backend, label)] = f"{tracker}[backend={backend}{extra}]"
         if not specs:
             raise OPEError("no backend can run here")
 

@@ -5,10 +5,10 @@
 Each crop comes from a frame of a *training* sequence: the ``train`` split of ``sequences/``
 (``splits.json``) plus, unless ``--no-extra``, the all-training ``train_extra/`` folder. The
 ``val`` split is refused, and a sequence listed under ``val`` is never read. The crop is made by
-the runtime's own code: :meth:`RTMDNetTracker._window` (scale from the target's size, window
-rounded to the backbone stride), :func:`runtime.crop.cut` (bilinear, the first frame's mean colour
-as fill, as the tracker's ``_fill``), around a target box jittered the way a tracker's estimate
-strays from the ground truth. Two kinds, as the tracker cuts them:
+the runtime's own code: :func:`runtime.rtmdnet.tracker.search_window` (scale from the target's
+size, window rounded to the backbone stride), :func:`runtime.crop.cut` (bilinear, the first
+frame's mean colour as fill, as the tracker's ``_fill``), around a target box jittered the way a
+tracker's estimate strays from the ground truth. Two kinds, as the tracker cuts them:
 
 - ``update``: the per-frame search crop; the window covers the frame's 256 candidates and the
   update negatives (as :meth:`RTMDNetTracker.update`).
@@ -241,7 +241,7 @@ def build_calibration_set(
         "stride": STRIDE,
         "jitter": {"shift_sigma_sides": JITTER_SHIFT, "scale_sigma_factor": JITTER_SCALE},
         "init_share": INIT_SHARE,
-        "crop_code": "runtime.rtmdnet.tracker.RTMDNetTracker._window + runtime.crop.cut",
+        "crop_code": "runtime.rtmdnet.tracker.search_window + runtime.crop.cut",
         "layout": "crop_i: H x W x 3 uint8 BGR 0..255 (the backbone input is its (1,3,H,W) "
         "float32); rois_i: (n_samples, 4) float32 x1,y1,x2,y2 crop pixels (padded, unshifted)",
         "config": {field: full[field] for field in CROP_FIELDS},

@@ -115,3 +115,47 @@ def choose_int8_convs(
         "prefixes": prefixes,
         "int8_convs": chosen,
     }
+
+
+def plot_selection(selection: dict[str, Any], path: str | Path) -> Path:
+    """Two panels: each conv's sensitivity (graph order; int8 ones filled) and, per number of
+    least sensitive convs made int8, the held-out top-1 agreement and feature error."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from runtime.atomic import write_atomic
+
+    layers = selection["sensitivity"]
+    chosen = set(selection["int8_convs"])
+    fig = Figure(figsize=(10, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    errors = [layer["feature_error"] for layer in layers]
+    colours = ["tab:blue" if layer["conv"] in chosen else "0.75" for layer in layers]
+    left.bar(range(len(layers)), errors, color=colours)
+    left.set_yscale("log")
+    left.set_xlabel("conv (graph order; blue: int8 in this graph)")
+    left.set_ylabel("feature-map rel. error, this conv alone int8")
+    left.set_title("per-conv sensitivity")
+    left.grid(True, axis="y", alpha=0.3)
+
+    prefixes = selection["prefixes"]
+    k = [p["int8_convs"] for p in prefixes]
+    right.plot(k, [p["top1_agreement"] for p in prefixes], "o-", label="top-1 agreement")
+    right.plot(k, [p["feature_error"] for p in prefixes], "s-", label="feature-map rel. error")
+    if selection.get("min_top1") is not None:
+        right.axhline(selection["min_top1"], color="0.5", linestyle="--", linewidth=1)
+    right.set_xlim(0, len(layers) + 1)
+    right.set_ylim(0, 1.01)
+    right.set_xlabel("least sensitive convs int8")
+    right.set_title("held-out crops vs FP32")
+    right.grid(True, alpha=0.3)
+    right.legend(loc="center left", fontsize="small")
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    path = Path(path)
+    write_atomic(path, image.getvalue())
+    return path

@@ -22,10 +22,10 @@ from calib.build import (
 )
 from calib.quantize import (
     INT8_BACKBONE_ONNX,
+    choose_and_quantize,
     compare,
     crop_feed,
     qdq_summary,
-    quantize_backbone,
 )
 from export.build_engine import build
 from export.build_engine import main as build_main
@@ -137,6 +137,9 @@ def test_int8_graph_is_qdq_with_symmetric_per_channel_int8_weights(export_dir):
     assert set(record["candidates"]) == {"entropy", "percentile"}
     assert record["method"] in record["candidates"]
     assert record["int8_convs"] == SENSITIVITY_ORDER and record["selection"] is None
+    assert [c["conv"] for c in record["bias_correction"]["convs"]] == [
+        n.name for n in model.graph.node if n.name in SENSITIVITY_ORDER
+    ]  # every int8 conv's bias corrected, in graph order
     assert summary["int8_weights"] == len(SENSITIVITY_ORDER)
     assert record["calibration"]["split"] == "train"
     assert (folder / "backbone.onnx").is_file()  # the FP32 graph stays next to it
@@ -160,10 +163,11 @@ def test_int8_at_the_default_bar_ranks_candidates_like_fp32_on_95_percent_of_rea
     """
     folder, _ = export_dir
     graph = tmp_path / "at_the_bar.int8.onnx"
-    info = quantize_backbone(
-        folder / "backbone.onnx", calib_dir, graph, "percentile", int8_convs=AT_THE_BAR
-    )
-    assert info["qdq"]["int8_weights"] == len(AT_THE_BAR)
+    record = choose_and_quantize(
+        folder / "backbone.onnx", folder / "roi_pool.onnx", calib_dir, graph, ("entropy",),
+        log=lambda _: None, int8_convs=AT_THE_BAR,
+    )  # fmt: skip
+    assert record["qdq"]["int8_weights"] == len(AT_THE_BAR)
     result = _parity(folder, graph, test_crops)
     assert result["crops"] == TEST_COUNT
     assert result["top1_agreement"] >= 0.95, result
