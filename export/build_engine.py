@@ -324,7 +324,10 @@ def build(
     ).eval()
     log(f"[export] {backbone} -> {out}")
     out.mkdir(parents=True, exist_ok=True)
-    stale_files = ("*.engine", "*.pruned.onnx", "*.int8.onnx", "int8.json", MANIFEST_FILE)
+    stale_files = (
+        "*.engine", "*.pruned.onnx", "*.int8.onnx", "int8.json", "int8_selection.png",
+        MANIFEST_FILE,
+    )  # fmt: skip
     for stale in (f for pattern in stale_files for f in out.glob(pattern)):
         stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
 
