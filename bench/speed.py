@@ -43,8 +43,9 @@ def _precision(export_dir: Path) -> tuple[str, str]:
     manifest = load_manifest(export_dir)
     precision = str(manifest.get("precision", "fp32"))
     int8 = manifest.get("int8") or {}
-    if precision == "int8" and "convs_total" in int8:
-        return precision, f"int8 ({len(int8['int8_convs'])}/{int8['convs_total']} convs)"
+    if precision == "int8" and "int8_convs" in int8:
+        total = f"/{int8['convs_total']}" if "convs_total" in int8 else ""
+        return precision, f"int8 ({len(int8['int8_convs'])}{total} convs)"
     return precision, precision
 
 
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra = "" if export_dir is None else f";export_dir={export_dir}"
                 if precision != "fp32":
                     extra += f";precision={precision}"
+                if (tracker, backend, label) in specs:  # two folders alike: name the folder
+                    label = f"{label} ({export_dir.name if export_dir else 'torch'})"
                 specs[(tracker, backend, label)] = f"{tracker}[backend={backend}{extra}]"
         if not specs:
             raise OPEError("no backend can run here")

@@ -329,13 +329,15 @@ def compare(
     rois: Sequence[np.ndarray],
     head: torch.nn.Module | None = None,
     keep: Sequence[int] | None = None,
+    other_crops: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """INT8 vs FP32 on ``crops``: top-1 candidate agreement and feature errors.
 
     Each crop's candidates (``rois``) are pooled from both feature maps (FP32 RoI pooling) and
     scored by ``head`` (default: the shipped MetaRTT head, its input scale set from the FP32
     features as the tracker sets it at the first frame). ``keep``: the graphs are pruned to
-    these channels (the head's input columns are cut to match).
+    these channels (the head's input columns are cut to match). ``other_crops``: what the
+    second graph is fed instead of ``crops`` (the same crops altered, e.g. with input noise).
     """
     head = head or shipped_head()
     sessions = [_session(m) for m in (fp32_backbone, int8_backbone)]
@@ -345,9 +347,12 @@ def compare(
         cells = RTMDNetConfig().roi_size ** 2
         columns = torch.tensor([c * cells + k for c in keep for k in range(cells)])
     agree, rel_map, rel_feat, corr, top1_iou, estimate_iou = [], [], [], [], [], []
-    for crop, boxes in zip(crops, rois, strict=True):
-        feed = {CROP: crop_feed(crop)}
-        maps = [s.run([FEATURES], feed)[0] for s in sessions]
+    others = crops if other_crops is None else other_crops
+    for crop, other, boxes in zip(crops, others, rois, strict=True):
+        maps = [
+            session.run([FEATURES], {CROP: crop_feed(c)})[0]
+            for session, c in zip(sessions, (crop, other), strict=True)
+        ]
         batch = np.zeros(len(boxes), np.int64)
         feats = [
             torch.from_numpy(
