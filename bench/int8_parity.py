@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     rois = [calib.rois[i] for i in held]
     fp32 = args.export_dir / int8["fp32_onnx"]
     pool = args.export_dir / "roi_pool.onnx"
+    count = len(int8["int8_convs"])
     rows = {
-        f"int8 ({len(int8['int8_convs'])} convs)": compare(
+        f"int8 ({count} conv{'' if count == 1 else 's'})": compare(
             fp32, args.export_dir / int8["onnx"], pool, crops, rois
         )
     }
