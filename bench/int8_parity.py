@@ -29,7 +29,10 @@ SUMMARY = ("top1_agreement", "feature_map_rel_error_median", "estimate_iou_media
 def noisy_copies(crops, amplitude: float, seed: int = 0) -> list[np.ndarray]:
     """The crops plus uniform noise in ``[-amplitude, amplitude]``, kept as float32 pixels."""
     rng = np.random.default_rng(seed)
-    return [c.astype(np.float32) + rng.uniform(-amplitude, amplitude, c.shape) for c in crops]
+    return [
+        (c.astype(np.float32) + rng.uniform(-amplitude, amplitude, c.shape)).astype(np.float32)
+        for c in crops
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
