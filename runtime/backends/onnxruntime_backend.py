@@ -3,6 +3,9 @@
 The folder's ``manifest.json`` must match the tracker's config and weight file (checkpoint hash);
 otherwise the backend refuses to load (:class:`~runtime.backends.manifest.ManifestMismatchError`).
 
+An INT8 backbone (symmetric int8 Q/DQ, TensorRT's form) runs on the CPU with its activations
+re-encoded as uint8, losslessly, so that ONNX Runtime fuses its convs (:mod:`runtime.backends.qdq`).
+
 Tensors cross as numpy arrays: free on CPU. A CUDA tensor is copied to the host and the result
 copied back (this project's GPU machines carry the CPU build of ONNX Runtime; with a CUDA build,
 IO binding would avoid the round trip, which is not written yet).
