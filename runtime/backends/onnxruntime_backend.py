@@ -87,10 +87,13 @@ class OnnxRuntimeBackend:
         self._requested = list(providers or ["CPUExecutionProvider"])
         graphs = self.manifest["graphs"]
         # Kept as bytes: per-video pruning slices them and builds new sessions (keep_channels).
-        self._graph_bytes = tuple(
+        backbone, roi_pool = (
             (self.export_dir / graphs[name]["onnx"]).read_bytes()
             for name in ("backbone", "roi_pool")
         )
+        if all(_provider_name(p) == "CPUExecutionProvider" for p in self._requested):
+            backbone = _cpu_encoding(backbone)  # once: per-video slices start from it
+        self._graph_bytes = (backbone, roi_pool)
         self._roi_cells = int(config.roi_size) ** 2
         self.kept_channels: int | None = None  # set on a pruned copy
         self._start_sessions(*self._graph_bytes)
@@ -107,8 +110,6 @@ class OnnxRuntimeBackend:
         # training) runs right after in the same process and lost up to 3x to them on 2 cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = self._requested
-        if all(_provider_name(p) == "CPUExecutionProvider" for p in requested):
-            backbone = _cpu_encoding(backbone)
         self._backbone = ort.InferenceSession(backbone, options, providers=requested)
         self._pool = ort.InferenceSession(roi_pool, options, providers=requested)
         self.providers = self._backbone.get_providers()
