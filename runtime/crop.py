@@ -7,6 +7,7 @@ call. The crop is isotropic (one scale for x and y), as the pretrained backbones
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -100,3 +101,31 @@ def cut(frame: np.ndarray, window: CropWindow, fill: tuple[float, float, float])
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=fill,
     )
+
+
+# -- Siamese (SiamFC-style) square crops: one geometry for MLT and NanoTrack ---------------
+
+
+def exemplar_side(box: np.ndarray, context: float) -> float:
+    """SiamFC's exemplar side in frame pixels: sqrt((w + p)(h + p)), p = context * (w + h)."""
+    w, h = float(box[2]), float(box[3])
+    p = context * (w + h)
+    return math.sqrt((w + p) * (h + p))
+
+
+def square_window(center: np.ndarray, side_frame: float, out_size: int) -> CropWindow:
+    scale = out_size / max(side_frame, 1e-6)
+    x0 = float(center[0]) - side_frame / 2.0
+    y0 = float(center[1]) - side_frame / 2.0
+    return CropWindow(x0, y0, scale, out_size, out_size)
+
+
+def square_crop(
+    frame: np.ndarray,
+    center: np.ndarray,
+    side_frame: float,
+    out_size: int,
+    fill: tuple[float, float, float],
+) -> np.ndarray:
+    """``out_size`` x ``out_size`` uint8 crop of a ``side_frame`` square centred on ``center``."""
+    return cut(frame, square_window(center, side_frame, out_size), fill)

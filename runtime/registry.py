@@ -55,7 +55,25 @@ def _mlt(preset: dict[str, object]) -> Callable[..., Tracker]:
     return factory
 
 
+def _nanotrack(preset: dict[str, object]) -> Callable[..., Tracker]:
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        from runtime.nanotrack import NanoTrackConfig, NanoTracker
+
+        try:
+            config = NanoTrackConfig(**{**preset, **options})  # type: ignore[arg-type]
+        except TypeError as exc:  # an option it does not have (e.g. --meta, --prune)
+            raise ValueError(f"nanotrack: {exc}") from None
+        return NanoTracker(config, data_dir=data_dir)
+
+    return factory
+
+
 _FACTORIES: dict[str, Callable[..., Tracker]] = {
+    # The full pretrained NanoTrack v3 network (backbone, BAN head) with its published tracking
+    # values and our lost-target recovery; ONNX Runtime from the graph cache by default.
+    "nanotrack": _nanotrack({}),
+    # The same without the widened search while lost (the reference procedure exactly).
+    "nanotrack-norecovery": _nanotrack({"recovery": False}),
     # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
     "metartt": _metartt({}),
     # MetaRTT + one-shot channel pruning: masks from the shipped pruning network at the first

@@ -69,7 +69,8 @@ def test_labels_are_positive_within_16px_of_the_target():
 @needs_data
 def test_nanotrack_trunk_shapes_on_a_real_frame():
     from runtime.backbones import build_backbone
-    from runtime.mlt.model import exemplar_side, square_crop, to_tensor
+    from runtime.crop import exemplar_side, square_crop
+    from runtime.mlt.model import to_tensor
 
     frames, gt = _frames(1)
     trunk = build_backbone("nanotrack", DATA / "weights")
@@ -202,8 +203,8 @@ def onnx_export(tmp_path_factory):
 
 @needs_data
 def test_trunk_on_onnxruntime_matches_torch(onnx_export, tmp_path):
+    from runtime.crop import exemplar_side, square_crop
     from runtime.mlt.checkpoint import trunk_sha256
-    from runtime.mlt.model import exemplar_side, square_crop
 
     torch.manual_seed(0)
     path = tmp_path / "mlt.pt"

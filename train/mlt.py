@@ -48,15 +48,14 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from runtime.atomic import write_atomic  # noqa: E402
+from runtime.crop import exemplar_side, square_crop  # noqa: E402
 from runtime.mlt.checkpoint import MLTCheckpoint, trunk_sha256  # noqa: E402
 from runtime.mlt.meta_learner import MetaLearner, conv5_gradient  # noqa: E402
 from runtime.mlt.model import (  # noqa: E402
     MatchingNet,
     balanced_logistic_loss,
-    exemplar_side,
     label_map,
     response_side,
-    square_crop,
     to_tensor,
 )
 from runtime.paths import data_root  # noqa: E402

@@ -45,7 +45,42 @@ def _provider_name(provider: str | tuple[str, dict[str, Any]]) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
-def _cpu_encoding(graph: bytes) -> bytes:
+def session_options(threads: int) -> Any:
+    """ONNX Runtime options every backend uses: ``threads`` intra-op threads, sequential."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's idle worker threads spin after each run by default; torch (the FC head, its
+    # training) runs right after in the same process and lost up to 3x to them on 2 cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def start_session(
+    graph: bytes | str, options: Any, providers: list[str | tuple[str, dict[str, Any]]]
+) -> Any:
+    """An ``InferenceSession``; warns where a requested GPU provider silently fell back."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(graph, options, providers=providers)
+    running = session.get_providers()
+    wanted_gpu = [p for p in map(_provider_name, providers) if p in GPU_PROVIDERS]
+    if wanted_gpu and not any(p in GPU_PROVIDERS for p in running):
+        warnings.warn(
+            f"onnxruntime: {', '.join(wanted_gpu)} was requested but the session runs on "
+            f"{', '.join(running)} only (this onnxruntime offers "
+            f"{', '.join(ort.get_available_providers())}); it fell back to the CPU silently",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return session
+
+
+def cpu_encoding(graph: bytes) -> bytes:
     """An INT8 graph with its activations re-encoded as uint8 (:mod:`runtime.backends.qdq`)."""
     if b"QuantizeLinear" not in graph:
         return graph  # float: nothing to do, no parse
@@ -92,36 +127,17 @@ class OnnxRuntimeBackend:
             for name in ("backbone", "roi_pool")
         )
         if all(_provider_name(p) == "CPUExecutionProvider" for p in self._requested):
-            backbone = _cpu_encoding(backbone)  # once: per-video slices start from it
+            backbone = cpu_encoding(backbone)  # once: per-video slices start from it
         self._graph_bytes = (backbone, roi_pool)
         self._roi_cells = int(config.roi_size) ** 2
         self.kept_channels: int | None = None  # set on a pruned copy
         self._start_sessions(*self._graph_bytes)
 
     def _start_sessions(self, backbone: bytes, roi_pool: bytes) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ORT's idle worker threads spin after each run by default; torch (the FC head, its
-        # training) runs right after in the same process and lost up to 3x to them on 2 cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        requested = self._requested
-        self._backbone = ort.InferenceSession(backbone, options, providers=requested)
-        self._pool = ort.InferenceSession(roi_pool, options, providers=requested)
+        options = session_options(self._threads)
+        self._backbone = start_session(backbone, options, self._requested)
+        self._pool = start_session(roi_pool, options, self._requested)
         self.providers = self._backbone.get_providers()
-        wanted_gpu = [p for p in map(_provider_name, requested) if p in GPU_PROVIDERS]
-        if wanted_gpu and not any(p in GPU_PROVIDERS for p in self.providers):
-            warnings.warn(
-                f"onnxruntime: {', '.join(wanted_gpu)} was requested but the session runs on "
-                f"{', '.join(self.providers)} only (this onnxruntime offers "
-                f"{', '.join(ort.get_available_providers())}); it fell back to the CPU silently",
-                RuntimeWarning,
-                stacklevel=3,
-            )
 
     def keep_channels(self, keep: torch.Tensor) -> OnnxRuntimeBackend:
         """A backend on graphs sliced to output channels ``keep`` (sessions built in memory).

@@ -24,8 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.crop import CropWindow, cut
-
 TRUNKS = ("nanotrack", "paper")
 CONV5_IN, CONV5_OUT, N_GENERATED = 256, 192, 32
 POSITIVE_RADIUS_PX = 16.0  # SiamFC: a response cell is positive within 16 px of the target
@@ -165,31 +163,6 @@ def balanced_logistic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.
 # ------------------------------------------------------------------------------------------
 # Crops (training and tracking cut them the same way)
 # ------------------------------------------------------------------------------------------
-def exemplar_side(box: np.ndarray, context: float) -> float:
-    """SiamFC's exemplar side in frame pixels: sqrt((w + p)(h + p)), p = context * (w + h)."""
-    w, h = float(box[2]), float(box[3])
-    p = context * (w + h)
-    return math.sqrt((w + p) * (h + p))
-
-
-def square_window(center: np.ndarray, side_frame: float, out_size: int) -> CropWindow:
-    scale = out_size / max(side_frame, 1e-6)
-    x0 = float(center[0]) - side_frame / 2.0
-    y0 = float(center[1]) - side_frame / 2.0
-    return CropWindow(x0, y0, scale, out_size, out_size)
-
-
-def square_crop(
-    frame: np.ndarray,
-    center: np.ndarray,
-    side_frame: float,
-    out_size: int,
-    fill: tuple[float, float, float],
-) -> np.ndarray:
-    """``out_size`` x ``out_size`` uint8 crop of a ``side_frame`` square centred on ``center``."""
-    return cut(frame, square_window(center, side_frame, out_size), fill)
-
-
 def to_tensor(crops: list[np.ndarray] | np.ndarray, device: torch.device | str = "cpu"):
     """uint8 ``(H, W, 3)`` BGR crops -> ``(B, 3, H, W)`` float32 BGR 0..255."""
     arr = np.stack(crops) if isinstance(crops, list) else np.asarray(crops)[None]

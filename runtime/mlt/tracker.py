@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.crop import exemplar_side, square_crop
 from runtime.mlt.checkpoint import SHIPPED_CHECKPOINT, MLTCheckpoint, MLTCheckpointError
 from runtime.mlt.config import MLTConfig
 from runtime.mlt.meta_learner import conv5_gradient
 from runtime.mlt.model import (
     balanced_logistic_loss,
-    exemplar_side,
     label_map,
     response_side,
-    square_crop,
     to_tensor,
     upsample_response,
 )

@@ -1,0 +1,170 @@
+"""The ``nanotrack`` tracker: the full NanoTrack v3 network, anchor-free, with lost-target recovery.
+
+The procedure is NanoTrack v3's published tracker (``NanoTrack/nanotrack/tracker/nano_tracker.py``
+in HonglinChu/SiamTrackers, read and rewritten here; values in :mod:`runtime.nanotrack.config`):
+
+- init: a square template crop of side ``sqrt((w + p)(h + p))``, ``p = (w + h) / 2``, around the
+  box, resized to 127, padded with the frame's mean colour; its kernels are computed once.
+- update: a search crop of side ``s_x = s_z * 255 / 127`` around the last centre, resized to 255;
+  the network gives a 15x15 map of target probabilities and, per cell, the distances from the
+  cell's point (stride 16, centred on the crop's centre) to the box's four edges. Each cell's box
+  is penalised by its change of scale and aspect ratio against the last box
+  (``exp(-(r_c * s_c - 1) * k)``), blended with a cosine window, and the best cell wins; its
+  centre is taken as is, its size smoothed with ``lr = penalty * score * LR``; the box is clipped
+  to the frame (centre inside, sides 10 px to the frame's).
+
+Where this differs from the reference, on purpose: the crop side is not rounded to whole pixels
+(the reference rounds the crop but divides by the unrounded scale; here the two agree), and the
+crop is cut with :func:`runtime.crop.square_crop` (continuous coordinates, area pre-filtering for
+strong downscaling) like every other tracker in the project.
+
+Lost target (ours): after ``lost_patience`` frames in a row whose best score is under
+``lost_threshold`` the tracker reports ``lost``; while lost the search crop grows by
+``search_growth`` pixels a frame, at the same scale, up to ``max_instance_size`` (the map grows
+from 15x15 to at most 23x23 cells, the target keeps its size in the crop), and the box keeps its
+size. A frame scoring ``recover_threshold`` or more ends it. ``score`` keeps its meaning
+throughout: the target probability of the chosen cell.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.backends.siamese import SiameseBackend
+from runtime.boxes import validate_init_box
+from runtime.crop import exemplar_side, square_crop
+from runtime.nanotrack.config import NanoTrackConfig
+from runtime.nanotrack.deploy import create_siamese_backend
+
+
+def map_side(instance_size: int, stride: int = 16) -> int:
+    """Score-map side for a search crop: ``ceil(S / 16)`` feature cells, minus 1 (correlation)."""
+    return math.ceil(instance_size / stride) - 1
+
+
+def cell_points(side: int, stride: int) -> np.ndarray:
+    """``(2, side*side)`` x, y of each map cell in crop pixels from the crop's centre."""
+    offsets = (np.arange(side) - side // 2) * stride
+    x, y = np.meshgrid(offsets, offsets)
+    return np.stack([x.ravel(), y.ravel()]).astype(np.float64)
+
+
+def _cosine_window(side: int) -> np.ndarray:
+    hann = np.hanning(side)
+    return np.outer(hann, hann).ravel()
+
+
+def _change(r: np.ndarray) -> np.ndarray:
+    return np.maximum(r, 1.0 / r)
+
+
+def _padded_side(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
+    pad = (w + h) * 0.5
+    return np.sqrt((w + pad) * (h + pad))
+
+
+class NanoTracker:
+    name = "nanotrack"
+
+    def __init__(
+        self,
+        config: NanoTrackConfig | None = None,
+        data_dir: Path | None = None,
+        backend: SiameseBackend | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.config = c = config or NanoTrackConfig()
+        self.data_dir = data_dir
+        self.backend = backend or create_siamese_backend(c, data_dir, verbose=verbose)
+        self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
+        self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.lost = False
+        self.lost_frames = 0  # frames reported lost since init
+
+    # -- geometry ------------------------------------------------------------------------------
+    def _map(self, instance_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cell points and cosine window for a search crop side (cached per side)."""
+        if instance_size not in self._maps:
+            side = map_side(instance_size, self.config.stride)
+            self._maps[instance_size] = (
+                cell_points(side, self.config.stride),
+                _cosine_window(side),
+            )
+        return self._maps[instance_size]
+
+    def _tensor(self, crop: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))[None]).to(
+            self.device, torch.float32
+        )
+
+    # -- tracking ------------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        c = self.config
+        box = validate_init_box(box, frame.shape)
+        self.center = box[:2] + box[2:] / 2.0
+        self.size = box[2:].copy()
+        self.frame_hw = frame.shape[:2]
+        self.fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
+        side = round(exemplar_side(box, c.context_amount))  # the reference rounds s_z here
+        crop = square_crop(frame, self.center, side, c.exemplar_size, self.fill)
+        self.kernels = self.backend.template(self._tensor(crop))
+        self.instance_size = c.instance_size
+        self.low_streak = 0
+        self.lost = False
+        self.lost_frames = 0
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        c = self.config
+        s_z = exemplar_side(np.array([0.0, 0.0, *self.size]), c.context_amount)
+        scale_z = c.exemplar_size / s_z  # crop pixels per frame pixel, for every crop size
+        instance = self.instance_size
+        crop = square_crop(frame, self.center, instance / scale_z, instance, self.fill)
+        scores_t, boxes_t = self.backend.search(self._tensor(crop), self.kernels)
+        score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
+        delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
+        points, window = self._map(instance)
+        x1, y1 = points[0] - delta[0], points[1] - delta[1]
+        x2, y2 = points[0] + delta[2], points[1] + delta[3]
+        cx, cy, w, h = (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1
+
+        scale_change = _change(_padded_side(w, h) / _padded_side(*(self.size * scale_z)))
+        ratio_change = _change((self.size[0] / self.size[1]) / (w / h))
+        penalty = np.exp(-(ratio_change * scale_change - 1.0) * c.penalty_k)
+        pscore = penalty * score * (1.0 - c.window_influence) + window * c.window_influence
+        best = int(np.argmax(pscore))
+        best_score = float(score[best])
+
+        self._update_lost_state(best_score)
+        lr = 0.0 if self.lost and c.recovery else penalty[best] * best_score * c.lr
+        center = self.center + np.array([cx[best], cy[best]]) / scale_z
+        size = self.size * (1.0 - lr) + np.array([w[best], h[best]]) / scale_z * lr
+        height, width = self.frame_hw
+        self.center = np.clip(center, 0.0, [width, height])
+        self.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
+        box = np.concatenate([self.center - self.size / 2.0, self.size])
+        return box, best_score
+
+    def _update_lost_state(self, best_score: float) -> None:
+        """Lost after a streak of low scores; widen the search while lost, shrink on recovery."""
+        c = self.config
+        self.low_streak = self.low_streak + 1 if best_score < c.lost_threshold else 0
+        if not self.lost and self.low_streak >= c.lost_patience:
+            self.lost = True
+        elif self.lost and best_score >= c.recover_threshold:
+            self.lost = False
+        if self.lost:
+            self.lost_frames += 1
+        if c.recovery:
+            grown = min(self.instance_size + c.search_growth, c.max_instance_size)
+            self.instance_size = grown if self.lost else c.instance_size
+
+    def run_stats(self) -> dict[str, float]:
+        """Per-video numbers for the CLI summary and bench.ope."""
+        return {"lost_frames": float(self.lost_frames)}
+
+    def __repr__(self) -> str:
+        return f"NanoTracker({self.backend!r})"
