@@ -2,6 +2,7 @@
 
     python -m bench.parity --split val --trackers metartt,metartt-prune \\
         --backends onnxruntime --export-dir outputs/export/rtmdnet-nanotrack [--json OUT]
+    python -m bench.parity --split val --trackers nanotrack --export-dir outputs/export/nanotrack
 
 For every tracker, sequence and backend, two measures of IoU against the torch backend's boxes:
 
@@ -14,6 +15,8 @@ For every tracker, sequence and backend, two measures of IoU against the torch b
 
 Mean IoU is over all frames after the first, of all sequences together. The target (issue 5):
 at least 0.98 per backend. Pruned trackers slice the other backend to the torch run's channels.
+The Siamese ``nanotrack`` tracker's lockstep copies the torch tracker's centre, size and lost
+state into the other before each frame; each keeps the template kernels of its own backend.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +35,12 @@ from tqdm import tqdm
 from bench.ope import decode_frames, resolve_sequences, set_threads, split_list, truncate
 from runtime.backends import create_backend
 from runtime.boxes import iou
+from runtime.nanotrack import NanoTracker
 from runtime.paths import data_root
 from runtime.registry import create_tracker
 from runtime.rtmdnet import RTMDNetTracker
 from runtime.sequences import Sequence
+from runtime.tracker_api import Tracker
 
 TARGET = 0.98
 
@@ -56,9 +62,46 @@ def lockstep_overlaps(
     return np.array(overlaps)
 
 
-def free_boxes(tracker: RTMDNetTracker, frames, box) -> np.ndarray:
+def siamese_lockstep_overlaps(
+    torch_tracker: NanoTracker, other: NanoTracker, frames, box
+) -> np.ndarray:
+    """The same for a Siamese tracker: each frame, ``other`` takes the torch tracker's state
+    (centre, size, lost state) and keeps the template kernels its own backend computed."""
+    torch_tracker.init(frames[0], box)
+    other.init(frames[0], box)
+    overlaps = []
+    for frame in frames[1:]:
+        other.follow(torch_tracker)
+        other_box, _ = other.update(frame)
+        torch_box, _ = torch_tracker.update(frame)
+        overlaps.append(float(iou(torch_box[None], other_box[None])[0]))
+    return np.array(overlaps)
+
+
+def free_boxes(tracker: Tracker, frames, box) -> np.ndarray:
     tracker.init(frames[0], box)
     return np.array([tracker.update(f)[0] for f in frames[1:]])
+
+
+def _lockstep(
+    torch_tracker: Tracker, other: Tracker, backend: str, export_dir: Path, data_dir: Path | None
+) -> Callable[[list[np.ndarray], np.ndarray], np.ndarray]:
+    """``lockstep(frames, box) -> IoU per frame`` for this kind of tracker."""
+    if isinstance(torch_tracker, NanoTracker) and isinstance(other, NanoTracker):
+        return partial(siamese_lockstep_overlaps, torch_tracker, other)
+    assert isinstance(torch_tracker, RTMDNetTracker) and isinstance(other, RTMDNetTracker)
+    full = create_backend(
+        backend, config=other.config, data_dir=data_dir, export_dir=export_dir, verbose=False
+    )
+    unpruned = torch_tracker.backend
+
+    def backend_for(tracker: RTMDNetTracker):
+        selection = tracker.selection
+        if selection is not None and tracker.backend is not unpruned:
+            return full.keep_channels(selection.keep["conv"])  # this video's pruned network
+        return full
+
+    return partial(lockstep_overlaps, torch_tracker, backend_for)
 
 
 def compare(
@@ -72,25 +115,12 @@ def compare(
     """Lockstep and free-running IoU of ``backend`` against torch for tracker ``name``."""
     torch_tracker = create_tracker(name, data_dir, backend="torch")
     other_tracker = create_tracker(name, data_dir, backend=backend, export_dir=str(export_dir))
-    assert isinstance(torch_tracker, RTMDNetTracker) and isinstance(other_tracker, RTMDNetTracker)
-    full = create_backend(
-        backend, config=other_tracker.config, data_dir=data_dir, export_dir=export_dir,
-        verbose=False,
-    )  # fmt: skip
-
-    unpruned = torch_tracker.backend
-
-    def backend_for(tracker: RTMDNetTracker):
-        selection = tracker.selection
-        if selection is not None and tracker.backend is not unpruned:
-            return full.keep_channels(selection.keep["conv"])  # this video's pruned network
-        return full
-
+    lockstep = _lockstep(torch_tracker, other_tracker, backend, export_dir, data_dir)
     per_sequence = {}
     for sequence in tqdm(sequences, desc=f"{name} {backend}", disable=quiet, leave=False):
         frames = decode_frames(sequence)
         box = sequence.init_box
-        lock = lockstep_overlaps(torch_tracker, backend_for, frames, box)
+        lock = lockstep(frames, box)
         free = iou(free_boxes(torch_tracker, frames, box), free_boxes(other_tracker, frames, box))
         per_sequence[sequence.name] = {
             "frames": len(lock),

@@ -33,6 +33,7 @@ from bench.trackers import make_tracker
 from runtime.backends.manifest import load_manifest
 from runtime.backends.tensorrt_backend import tensorrt_status
 from runtime.paths import data_root
+from runtime.registry import export_kind
 from runtime.rtmdnet import RTMDNetConfig
 
 DEFAULT_EXPORT = Path("outputs/export")
@@ -56,6 +57,36 @@ def _skip_reason(backend: str, export_dir: Path) -> str | None:
         usable, why = tensorrt_status()
         return None if usable else why
     return None
+
+
+def _runs(
+    tracker: str, backends: list[str], export_dirs: list[Path]
+) -> list[tuple[str, Path | None, str, str]]:
+    """``(backend, export folder, precision, row label)`` for each run of ``tracker``."""
+    kind = export_kind(tracker)
+    own = [d for d in export_dirs if _kind(d) == kind]
+    runs: list[tuple[str, Path | None, str, str]] = []
+    for backend in backends:
+        folders: list[Path | None] = [None] if backend == "torch" else list(own)
+        if backend == "onnxruntime" and kind == "siamese" and not own:
+            folders = [None]  # the graph cache
+        for export_dir in folders:
+            reason = _skip_reason(backend, export_dir) if export_dir else None
+            if backend == "tensorrt" and export_dir is None:
+                reason = f"no {kind} export folder given"
+            if reason:
+                print(f"skipping {tracker} on {backend} ({export_dir}): {reason}", file=sys.stderr)
+                continue
+            precision, label = _precision(export_dir) if export_dir else ("fp32", "fp32")
+            runs.append((backend, export_dir, precision, label))
+    return runs
+
+
+def _kind(export_dir: Path) -> str | None:
+    try:
+        return str(load_manifest(export_dir).get("kind", "rtmdnet"))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,21 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         threads = set_threads(args.threads)
         backbone = RTMDNetConfig().backbone
         export_dirs = [Path(d) for d in split_list(args.export_dir)] or [
-            DEFAULT_EXPORT / f"rtmdnet-{backbone}"
+            DEFAULT_EXPORT / f"rtmdnet-{backbone}",
+            DEFAULT_EXPORT / "nanotrack",
         ]
-        # One row per tracker x backend x export folder (each at its own precision: fp32, int8).
-        runs: list[tuple[str, Path | None, str, str]] = []
-        for backend in split_list(args.backends):
-            for export_dir in [None] if backend == "torch" else export_dirs:
-                reason = _skip_reason(backend, export_dir) if export_dir else None
-                if reason:
-                    print(f"skipping {backend} ({export_dir}): {reason}", file=sys.stderr)
-                    continue
-                precision, label = _precision(export_dir) if export_dir else ("fp32", "fp32")
-                runs.append((backend, export_dir, precision, label))
+        # One row per tracker x backend x export folder of the tracker's kind (each at its own
+        # precision: fp32, int8). nanotrack on ONNX Runtime without a folder of its own runs from
+        # its first-use graph cache.
         specs: dict[tuple[str, str, str], str] = {}
         for tracker in split_list(args.trackers):
-            for backend, export_dir, precision, label in runs:
+            for backend, export_dir, precision, label in _runs(
+                tracker, split_list(args.backends), export_dirs
+            ):
                 extra = "" if export_dir is None else f";export_dir={export_dir}"
                 if precision != "fp32":
                     extra += f";precision={precision}"

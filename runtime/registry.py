@@ -93,6 +93,14 @@ _FACTORIES: dict[str, Callable[..., Tracker]] = {
 }
 
 TRACKER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+# Which export folders a tracker runs from (manifest "kind"): the Siamese template/search graphs
+# (build_engine.py --tracker nanotrack) or the RT-MDNet backbone + RoI pooling (the others).
+SIAMESE_TRACKERS = frozenset(name for name in TRACKER_NAMES if name.startswith("nanotrack"))
+
+
+def export_kind(name: str) -> str:
+    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``name`` uses."""
+    return "siamese" if name in SIAMESE_TRACKERS else "rtmdnet"
 
 
 def create_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:

@@ -23,11 +23,12 @@ from typing import NoReturn
 
 import numpy as np
 
+from runtime.atomic import write_atomic
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
 from runtime.paths import data_root
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file, write_boxes_file
-from runtime.tracker_api import Tracker
+from runtime.tracker_api import ReportsLost, Tracker
 from runtime.video import (
     AnnotatedVideoWriter,
     FrameSource,
@@ -39,7 +40,10 @@ from runtime.video import (
 )
 
 DEFAULT_VIDEO = "pysot_bag.avi"
-DEFAULT_TRACKER = "metartt"  # RT-MDNet with the shipped meta checkpoint (5 + 5 learned steps)
+# The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
+DEFAULT_TRACKER = "nanotrack"
+# --meta / --prune without --tracker mean MetaRTT (the only tracker that takes them).
+META_TRACKER = "metartt"
 # Needs no weight file, so the default run works on a machine without the shared data (it tracks
 # far worse: the VGG-M trunk is untrained). Used only when --tracker was not given.
 FALLBACK_TRACKER = "rtmdnet-vggm"
@@ -139,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("auto", "torch", "onnxruntime", "tensorrt"),
         default=None,
-        help="where the backbone and RoIAlign run (default: auto = TensorRT if usable and "
-        "exported, else ONNX Runtime if --export-dir is given, else torch)",
+        help="where the fixed network runs (default: auto; nanotrack: TensorRT if usable and "
+        "exported, else ONNX Runtime from --export-dir or from graphs it exports on first use; "
+        "the others: TensorRT if usable and exported, else ONNX Runtime if --export-dir is "
+        "given, else torch)",
     )
     parser.add_argument(
         "--export-dir",
@@ -320,6 +326,8 @@ class Viewer:
 @dataclass
 class RunResult:
     boxes: list[np.ndarray] = field(default_factory=list)  # 0-based, one per frame
+    scores: list[float] = field(default_factory=list)  # the tracker's score (NaN on frame 1)
+    lost: list[bool] | None = None  # per frame, for trackers that report it (ReportsLost)
     init_seconds: float = 0.0
     update_seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
@@ -345,7 +353,7 @@ def track_source(
     total = source.frame_count
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    result = RunResult()
+    result = RunResult(lost=[] if isinstance(tracker, ReportsLost) else None)
     recent: deque[float] = deque(maxlen=LIVE_FPS_WINDOW)
     bar = tqdm(total=total, disable=quiet, unit="frame", file=sys.stderr, dynamic_ncols=True)
     try:
@@ -364,13 +372,18 @@ def track_source(
                 result.update_seconds.append(elapsed)
                 recent.append(elapsed)
             result.boxes.append(box)
+            result.scores.append(float(score))
+            lost = index > 0 and isinstance(tracker, ReportsLost) and bool(tracker.lost)
+            if result.lost is not None:
+                result.lost.append(lost)
             fps = _live_fps(recent)
+            shown = {"score": score, "fps": fps, "total": total, "target_lost": lost}
             image = None
             if writer is not None:
-                image = writer.write(frame, index, box, score=score, fps=fps, total=total)
+                image = writer.write(frame, index, box, **shown)
             if viewer.enabled:
                 if image is None:
-                    image = draw_annotations(frame, index, box, score=score, fps=fps, total=total)
+                    image = draw_annotations(frame, index, box, **shown)
                 if not viewer.show(image):
                     break
             if recent:  # refresh=False: the bar redraws at its own pace, not per frame
@@ -399,8 +412,28 @@ def summarize(result: RunResult, source_name: str, tracker_name: str, wall: floa
         )
     else:
         lines.append(f"init {result.init_seconds * 1e3:.0f} ms; no update frames, so no FPS")
+    if result.lost is not None:
+        lost_at = [i + 1 for i, lost in enumerate(result.lost) if lost]
+        lines.append(
+            f"target reported lost in {len(lost_at)} of {n} frames"
+            + (f" (first at frame {lost_at[0]})" if lost_at else "")
+        )
     lines.append(f"wall time {wall:.2f} s (including decoding, drawing and encoding)")
     return lines
+
+
+def scores_path(boxes: Path) -> Path:
+    """The per-frame side file next to a boxes file: ``<stem>_scores.csv``."""
+    return boxes.with_name(f"{boxes.stem}_scores.csv")
+
+
+def write_scores_file(path: Path, result: RunResult) -> None:
+    """``frame,score,lost`` per frame (frame 1-based; lost 0/1, empty where not reported)."""
+    rows = ["frame,score,lost"]
+    for i, score in enumerate(result.scores):
+        lost = "" if result.lost is None else str(int(result.lost[i]))
+        rows.append(f"{i + 1},{'' if np.isnan(score) else f'{score:.4f}'},{lost}")
+    write_atomic(path, "\n".join(rows) + "\n")
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -480,9 +513,9 @@ def _default_or_named_tracker(
             raise UsageError(str(exc)) from None
     if args.tracker is not None:
         return _build_tracker(build, args.tracker, args.data, options)
-    args.tracker = DEFAULT_TRACKER
+    args.tracker = META_TRACKER if "meta" in options or "prune" in options else DEFAULT_TRACKER
     try:
-        return _build_tracker(build, DEFAULT_TRACKER, args.data, options)
+        return _build_tracker(build, args.tracker, args.data, options)
     except FileNotFoundError as exc:
         notify(f"{exc}\nfalling back to {FALLBACK_TRACKER} (untrained backbone: poor accuracy)")
         args.tracker = FALLBACK_TRACKER
@@ -541,7 +574,8 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
         written: list[Path] = []
         if outputs.boxes is not None:
             write_boxes_file(outputs.boxes, np.stack(result.boxes))
-            written.append(outputs.boxes)
+            write_scores_file(scores_path(outputs.boxes), result)
+            written += [outputs.boxes, scores_path(outputs.boxes)]
         if writer is not None:
             written.append(writer.close())
     if not args.quiet:

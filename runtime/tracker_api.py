@@ -20,3 +20,10 @@ class Tracker(Protocol):
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """Locate the object on the next frame: its box and a confidence score."""
+
+
+@runtime_checkable
+class ReportsLost(Protocol):
+    """A tracker that says when it has lost its target (after ``update``); optional."""
+
+    lost: bool

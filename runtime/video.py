@@ -334,6 +334,7 @@ class AtomicVideoWriter(_FinishOnExit):
 
 
 BOX_COLOR = (0, 255, 0)  # BGR green: the tracker's box
+LOST_COLOR = (0, 0, 255)  # BGR red: the box while the tracker reports the target lost
 GT_COLOR = (0, 200, 255)  # BGR amber: ground truth, when known
 _SHIFT = 4  # cv2 fixed-point bits: draw boxes at 1/16 px so float boxes are not rounded twice
 
@@ -368,8 +369,12 @@ def draw_annotations(
     fps: float | None = None,
     ground_truth: np.ndarray | None = None,
     total: int | None = None,
+    target_lost: bool = False,
 ) -> np.ndarray:
     """A copy of ``frame`` with the box (0-based), optional ground truth and a status line.
+
+    ``target_lost``: the tracker reports the target lost; the box is drawn in
+    :data:`LOST_COLOR` and the status line says so.
 
     ``index`` is the 0-based frame index; it is shown 1-based ("frame 1" is the first frame) so it
     matches the line numbers of a boxes file and OTB's ``img/0001.jpg`` names.
@@ -377,10 +382,11 @@ def draw_annotations(
     image = _as_bgr(frame).copy()
     if ground_truth is not None:
         _draw_box(image, ground_truth, GT_COLOR, 1)
-    lost = box is not None and not _draw_box(image, box, BOX_COLOR, 2)
+    color = LOST_COLOR if target_lost else BOX_COLOR
+    outside = box is not None and not _draw_box(image, box, color, 2)
     parts = [f"frame {index + 1}" + (f"/{total}" if total else "")]
-    if lost:
-        parts.append("lost")
+    if outside or target_lost:
+        parts.append("target lost" if target_lost else "lost")
     if score is not None and np.isfinite(score):
         parts.append(f"score {score:.2f}")
     if fps is not None and np.isfinite(fps):
@@ -423,10 +429,18 @@ class AnnotatedVideoWriter(_FinishOnExit):
         fps: float | None = None,
         ground_truth: np.ndarray | None = None,
         total: int | None = None,
+        target_lost: bool = False,
     ) -> np.ndarray:
         """Annotate and write one frame; returns the annotated image (to show it, say)."""
         image = draw_annotations(
-            frame, index, box, score=score, fps=fps, ground_truth=ground_truth, total=total
+            frame,
+            index,
+            box,
+            score=score,
+            fps=fps,
+            ground_truth=ground_truth,
+            total=total,
+            target_lost=target_lost,
         )
         self._video.write(image)
         return image

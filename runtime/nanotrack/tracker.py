@@ -29,6 +29,7 @@ throughout: the target probability of the chosen cell.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,38 @@ def cell_points(side: int, stride: int) -> np.ndarray:
     return np.stack([x.ravel(), y.ravel()]).astype(np.float64)
 
 
+def frame_fill(frame: np.ndarray) -> tuple[float, float, float]:
+    """The colour outside the frame in every crop: the first frame's mean (the reference's)."""
+    return tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))  # type: ignore[return-value]
+
+
+def template_crop(
+    frame: np.ndarray, box: np.ndarray, config: NanoTrackConfig, fill: tuple[float, float, float]
+) -> np.ndarray:
+    """The 127 x 127 template crop of ``box`` (0-based x, y, w, h), as the tracker cuts it."""
+    box = np.asarray(box, dtype=np.float64)
+    side = round(exemplar_side(box, config.context_amount))  # the reference rounds s_z here
+    return square_crop(frame, box[:2] + box[2:] / 2.0, side, config.exemplar_size, fill)
+
+
+def search_scale(size: np.ndarray, config: NanoTrackConfig) -> float:
+    """Crop pixels per frame pixel of every search crop for a target of ``size`` (w, h)."""
+    return config.exemplar_size / exemplar_side(np.array([0.0, 0.0, *size]), config.context_amount)
+
+
+def search_crop(
+    frame: np.ndarray,
+    center: np.ndarray,
+    size: np.ndarray,
+    instance_size: int,
+    config: NanoTrackConfig,
+    fill: tuple[float, float, float],
+) -> np.ndarray:
+    """The ``instance_size`` square search crop around ``center``, as the tracker cuts it."""
+    scale = search_scale(size, config)
+    return square_crop(frame, center, instance_size / scale, instance_size, fill)
+
+
 def _cosine_window(side: int) -> np.ndarray:
     hann = np.hanning(side)
     return np.outer(hann, hann).ravel()
@@ -65,6 +98,21 @@ def _change(r: np.ndarray) -> np.ndarray:
 def _padded_side(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
     pad = (w + h) * 0.5
     return np.sqrt((w + pad) * (h + pad))
+
+
+@dataclass
+class TrackState:
+    """Everything ``update`` reads and writes besides the template (one target's state)."""
+
+    center: np.ndarray  # frame pixels, 0-based continuous
+    size: np.ndarray  # w, h frame pixels
+    instance_size: int  # search crop side now (grows while lost)
+    low_streak: int = 0  # consecutive frames under lost_threshold
+    lost: bool = False
+    lost_frames: int = 0  # frames reported lost since init
+
+    def copy(self) -> TrackState:
+        return replace(self, center=self.center.copy(), size=self.size.copy())
 
 
 class NanoTracker:
@@ -82,8 +130,12 @@ class NanoTracker:
         self.backend = backend or create_siamese_backend(c, data_dir, verbose=verbose)
         self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.lost = False
-        self.lost_frames = 0  # frames reported lost since init
+        self.state: TrackState | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether the target is reported lost after the last ``update``."""
+        return self.state is not None and self.state.lost
 
     # -- geometry ------------------------------------------------------------------------------
     def _map(self, instance_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,66 +157,62 @@ class NanoTracker:
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
         c = self.config
         box = validate_init_box(box, frame.shape)
-        self.center = box[:2] + box[2:] / 2.0
-        self.size = box[2:].copy()
         self.frame_hw = frame.shape[:2]
-        self.fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
-        side = round(exemplar_side(box, c.context_amount))  # the reference rounds s_z here
-        crop = square_crop(frame, self.center, side, c.exemplar_size, self.fill)
-        self.kernels = self.backend.template(self._tensor(crop))
-        self.instance_size = c.instance_size
-        self.low_streak = 0
-        self.lost = False
-        self.lost_frames = 0
+        self.fill = frame_fill(frame)
+        self.kernels = self.backend.template(self._tensor(template_crop(frame, box, c, self.fill)))
+        self.state = TrackState(box[:2] + box[2:] / 2.0, box[2:].copy(), c.instance_size)
+
+    def follow(self, other: NanoTracker) -> None:
+        """Take ``other``'s per-frame state, keeping this tracker's own template (lockstep)."""
+        assert other.state is not None, "follow() a tracker that was init()-ed"
+        self.state = other.state.copy()
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        c = self.config
-        s_z = exemplar_side(np.array([0.0, 0.0, *self.size]), c.context_amount)
-        scale_z = c.exemplar_size / s_z  # crop pixels per frame pixel, for every crop size
-        instance = self.instance_size
-        crop = square_crop(frame, self.center, instance / scale_z, instance, self.fill)
+        if self.state is None:
+            raise RuntimeError("update() before init(): give the first frame and box to init()")
+        c, st = self.config, self.state
+        scale_z = search_scale(st.size, c)  # crop pixels per frame pixel, any crop side
+        crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
         scores_t, boxes_t = self.backend.search(self._tensor(crop), self.kernels)
         score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
         delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
-        points, window = self._map(instance)
+        points, window = self._map(st.instance_size)
         x1, y1 = points[0] - delta[0], points[1] - delta[1]
         x2, y2 = points[0] + delta[2], points[1] + delta[3]
         cx, cy, w, h = (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1
 
-        scale_change = _change(_padded_side(w, h) / _padded_side(*(self.size * scale_z)))
-        ratio_change = _change((self.size[0] / self.size[1]) / (w / h))
+        scale_change = _change(_padded_side(w, h) / _padded_side(*(st.size * scale_z)))
+        ratio_change = _change((st.size[0] / st.size[1]) / (w / h))
         penalty = np.exp(-(ratio_change * scale_change - 1.0) * c.penalty_k)
         pscore = penalty * score * (1.0 - c.window_influence) + window * c.window_influence
         best = int(np.argmax(pscore))
         best_score = float(score[best])
 
-        self._update_lost_state(best_score)
-        lr = 0.0 if self.lost and c.recovery else penalty[best] * best_score * c.lr
-        center = self.center + np.array([cx[best], cy[best]]) / scale_z
-        size = self.size * (1.0 - lr) + np.array([w[best], h[best]]) / scale_z * lr
+        self._update_lost_state(st, best_score)
+        lr = 0.0 if st.lost and c.recovery else penalty[best] * best_score * c.lr
+        center = st.center + np.array([cx[best], cy[best]]) / scale_z
+        size = st.size * (1.0 - lr) + np.array([w[best], h[best]]) / scale_z * lr
         height, width = self.frame_hw
-        self.center = np.clip(center, 0.0, [width, height])
-        self.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
-        box = np.concatenate([self.center - self.size / 2.0, self.size])
-        return box, best_score
+        st.center = np.clip(center, 0.0, [width, height])
+        st.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
+        return np.concatenate([st.center - st.size / 2.0, st.size]), best_score
 
-    def _update_lost_state(self, best_score: float) -> None:
+    def _update_lost_state(self, st: TrackState, best_score: float) -> None:
         """Lost after a streak of low scores; widen the search while lost, shrink on recovery."""
         c = self.config
-        self.low_streak = self.low_streak + 1 if best_score < c.lost_threshold else 0
-        if not self.lost and self.low_streak >= c.lost_patience:
-            self.lost = True
-        elif self.lost and best_score >= c.recover_threshold:
-            self.lost = False
-        if self.lost:
-            self.lost_frames += 1
+        st.low_streak = st.low_streak + 1 if best_score < c.lost_threshold else 0
+        if not st.lost and st.low_streak >= c.lost_patience:
+            st.lost = True
+        elif st.lost and best_score >= c.recover_threshold:
+            st.lost = False
+        st.lost_frames += int(st.lost)
         if c.recovery:
-            grown = min(self.instance_size + c.search_growth, c.max_instance_size)
-            self.instance_size = grown if self.lost else c.instance_size
+            grown = min(st.instance_size + c.search_growth, c.max_instance_size)
+            st.instance_size = grown if st.lost else c.instance_size
 
     def run_stats(self) -> dict[str, float]:
         """Per-video numbers for the CLI summary and bench.ope."""
-        return {"lost_frames": float(self.lost_frames)}
+        return {"lost_frames": float(self.state.lost_frames if self.state else 0)}
 
     def __repr__(self) -> str:
         return f"NanoTracker({self.backend!r})"
