@@ -161,6 +161,16 @@ def open_siamese_export(
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestMismatchError(f"{path} is not valid JSON ({exc}); {redo}") from None
+    if not isinstance(manifest, dict):
+        raise ManifestMismatchError(f"{path} holds no manifest object; {redo}")
+    try:
+        return _checked(SiameseExport(folder, manifest), weights_dir, precision, redo)
+    except (AttributeError, KeyError, TypeError) as exc:  # a field missing or of the wrong type
+        raise ManifestMismatchError(f"{path} is malformed ({exc!r}); {redo}") from None
+
+
+def _checked(export: SiameseExport, weights_dir: Path, precision: str, redo: str) -> SiameseExport:
+    folder, manifest = export.folder, export.manifest
     if manifest.get("format") != MANIFEST_FORMAT or manifest.get("kind") != SIAMESE_KIND:
         raise ManifestMismatchError(
             f"{folder} is not a Siamese (nanotrack) export folder (kind "
@@ -188,7 +198,7 @@ def open_siamese_export(
             f"{precision}; use --precision {manifest.get('precision')}, or export one: "
             f"python export/build_engine.py --tracker nanotrack --precision {precision} --out DIR"
         )
-    return SiameseExport(folder, manifest)
+    return export
 
 
 class OnnxRuntimeSiameseBackend:

@@ -42,6 +42,7 @@ CACHE_ENV_VAR = "TRACKER_CACHE"
 TRACKER = "nanotrack"
 # The code that decides what the graphs compute: a change to any of it invalidates the cache.
 _GRAPH_SOURCES = (
+    "runtime/backbones/common.py",  # BatchNorm folding
     "runtime/backbones/nanotrack.py",
     "runtime/nanotrack/model.py",
     "runtime/nanotrack/graphs.py",
@@ -104,10 +105,12 @@ def cached_export(weights_dir: Path, notify: Callable[[str], None]) -> SiameseEx
         export_folder(staging, weights_dir)
         if folder.exists():
             shutil.rmtree(folder)  # stale: other hashes than its name promises
-        os.replace(staging, folder)  # atomic: a reader sees the old folder or the whole new one
-    except OSError:
-        if not folder.exists():  # another process may have won the race: use its folder
-            raise
+        try:
+            os.replace(staging, folder)  # atomic: readers see no folder or the whole new one
+        except OSError:
+            if not folder.exists():
+                raise
+            # Another process exported the same folder between our rmtree and replace: use it.
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return open_siamese_export(folder, weights_dir)
@@ -166,7 +169,7 @@ def create_siamese_backend(
         if export is None:
             try:
                 export = cached_export(weights_dir, notify)
-            except (OSError, graphs.GraphParityError) as exc:
+            except (OSError, RuntimeError) as exc:  # no disk, no exporter, a failed parity check
                 if config.backend != "auto":
                     raise
                 notify(f"nanotrack: no graph cache ({exc}); running torch instead")
