@@ -79,21 +79,26 @@ def _add_to_bias(
     )
 
 
+def _inputs(fed: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return fed if isinstance(fed, dict) else {CROP: fed}
+
+
 def correct_biases(
     fp32: onnx.ModelProto,
     int8: onnx.ModelProto,
     crops: Sequence[np.ndarray],
     session: Callable[[bytes], Any],
-    feed: Callable[[np.ndarray], np.ndarray],
+    feed: Callable[[Any], np.ndarray | dict[str, np.ndarray]],
 ) -> list[dict[str, Any]]:
     """Correct ``int8``'s conv biases in place against ``fp32`` on ``crops``; returns per conv
     the mean absolute shift removed (relative to the output's mean magnitude).
 
-    ``session(graph_bytes)`` makes an ONNX Runtime session; ``feed(crop)`` the input array.
+    ``session(graph_bytes)`` makes an ONNX Runtime session; ``feed(crop)`` the input array of
+    a one-input graph (its ``crop``), or all of a graph's inputs by name (a dict).
     """
     convs = _int8_convs(int8)
     names = [c.output[0] for c in convs]
-    feeds = [{CROP: feed(c)} for c in crops]
+    feeds = [_inputs(feed(c)) for c in crops]
     reference = _channel_means(session(_with_outputs(fp32, names)), names, feeds)
     initializers = {t.name: t for t in int8.graph.initializer}
     record = []

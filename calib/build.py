@@ -1,6 +1,12 @@
 """A calibration set of real search crops, cut the way the tracker cuts them (train data only).
 
-``python -m calib.build --out DIR [--count 300] [--data DIR] [--seed 0] [--no-extra]``
+``python -m calib.build --out DIR [--tracker rtmdnet|nanotrack] [--count 300] [--data DIR]
+[--seed 0] [--no-extra]``
+
+``--tracker rtmdnet`` (the default) writes the RT-MDNet backbone's crops described below;
+``--tracker nanotrack`` writes (template, search) crop pairs for the nanotrack search graph
+(:mod:`calib.pairs`). Either way ``settings.json`` names the tracker, and each quantizer refuses
+the other's set.
 
 Each crop comes from a frame of a *training* sequence: the ``train`` split of ``sequences/``
 (``splits.json``) plus, unless ``--no-extra``, the all-training ``train_extra/`` folder. The
@@ -18,7 +24,8 @@ tracker's estimate strays from the ground truth. Two kinds, as the tracker cuts 
 Written to ``DIR``: ``crops.npz`` (``crop_00000`` ... ``H x W x 3`` uint8 BGR, and
 ``rois_00000`` ... the crop's 256 candidate RoIs, ``x1, y1, x2, y2`` crop pixels, padded as the
 tracker pads them) and ``settings.json`` (split, sources, every crop's sequence, frame, boxes and
-window, the seed, the tracker config fields used, and the sha256 of ``crops.npz``).
+window, the seed, the tracker config fields used, ``"tracker": "rtmdnet"``, and the sha256 of
+``crops.npz``).
 """
 
 from __future__ import annotations
@@ -35,18 +42,28 @@ from typing import Any
 import cv2
 import numpy as np
 
+from calib import pairs
+from calib.sources import (
+    SETTINGS_FILE,
+    SPLIT,
+    TRACKERS,
+    CalibrationRefused,
+    check_tracker,
+    jittered,
+    per_sequence_counts,
+    read_settings,
+    training_sequences,
+)
 from runtime.backends.manifest import sha256_file
 from runtime.crop import cut
-from runtime.paths import data_root
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.tracker import NEG_INIT, RTMDNetTracker, search_window, update_reach
 from runtime.sampling import SampleSpec, draw
-from runtime.sequences import load_sequence, sequence_names
+from runtime.sequences import load_sequence
 
 CROPS_FILE = "crops.npz"
-SETTINGS_FILE = "settings.json"
 SETTINGS_FORMAT = 1
-SPLIT = "train"  # the only split a calibration set may come from
+TRACKER = "rtmdnet"
 STRIDE = 16  # the nanotrack / mobilenet_v2 backbones' stride (window sides are multiples of it)
 INIT_SHARE = 0.15  # share of init-style crops (first frames), the rest are per-frame crops
 # How far the tracker's estimate strays from the ground truth: centre shift in target sides and
@@ -66,10 +83,6 @@ CROP_FIELDS = (
 )
 
 
-class CalibrationRefused(ValueError):
-    """A calibration set was asked for from data it must not see (the ``val`` split)."""
-
-
 @dataclasses.dataclass
 class CalibrationSet:
     crops: list[np.ndarray]  # H x W x 3 uint8 BGR
@@ -78,43 +91,6 @@ class CalibrationSet:
 
     def __len__(self) -> int:
         return len(self.crops)
-
-
-def training_sequences(
-    data_dir: str | os.PathLike[str] | None = None, split: str = SPLIT, extra: bool = True
-) -> list[Path]:
-    """Folders of the training sequences; refuses ``val`` (or any split but ``train``)."""
-    if split != SPLIT:
-        raise CalibrationRefused(
-            f"calibration data comes from the {SPLIT!r} split only, not {split!r}: calibrating "
-            f"on validation frames would leak them into the INT8 graph that is then scored on them"
-        )
-    root = data_root(data_dir)
-    seq_root = root / "sequences"
-    if not seq_root.is_dir():
-        raise FileNotFoundError(
-            f"no sequences/ under {root}; point --data (or $TRACKER_DATA) at the shared data"
-        )
-    val = set(sequence_names(seq_root, "val"))
-    folders = [seq_root / name for name in sequence_names(seq_root, SPLIT)]
-    extra_root = root / "train_extra"
-    if extra and extra_root.is_dir():
-        folders += [extra_root / name for name in sequence_names(extra_root)]
-    leaked = sorted(f.name for f in folders if f.name in val)
-    if leaked:
-        raise CalibrationRefused(f"{', '.join(leaked)} are val sequences; refusing to read them")
-    return [f for f in folders if f.is_dir()]
-
-
-def _jittered(box: np.ndarray, frame_wh: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """``box`` moved and rescaled as a tracker's estimate would be (stays >= 5 px, in frame)."""
-    out = np.asarray(box, dtype=np.float64).copy()
-    scale = JITTER_SCALE ** rng.standard_normal()
-    centre = out[:2] + out[2:] / 2 + rng.standard_normal(2) * JITTER_SHIFT * out[2:].mean()
-    centre = np.clip(centre, 0, np.asarray(frame_wh, dtype=np.float64) - 1)
-    out[2:] = np.maximum(out[2:] * scale, 5.0)
-    out[:2] = centre - out[2:] / 2
-    return out
 
 
 def make_crop(
@@ -187,8 +163,7 @@ def build_calibration_set(
         raise FileNotFoundError("no training sequences found")
     rng = np.random.default_rng(seed)
     exclude = exclude or {}
-    per_sequence = np.full(len(folders), count // len(folders))
-    per_sequence[rng.permutation(len(folders))[: count % len(folders)]] += 1
+    per_sequence = per_sequence_counts(count, len(folders), rng)
     crops, rois, records = [], [], []
     for folder, n in zip(folders, per_sequence, strict=True):
         if n == 0:
@@ -215,7 +190,8 @@ def build_calibration_set(
                 target = gt[0].copy()
                 jitter = float(rng.choice(config.init_jitter_scales))
             else:
-                target, jitter = _jittered(gt[index], frame_wh, rng), 1.0
+                estimate = jittered(gt[index], frame_wh, rng, JITTER_SHIFT, JITTER_SCALE)
+                target, jitter = estimate, 1.0
             crop, cand, record = make_crop(frame, target, kind, config, rng, fill, jitter=jitter)
             crops.append(crop)
             rois.append(cand)
@@ -232,6 +208,7 @@ def build_calibration_set(
     full = dataclasses.asdict(config)
     settings = {
         "format": SETTINGS_FORMAT,
+        "tracker": TRACKER,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "split": split,
         "sources": sorted({f.parent.name for f in folders}),
@@ -263,18 +240,19 @@ def save(calib: CalibrationSet, out_dir: str | os.PathLike[str]) -> Path:
 
 
 def load(calib_dir: str | os.PathLike[str]) -> CalibrationSet:
-    """Read a folder written by :func:`save` (checks the npz against the recorded hash)."""
+    """Read a folder written by :func:`save` (checks the npz against the recorded hash).
+
+    Refuses a set cut for another tracker (:class:`WrongTracker`) or from another split.
+    """
     folder = Path(calib_dir).expanduser()
+    settings = read_settings(folder, f"python -m calib.build --out {folder}")
+    check_tracker(settings, TRACKER, folder)
     settings_path, crops_path = folder / SETTINGS_FILE, folder / CROPS_FILE
-    for path in (settings_path, crops_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: not a calibration folder (make one with "
-                f"python -m calib.build --out {folder})"
-            )
-    settings = json.loads(settings_path.read_text())
-    if settings.get("split") != SPLIT:
-        raise CalibrationRefused(f"{folder} was made from split {settings.get('split')!r}")
+    if not crops_path.is_file():
+        raise FileNotFoundError(
+            f"{crops_path} not found: not a calibration folder (make one with "
+            f"python -m calib.build --out {folder})"
+        )
     digest = sha256_file(crops_path)
     if settings.get("crops_sha256") != digest:
         raise ValueError(f"{crops_path} does not match the sha256 in {settings_path}; rebuild it")
@@ -285,28 +263,50 @@ def load(calib_dir: str | os.PathLike[str]) -> CalibrationSet:
     return CalibrationSet(crops, rois, settings)
 
 
+def _build_and_save(args: argparse.Namespace) -> str:
+    """Build the set ``args.tracker`` names, write it, and say what was written."""
+    if args.tracker == pairs.TRACKER:
+        pair_set = pairs.build_pair_set(
+            args.count, args.data, args.seed, args.split, extra=not args.no_extra
+        )
+        out = pairs.save(pair_set, args.out)
+        sides = sorted({int(s.shape[0]) for s in pair_set.searches})
+        return (
+            f"[calib] nanotrack: {len(pair_set)} (template, search) pairs from "
+            f"{len(pair_set.settings['sequences'])} training sequences (search sides "
+            f"{', '.join(map(str, sides))}) -> {out}"
+        )
+    calib = build_calibration_set(
+        args.count, args.data, args.seed, args.split, extra=not args.no_extra
+    )
+    out = save(calib, args.out)
+    sizes = np.array([c.shape[:2] for c in calib.crops])
+    return (
+        f"[calib] {len(calib)} crops from {len(calib.settings['sequences'])} training sequences "
+        f"(median {int(np.median(sizes[:, 1]))}x{int(np.median(sizes[:, 0]))}) -> {out}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder (not in git)")
-    parser.add_argument("--count", type=int, default=300, help="number of crops")
+    parser.add_argument(
+        "--tracker",
+        default=TRACKER,
+        choices=TRACKERS,
+        help="rtmdnet (default): backbone search crops; nanotrack: (template, search) pairs",
+    )
+    parser.add_argument("--count", type=int, default=300, help="number of crops (pairs)")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default=SPLIT, help="only 'train' is accepted")
     parser.add_argument("--no-extra", action="store_true", help="sequences/ train split only")
     args = parser.parse_args(argv)
     try:
-        calib = build_calibration_set(
-            args.count, args.data, args.seed, args.split, extra=not args.no_extra
-        )
+        print(_build_and_save(args))
     except (CalibrationRefused, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = save(calib, args.out)
-    sizes = np.array([c.shape[:2] for c in calib.crops])
-    print(
-        f"[calib] {len(calib)} crops from {len(calib.settings['sequences'])} training sequences "
-        f"(median {int(np.median(sizes[:, 1]))}x{int(np.median(sizes[:, 0]))}) -> {out}"
-    )
     return 0
 
 

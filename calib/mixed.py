@@ -57,11 +57,14 @@ def choose_int8_convs(
     min_top1: float,
     count: int | None = None,
     log: Callable[[str], None] = print,
+    error_key: str = "feature_map_rel_error_median",
 ) -> dict[str, Any]:
     """Scan ``convs`` one at a time, then grow the int8 set in order of rising sensitivity.
 
     ``quantize(int8_convs, out)`` writes a graph with those convs int8; ``score(path)`` returns
-    :func:`calib.quantize.compare`'s numbers for it on held-out crops. The set grows while its
+    :func:`calib.quantize.compare`'s numbers for it on held-out crops (or any dict with
+    ``top1_agreement``, ``estimate_iou_median`` and ``error_key``, the error that measures
+    sensitivity; it is recorded as ``feature_error``). The set grows while its
     top-1 agreement stays at or above ``min_top1``; with ``count``, it is the ``count`` least
     sensitive convs whatever their agreement. Returns the per-layer sensitivities, every prefix
     tried and the chosen set (possibly empty: no conv keeps the ranking at ``min_top1``).
@@ -78,7 +81,7 @@ def choose_int8_convs(
                 {
                     "conv": name,
                     "index": i,
-                    "feature_error": result["feature_map_rel_error_median"],
+                    "feature_error": result[error_key],
                     "top1_agreement": result["top1_agreement"],
                 }
             )
@@ -96,13 +99,13 @@ def choose_int8_convs(
                 {
                     "int8_convs": k,
                     "top1_agreement": result["top1_agreement"],
-                    "feature_error": result["feature_map_rel_error_median"],
+                    "feature_error": result[error_key],
                     "estimate_iou_median": result["estimate_iou_median"],
                 }
             )
             log(
                 f"[int8] {k} least sensitive convs int8: top-1 {result['top1_agreement']:.3f}, "
-                f"feature error {result['feature_map_rel_error_median']:.4f}"
+                f"feature error {result[error_key]:.4f}"
             )
             if count is None and result["top1_agreement"] < min_top1:
                 break  # the next layers are more sensitive still
@@ -117,9 +120,16 @@ def choose_int8_convs(
     }
 
 
-def plot_selection(selection: dict[str, Any], path: str | Path) -> Path:
+def plot_selection(
+    selection: dict[str, Any],
+    path: str | Path,
+    error_label: str = "feature-map rel. error",
+    held_out: str = "held-out crops",
+) -> Path:
     """Two panels: each conv's sensitivity (graph order; int8 ones filled) and, per number of
-    least sensitive convs made int8, the held-out top-1 agreement and feature error."""
+    least sensitive convs made int8, the held-out top-1 agreement and feature error.
+
+    ``error_label`` names the sensitivity error, ``held_out`` what it was measured on."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -137,20 +147,20 @@ def plot_selection(selection: dict[str, Any], path: str | Path) -> Path:
     left.bar(range(len(layers)), errors, color=colours)
     left.set_yscale("log")
     left.set_xlabel("conv (graph order; blue: int8 in this graph)")
-    left.set_ylabel("feature-map rel. error, this conv alone int8")
+    left.set_ylabel(f"{error_label}, this conv alone int8")
     left.set_title("per-conv sensitivity")
     left.grid(True, axis="y", alpha=0.3)
 
     prefixes = selection["prefixes"]
     k = [p["int8_convs"] for p in prefixes]
     right.plot(k, [p["top1_agreement"] for p in prefixes], "o-", label="top-1 agreement")
-    right.plot(k, [p["feature_error"] for p in prefixes], "s-", label="feature-map rel. error")
+    right.plot(k, [p["feature_error"] for p in prefixes], "s-", label=error_label)
     if selection.get("min_top1") is not None:
         right.axhline(selection["min_top1"], color="0.5", linestyle="--", linewidth=1)
     right.set_xlim(0, len(layers) + 1)
     right.set_ylim(0, 1.01)
     right.set_xlabel("least sensitive convs int8")
-    right.set_title("held-out crops vs FP32")
+    right.set_title(f"{held_out} vs FP32")
     right.grid(True, alpha=0.3)
     right.legend(loc="center left", fontsize="small")
     fig.tight_layout()

@@ -91,7 +91,16 @@ def split_indices(n: int, every: int = HOLDOUT_EVERY) -> tuple[list[int], list[i
     return [i for i in range(n) if i % every != every - 1], held
 
 
-def _reader(crops: Sequence[np.ndarray]):
+def backbone_feed(crop: np.ndarray) -> dict[str, np.ndarray]:
+    """The backbone graph's inputs for one calibration crop."""
+    return {CROP: crop_feed(crop)}
+
+
+def _reader(
+    crops: Sequence[Any],
+    feed: Callable[[Any], dict[str, np.ndarray]] = backbone_feed,
+):
+    """A calibration reader over ``crops``; ``feed(item)`` makes one item's graph inputs."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class CropReader(CalibrationDataReader):
@@ -115,7 +124,7 @@ def _reader(crops: Sequence[np.ndarray]):
             if self._next >= self.end:
                 return None
             self._next += 1
-            return {CROP: crop_feed(crops[self._next - 1])}
+            return feed(crops[self._next - 1])
 
     return CropReader()
 
@@ -220,6 +229,35 @@ def quantize_backbone(
     the first call and read by later ones (the same crops and method), which then skip the
     calibration pass. Returns what was done (method, crops used, Q/DQ counts, seconds).
     """
+    calib = calib_dir if isinstance(calib_dir, CalibrationSet) else load(calib_dir)
+    if indices is None:
+        indices = split_indices(len(calib))[0]
+    crops = [calib.crops[i] for i in indices]
+    return quantize_graph(
+        fp32_onnx, crops, out_onnx, method, backbone_feed, percentile, op_types, per_channel,
+        conv_outputs, int8_convs, calibration_cache,
+    )  # fmt: skip
+
+
+def quantize_graph(
+    fp32_onnx: str | os.PathLike[str],
+    samples: Sequence[Any],
+    out_onnx: str | os.PathLike[str],
+    method: str = "entropy",
+    feed: Callable[[Any], dict[str, np.ndarray]] = backbone_feed,
+    percentile: float = PERCENTILE,
+    op_types: Sequence[str] = QUANTIZED_OPS,
+    per_channel: bool = True,
+    conv_outputs: bool = True,
+    int8_convs: Sequence[str] | None = None,
+    calibration_cache: str | os.PathLike[str] | None = None,
+    float_ops: Sequence[str] = (),
+    float_outputs: Sequence[str] = (FEATURES,),
+) -> dict[str, Any]:
+    """:func:`quantize_backbone` for any graph: calibrated on ``samples``, ``feed(sample)``
+    giving one sample's inputs. ``float_ops``: nodes that stay float whatever ``op_types`` says
+    (on top of :func:`calib.mixed.float_nodes`); ``float_outputs``: graph outputs whose
+    trailing Q/DQ pair is removed (they are read in float32)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -229,13 +267,9 @@ def quantize_backbone(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    calib = calib_dir if isinstance(calib_dir, CalibrationSet) else load(calib_dir)
-    if indices is None:
-        indices = split_indices(len(calib))[0]
-    indices = list(indices)
     chunk = CALIB_CHUNK
-    usable = len(indices) - len(indices) % chunk if len(indices) >= chunk else len(indices)
-    crops = [calib.crops[i] for i in indices[:usable]]
+    usable = len(samples) - len(samples) % chunk if len(samples) >= chunk else len(samples)
+    crops = list(samples[:usable])
     if not crops:
         raise QuantizationError("no calibration crops")
     out = Path(out_onnx)
@@ -252,6 +286,7 @@ def quantize_backbone(
     if int8_convs is None:
         int8_convs = conv_names(fp32_model)
     excluded = float_nodes(fp32_model, int8_convs)
+    excluded += [name for name in float_ops if name not in excluded]
     start = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -264,7 +299,7 @@ def quantize_backbone(
         quantize_static(
             str(source),
             str(out),
-            _reader(crops),
+            _reader(crops, feed),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
@@ -279,7 +314,7 @@ def quantize_backbone(
             calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
         )
     model = onnx.load(str(out))
-    stripped = _strip_output_qdq(model, FEATURES)
+    stripped = [name for name in float_outputs if _strip_output_qdq(model, name)]
     model.metadata_props.add(key="precision", value="int8")
     model.metadata_props.add(key="int8_calibration", value=method)
     onnx.save(model, str(out))
@@ -293,7 +328,7 @@ def quantize_backbone(
         "int8_convs": list(int8_convs),
         "float_nodes": excluded,
         "symmetric": True,
-        "output_qdq_removed": stripped,
+        "output_qdq_removed": bool(stripped),
         "qdq": qdq_summary(model),
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -45,11 +45,13 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
 from calib.quantize import QuantizationError  # noqa: E402
+from calib.siamese import quantize_search_graph  # noqa: E402
 from export.onnx_export import (  # noqa: E402
     OPSET,
     ExportError,
@@ -59,6 +61,8 @@ from export.onnx_export import (  # noqa: E402
     shape_profile,
 )
 from export.pruned_export import export_pruned, profile_at_width  # noqa: E402
+from export.siamese_export import build_siamese  # noqa: E402
+from export.trt_engine import build_trt_engine  # noqa: E402
 from runtime.atomic import write_atomic  # noqa: E402
 from runtime.backbones import BACKBONE_NAMES, build_backbone  # noqa: E402
 from runtime.backends.manifest import (  # noqa: E402
@@ -77,12 +81,13 @@ from runtime.rtmdnet.config import RTMDNetConfig  # noqa: E402
 from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
+TRACKERS = ("rtmdnet", "nanotrack")
+NANOTRACK_OUT = PROJECT_ROOT / "outputs" / "export" / "nanotrack"
 # Engine vs PyTorch on the same real crops (max |diff| / max |torch|). TF32 is switched off for
 # fp32 engines, so only kernel choice separates them; fp16 rounds every activation.
 # int8: against the same Q/DQ graph in ONNX Runtime (not torch: int8 itself moves the features by
 # ~20 %, docs/int8.md); only rounding at quantization boundaries separates the two.
 ENGINE_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 5e-2}
-WORKSPACE_BYTES = 1 << 30
 
 
 class BuildRefused(ValueError):
@@ -123,48 +128,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 # --- TensorRT 10 (not run here) ---------------------------------------------------------------
-def build_trt_engine(
-    trt: Any,
-    onnx_path: Path,
-    shapes: dict[str, dict[str, list[int]]],
-    precision: str,
-    timing_cache: Path,
-) -> bytes:
-    """One serialized engine from an ONNX file, with one optimization profile over ``shapes``."""
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    # Explicit batch: the only mode in TensorRT 10 (the flag is deprecated there and ignored).
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if precision == "int8":  # explicit quantization: the Q/DQ nodes and tensor types decide,
-        # no precision flags (TensorRT 10's guidance for Q/DQ networks: strongly typed)
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    config.set_flag(trt.BuilderFlag.REFIT)  # weights can be swapped in without a rebuild
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32 (parity with torch/ORT)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    profile = builder.create_optimization_profile()
-    for name, shape in shapes.items():
-        profile.set_shape(name, shape["min"], shape["opt"], shape["max"])
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise ExportError(f"TensorRT could not build an engine from {onnx_path.name}")
-    timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    return bytes(memoryview(plan))
-
-
 def build_engines(
     out_dir: Path,
     profile: dict[str, Any],
@@ -401,9 +364,37 @@ def build(
     return manifest
 
 
+def build_nanotrack(
+    precision: str = "fp32",
+    out_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+    calib: str | os.PathLike[str] | None = None,
+    int8_choice: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``nanotrack`` tracker's template and search graphs (:mod:`export.siamese_export`)."""
+    check_precision(precision, calib)
+    out = Path(out_dir).expanduser() if out_dir is not None else NANOTRACK_OUT
+    data = data_root(data_dir)
+    quantize = None
+    if precision == "int8":
+        assert calib is not None
+        quantize = partial(
+            quantize_search_graph, calib_dir=Path(calib), log=log, **(int8_choice or {})
+        )
+    return build_siamese(out, data / "weights", data, precision, log, tool_versions(), quantize)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Export the tracker's backbone and RoI pooling to ONNX (and TensorRT).",
+    )
+    parser.add_argument(
+        "--tracker",
+        default="rtmdnet",
+        choices=TRACKERS,
+        help="rtmdnet (default): backbone + RoI pooling of the RT-MDNet/MetaRTT/MLT trackers; "
+        "nanotrack: the template and search graphs of the nanotrack tracker",
     )
     parser.add_argument("--backbone", default="nanotrack", choices=BACKBONE_NAMES)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
@@ -454,7 +445,20 @@ def main(argv: list[str] | None = None) -> int:
     if len(int8_choice) > 1:
         print("error: give --int8-min-top1 or --int8-count, not both", file=sys.stderr)
         return 2
+    if args.tracker == "nanotrack":
+        rtmdnet_only = {
+            "--ckpt": args.ckpt, "--prune": args.prune, "--keep-conv": args.keep_conv,
+            "--backbone": None if args.backbone == "nanotrack" else args.backbone,
+        }  # fmt: skip
+        given = [flag for flag, value in rtmdnet_only.items() if value is not None]
+        if given:
+            print(f"error: {', '.join(given)}: not for --tracker nanotrack", file=sys.stderr)
+            return 2
     try:
+        if args.tracker == "nanotrack":
+            build_nanotrack(args.precision, args.out, args.data, calib=args.calib,
+                            int8_choice=int8_choice)  # fmt: skip
+            return 0
         build(
             args.backbone,
             args.precision,

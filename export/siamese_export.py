@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from calib.quantize import SELECTION_PNG
 from export.onnx_export import PARITY_SEQUENCES, ExportError, check_graph, graph_ops
 from export.trt_engine import build_trt_engine
 from runtime.backends.manifest import MANIFEST_FILE
@@ -144,7 +145,7 @@ def build_siamese(
     """
     log(f"[export] nanotrack -> {out}")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (*out.glob("*.engine"), out / MANIFEST_FILE):
+    for stale in (*out.glob("*.engine"), out / MANIFEST_FILE, out / SELECTION_PNG):
         stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
     net = model.build_network(weights_dir)
     paths = graphs.write_graphs(net, out)

@@ -86,7 +86,7 @@ def search_crop(
     return square_crop(frame, center, instance_size / scale, instance_size, fill)
 
 
-def _cosine_window(side: int) -> np.ndarray:
+def cosine_window(side: int) -> np.ndarray:
     hann = np.hanning(side)
     return np.outer(hann, hann).ravel()
 
@@ -144,7 +144,7 @@ class NanoTracker:
             side = map_side(instance_size, self.config.stride)
             self._maps[instance_size] = (
                 cell_points(side, self.config.stride),
-                _cosine_window(side),
+                cosine_window(side),
             )
         return self._maps[instance_size]
 
