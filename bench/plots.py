@@ -7,6 +7,7 @@ no GUI backend is touched and nothing global is changed (safe in tests and headl
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from bench.metrics import (
     MeanCurves,
 )
 from runtime.atomic import write_atomic
+
+
+def legend_name(name: str) -> str:
+    """A tracker spec as a legend shows it: folders by their last component only
+    (``nanotrack[export_dir=outputs/export/nanotrack-int8;...]`` -> ``...=nanotrack-int8;...``)."""
+    return re.sub(r"([a-z_]*dir=)[^;\]]*/([^;\]/]+)", r"\1\2", name)
 
 
 def _save_curves(
@@ -43,7 +50,8 @@ def _save_curves(
     ax = fig.add_subplot()
     # Best first in the legend, as benchmark papers order them.
     for name in sorted(curves, key=lambda n: -scores[n]):
-        ax.plot(x, curves[name], linewidth=2, label=f"{name} [{scores[name]:.3f}]")
+        label = f"{legend_name(name)} [{scores[name]:.3f}]"
+        ax.plot(x, curves[name], linewidth=2, label=label)
     if mark_x is not None:  # the threshold the legend's number is read at
         ax.axvline(mark_x, color="0.5", linestyle="--", linewidth=1)
     ax.set_xlim(float(x[0]), float(x[-1]))

@@ -64,18 +64,19 @@ def _runs(
 ) -> list[tuple[str, Path | None, str, str]]:
     """``(backend, export folder, precision, row label)`` for each run of ``tracker``."""
     kind = export_kind(tracker)
-    own = [d for d in export_dirs if _kind(d) == kind]
+    # A folder of the other kind is not this tracker's; one without a manifest is reported below.
+    own = [d for d in export_dirs if _kind(d) in (kind, None)]
     runs: list[tuple[str, Path | None, str, str]] = []
     for backend in backends:
         folders: list[Path | None] = [None] if backend == "torch" else list(own)
-        if backend == "onnxruntime" and kind == "siamese" and not own:
+        if backend == "onnxruntime" and kind == "siamese" and not any(_kind(d) for d in own):
             folders = [None]  # the graph cache
         for export_dir in folders:
             reason = _skip_reason(backend, export_dir) if export_dir else None
             if backend == "tensorrt" and export_dir is None:
                 reason = f"no {kind} export folder given"
             if reason:
-                print(f"skipping {tracker} on {backend} ({export_dir}): {reason}", file=sys.stderr)
+                print(f"skipping {backend} ({export_dir}) for {tracker}: {reason}", file=sys.stderr)
                 continue
             precision, label = _precision(export_dir) if export_dir else ("fp32", "fp32")
             runs.append((backend, export_dir, precision, label))
