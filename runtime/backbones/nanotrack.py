@@ -124,6 +124,19 @@ def _features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def nanotrack_state(
+    prefix: str, weights_dir: str | os.PathLike[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors whose keys start with ``prefix``, the prefix stripped."""
+    path = weights_root(weights_dir).joinpath(*NANOTRACK_NPZ)
+    arrays = load_npz(path, "NanoTrack v3 state dict (nanotrackv3_state_dict.npz)")
+    return {
+        k[len(prefix) :]: torch.from_numpy(v.copy())
+        for k, v in arrays.items()
+        if k.startswith(prefix)
+    }
+
+
 class NanoTrackBackbone(nn.Module):
     """NanoTrack v3 backbone with BatchNorm folded. Input BGR 0..255, output stride 16, 96 ch."""
 
@@ -134,13 +147,7 @@ class NanoTrackBackbone(nn.Module):
 
     def __init__(self, weights_dir: str | os.PathLike[str] | None = None):
         super().__init__()
-        path = weights_root(weights_dir).joinpath(*NANOTRACK_NPZ)
-        arrays = load_npz(path, "NanoTrack v3 state dict (nanotrackv3_state_dict.npz)")
-        state = {
-            k[len(_PREFIX) :]: torch.from_numpy(v.copy())
-            for k, v in arrays.items()
-            if k.startswith(_PREFIX)
-        }
+        state = nanotrack_state(_PREFIX, weights_dir)
         features = _features()
         # strict: every key and shape of the checkpoint's backbone must match the structure above
         nn.ModuleDict({"features": features}).load_state_dict(state, strict=True)

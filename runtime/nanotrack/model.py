@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.backbones.common import fold_bn_in_sequential, freeze, load_npz, weights_root
-from runtime.backbones.nanotrack import NANOTRACK_NPZ, NanoTrackBackbone
+from runtime.backbones.common import fold_bn_in_sequential, freeze
+from runtime.backbones.nanotrack import NanoTrackBackbone, nanotrack_state
 
 CHANNELS = 96  # backbone output = correlation width
 PIXELWISE_CHANNELS = 64  # 8 x 8 template positions
@@ -198,13 +198,7 @@ HEAD_PREFIX = "ban_head."
 
 def build_head(weights_dir: str | os.PathLike[str] | None = None) -> BANHead:
     """The BAN head with the checkpoint's weights (strict key/shape check), BN folded, frozen."""
-    path = weights_root(weights_dir).joinpath(*NANOTRACK_NPZ)
-    arrays = load_npz(path, "NanoTrack v3 state dict (nanotrackv3_state_dict.npz)")
-    state = {
-        k[len(HEAD_PREFIX) :]: torch.from_numpy(v.copy())
-        for k, v in arrays.items()
-        if k.startswith(HEAD_PREFIX)
-    }
+    state = nanotrack_state(HEAD_PREFIX, weights_dir)
     head = BANHead()
     head.load_state_dict(state, strict=True)
     head.eval()
