@@ -98,7 +98,7 @@ def cached_export(weights_dir: Path, notify: Callable[[str], None]) -> SiameseEx
             return export
     except (FileNotFoundError, ManifestMismatchError):
         pass
-    notify(f"nanotrack: exporting its ONNX graphs once into {folder} (a few seconds)")
+    notify(f"nanotrack: exporting its ONNX graphs once into {folder} (about 25 s)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -122,13 +122,20 @@ def _torch_backend(config: NanoTrackConfig, weights_dir: Path) -> TorchSiameseBa
     return TorchSiameseBackend(model.TemplateBranch(net), search, half=config.precision == "fp16")
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def create_siamese_backend(
-    config: NanoTrackConfig, data_dir: Path | None = None, verbose: bool = False
+    config: NanoTrackConfig,
+    data_dir: Path | None = None,
+    notify: Callable[[str], None] = _stderr,
 ) -> SiameseBackend:
-    """The backend ``config.backend`` names (see the module docstring for ``auto``)."""
-    notify: Callable[[str], None] = (
-        (lambda m: print(m, file=sys.stderr)) if verbose else (lambda _m: None)
-    )
+    """The backend ``config.backend`` names (see the module docstring for ``auto``).
+
+    ``notify`` hears of what takes time or changes the plan (the one-time graph export, a
+    fallback to torch); stderr by default, since a silent 25 s pause looks like a hang.
+    """
     weights_dir = data_root(data_dir) / "weights"
     name, why = config.backend, "named"
     if name not in BACKEND_NAMES:

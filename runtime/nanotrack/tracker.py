@@ -123,11 +123,10 @@ class NanoTracker:
         config: NanoTrackConfig | None = None,
         data_dir: Path | None = None,
         backend: SiameseBackend | None = None,
-        verbose: bool = False,
     ) -> None:
         self.config = c = config or NanoTrackConfig()
         self.data_dir = data_dir
-        self.backend = backend or create_siamese_backend(c, data_dir, verbose=verbose)
+        self.backend = backend or create_siamese_backend(c, data_dir)
         self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.state: TrackState | None = None
