@@ -14,7 +14,12 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 
-STAMP="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)${EXTRAS:+-$EXTRAS}"
+STAMP_BASE="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+STAMP="$STAMP_BASE${EXTRAS:+-$EXTRAS}"
+# An install with extras (dev) includes the plain one: run.sh after test.sh installs nothing.
+if [ -z "$EXTRAS" ] && compgen -G "$STAMP_BASE*" > /dev/null; then
+    STAMP="$(compgen -G "$STAMP_BASE*" | head -n 1)"
+fi
 if [ ! -f "$STAMP" ]; then
     echo "[env] installing the project${EXTRAS:+ with [$EXTRAS]} (first run takes a few minutes)"
     python -m pip install --quiet --upgrade pip
