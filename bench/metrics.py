@@ -5,8 +5,12 @@ prediction and the ground truth must use the same convention, so the 1-based off
 never matters here (IoU and centre distances are translation invariant).
 
 Frames whose ground truth has a NaN (target not visible) are skipped: they count neither as a
-success nor as a failure, and ``SequenceResult.frames`` excludes them. A prediction with a NaN on
-a frame that *is* evaluated counts as a failure: IoU 0 and an infinite centre error.
+success nor as a failure, and ``SequenceResult.frames`` (also ``scored_frames``) excludes them.
+The first frame is the given box, always right: a sequence whose only scored frame is the first
+(``scored_after_first == 0``, e.g. every later ground-truth row NaN) gets a "perfect" score that
+says nothing about the tracker; :attr:`SequenceResult.informative` is False for it and callers
+that average sequences should leave it out (``bench.ope`` does, and says so). A prediction with a
+NaN on a frame that *is* evaluated counts as a failure: IoU 0 and an infinite centre error.
 
 Definitions (OTB-2013 toolkit, LaSOT toolkit):
 
@@ -49,6 +53,18 @@ class SequenceResult:
     success_curve: np.ndarray  # over IOU_THRESHOLDS
     precision_curve: np.ndarray  # over CENTER_THRESHOLDS
     norm_precision_curve: np.ndarray  # over NORM_THRESHOLDS
+    # Scored frames after the first (the first is the given box). None: not known (built by hand).
+    scored_after_first: int | None = None
+
+    @property
+    def scored_frames(self) -> int:
+        """How many frames the scores are computed over (ground truth not NaN; frame 1 included)."""
+        return self.frames
+
+    @property
+    def informative(self) -> bool:
+        """False when no frame after the first was scored: the score is frame 1's given box."""
+        return self.scored_after_first is None or self.scored_after_first > 0
 
     @property
     def auc(self) -> float:
@@ -144,12 +160,14 @@ def evaluate_sequence(pred: np.ndarray, gt: np.ndarray, name: str = "") -> Seque
     The first frame (the given initial box) is included, as the OTB toolkit does.
     """
     pred, gt = _check_shapes(pred, gt)
+    valid = valid_frames(gt)
     return SequenceResult(
         name=name,
-        frames=int(valid_frames(gt).sum()),
+        frames=int(valid.sum()),
         success_curve=success_curve(overlaps(pred, gt)),
         precision_curve=precision_curve(center_errors(pred, gt)),
         norm_precision_curve=precision_curve(normalized_center_errors(pred, gt), NORM_THRESHOLDS),
+        scored_after_first=int(valid[1:].sum()),
     )
 
 

@@ -53,13 +53,45 @@ def read_boxes_file(path: Path) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
+def format_box_row(box_0based: np.ndarray) -> str:
+    """One 0-based box as the 1-based OTB row ``x,y,w,h`` of a boxes file (no newline)."""
+    from runtime.boxes import to_otb
+
+    row = to_otb(np.asarray(box_0based, dtype=np.float64).reshape(1, 4))[0]
+    return ",".join(f"{v:.2f}" for v in row)
+
+
 def write_boxes_file(path: Path, boxes_0based: np.ndarray) -> None:
     """Write boxes as 1-based OTB rows, one ``x,y,w,h`` per line, written atomically."""
     from runtime.atomic import write_atomic
-    from runtime.boxes import to_otb
 
-    lines = [",".join(f"{v:.2f}" for v in row) for row in to_otb(boxes_0based)]
+    boxes = np.asarray(boxes_0based, dtype=np.float64).reshape(-1, 4)
+    lines = [format_box_row(row) for row in boxes]
     write_atomic(path, "\n".join(lines) + "\n")
+
+
+class BoxesFileWriter:
+    """A boxes file written as the boxes come: one 1-based OTB row per :meth:`write` call.
+
+    Each row reaches the OS before ``write`` returns (:class:`runtime.atomic.LineFile`), so a run
+    killed at any point leaves a valid boxes file with one row for every frame written so far.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from runtime.atomic import LineFile
+
+        self.path = Path(path)
+        self._file = LineFile(self.path)
+
+    @property
+    def rows(self) -> int:
+        return self._file.lines
+
+    def write(self, box_0based: np.ndarray) -> None:
+        self._file.write_line(format_box_row(box_0based))
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def list_frames(folder: Path) -> list[Path]:

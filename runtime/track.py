@@ -4,7 +4,14 @@ Boundary conventions: ``--init`` and the ``--boxes`` file are **1-based** ``x, y
 ``videos.json``); they are converted to the project's 0-based boxes here and nowhere else.
 
 Mistakes in what the user gave (missing or unreadable input, a bad box, an unknown tracker, missing
-weights) end with one line on stderr that starts with ``error: `` and exit code 2, no traceback.
+weights, an output path that cannot be written) end with one line on stderr that starts with
+``error: `` and exit code 2, no traceback; all of them are found before tracking starts.
+
+Outputs are written as the run goes (:mod:`runtime.run_outputs`), so a stopped run leaves them
+valid for the frames tracked. A bad image mid-folder stops the run there with exit code
+:data:`EXIT_INCOMPLETE` (3): the outputs are valid but do not cover the input, which a script must
+be able to tell from success; a video shorter than it declares only warns (exit 0), because a
+container's frame count is a claim that can be off.
 """
 
 from __future__ import annotations
@@ -14,23 +21,26 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-from runtime.atomic import write_atomic
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
 from runtime.paths import data_root
-from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file, write_boxes_file
+from runtime.run_outputs import OutputPaths, StopSignals, TrackOutputs, scores_path
+from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
 from runtime.tracker_api import ReportsLost, Tracker
 from runtime.video import (
-    AnnotatedVideoWriter,
+    BadFrameError,
+    FrameSizeError,
     FrameSource,
     InputError,
     OutputError,
@@ -51,7 +61,8 @@ OUTPUT_DIR = Path("outputs")  # relative to the current directory, like any CLI'
 DEMO_CLIP = OUTPUT_DIR / "demo_clip.mp4"
 LIVE_FPS_WINDOW = 30  # frames averaged for the progress bar's live FPS
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C, SIGINT or SIGTERM: the outputs cover the frames tracked
+EXIT_INCOMPLETE = 3  # an image of a folder was unusable mid-way: outputs cover the frames before
 
 TrackerFactory = Callable[..., Tracker]
 """Builds a tracker from its name and the data folder (``None``: the tracker's own default)."""
@@ -164,7 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
     parser.epilog = (
         "With neither --boxes nor --output, both are written to outputs/<input>_boxes.txt and "
-        "outputs/<input>_tracked.mp4; with either one given, only what was asked for is written."
+        "outputs/<input>_tracked.mp4; with either one given, only what was asked for is written. "
+        "Output paths are checked before tracking starts. The boxes file and its _scores.csv "
+        "side file grow by one row per frame as it is tracked, so a stopped or killed run "
+        "leaves them valid for the frames tracked; Ctrl-C and SIGTERM also finalise the video. "
+        "An image of a folder that cannot be read, or whose size differs from the first "
+        "frame's, stops the run there (frames are not skipped: row N stays frame N), keeping "
+        "the outputs for the frames before it. A video that ends before the frame count it "
+        "declares is tracked to its end, with a warning. Exit codes: 0 done; 2 bad arguments "
+        "or input, nothing tracked; 3 stopped at a bad image, outputs cover the frames before "
+        "it; 130 interrupted (Ctrl-C, SIGINT, SIGTERM), outputs cover the frames tracked."
     )
     return parser
 
@@ -271,12 +291,6 @@ def default_tracker_factory(name: str, data_dir: Path | None, **options: object)
 # ---------------------------------------------------------------------------------- the loop
 
 
-@dataclass
-class OutputPaths:
-    boxes: Path | None
-    video: Path | None
-
-
 def output_paths(boxes: Path | None, video: Path | None, stem: str) -> OutputPaths:
     if boxes is None and video is None:
         return OutputPaths(OUTPUT_DIR / f"{stem}_boxes.txt", OUTPUT_DIR / f"{stem}_tracked.mp4")
@@ -330,7 +344,9 @@ class RunResult:
     lost: list[bool] | None = None  # per frame, for trackers that report it (ReportsLost)
     init_seconds: float = 0.0
     update_seconds: list[float] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: bool = False  # Ctrl-C, SIGINT or SIGTERM
+    bad_frame: BadFrameError | None = None  # an image folder's frame that stopped the run
+    short_read: tuple[int, int] | None = None  # (frames read, frames the video declares)
 
 
 def _live_fps(recent: deque[float]) -> float:
@@ -343,13 +359,21 @@ def track_source(
     init_box: np.ndarray,
     *,
     max_frames: int | None,
-    writer: AnnotatedVideoWriter | None,
+    outputs: TrackOutputs | None,
     viewer: Viewer,
     quiet: bool,
+    stop: StopSignals | None = None,
 ) -> RunResult:
-    """Run the tracker over the source; only tracker.init/update count as tracking time."""
+    """Run the tracker over the source, writing each frame's outputs as it is tracked.
+
+    Only tracker.init/update count as tracking time. Ctrl-C (or SIGTERM, through ``stop``) ends
+    the loop with ``interrupted`` set; a bad frame of an image folder ends it with ``bad_frame``
+    set; a video that ends before the frame count it declares sets ``short_read``. In every case
+    the outputs hold exactly the frames in ``boxes``.
+    """
     from tqdm import tqdm
 
+    stop = stop or StopSignals()  # not entered: held() only defers signals it was given
     total = source.frame_count
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
@@ -364,31 +388,44 @@ def track_source(
             if index == 0:
                 tracker.init(frame, init_box.copy())
                 box, score = init_box.copy(), float("nan")
-                result.init_seconds = time.perf_counter() - start
+                init_seconds = time.perf_counter() - start
             else:
                 raw_box, score = tracker.update(frame)
                 elapsed = time.perf_counter() - start
                 box = np.asarray(raw_box, dtype=np.float64).reshape(4)
-                result.update_seconds.append(elapsed)
-                recent.append(elapsed)
-            result.boxes.append(box)
-            result.scores.append(float(score))
             lost = index > 0 and isinstance(tracker, ReportsLost) and bool(tracker.lost)
-            if result.lost is not None:
-                result.lost.append(lost)
-            fps = _live_fps(recent)
-            shown = {"score": score, "fps": fps, "total": total, "target_lost": lost}
+            fps = float("nan")
             image = None
-            if writer is not None:
-                image = writer.write(frame, index, box, **shown)
+            with stop.held():  # this frame's results go everywhere, or nowhere
+                if index == 0:
+                    result.init_seconds = init_seconds
+                else:
+                    result.update_seconds.append(elapsed)
+                    recent.append(elapsed)
+                fps = _live_fps(recent)
+                result.boxes.append(box)
+                result.scores.append(float(score))
+                if result.lost is not None:
+                    result.lost.append(lost)
+                shown = {"fps": fps, "total": total, "target_lost": lost}
+                if outputs is not None:
+                    reported = lost if result.lost is not None else None
+                    image = outputs.write(frame, index, box, float(score), reported, **shown)
             if viewer.enabled:
                 if image is None:
-                    image = draw_annotations(frame, index, box, **shown)
+                    image = draw_annotations(frame, index, box, score=score, **shown)
                 if not viewer.show(image):
                     break
             if recent:  # refresh=False: the bar redraws at its own pace, not per frame
                 bar.set_postfix_str(f"{fps:.1f} fps", refresh=False)
             bar.update(1)
+        else:
+            declared = source.frame_count
+            if declared is not None and len(result.boxes) < declared:
+                result.short_read = (len(result.boxes), declared)
+    except BadFrameError as exc:
+        # Keep what was tracked before it: the outputs are complete for those frames.
+        result.bad_frame = exc
     except KeyboardInterrupt:
         # Keep what was tracked so far: the outputs are complete for those frames.
         result.interrupted = True
@@ -422,18 +459,19 @@ def summarize(result: RunResult, source_name: str, tracker_name: str, wall: floa
     return lines
 
 
-def scores_path(boxes: Path) -> Path:
-    """The per-frame side file next to a boxes file: ``<stem>_scores.csv``."""
-    return boxes.with_name(f"{boxes.stem}_scores.csv")
-
-
-def write_scores_file(path: Path, result: RunResult) -> None:
-    """``frame,score,lost`` per frame (frame 1-based; lost 0/1, empty where not reported)."""
-    rows = ["frame,score,lost"]
-    for i, score in enumerate(result.scores):
-        lost = "" if result.lost is None else str(int(result.lost[i]))
-        rows.append(f"{i + 1},{'' if np.isnan(score) else f'{score:.4f}'},{lost}")
-    write_atomic(path, "\n".join(rows) + "\n")
+def degraded_input_message(result: RunResult, source_name: str) -> str | None:
+    """The one ``warning:``/``error:`` line for input that ended badly, if it did."""
+    n = len(result.boxes)
+    if result.bad_frame is not None:
+        kind = "error" if isinstance(result.bad_frame, FrameSizeError) else "warning"
+        return f"{kind}: {result.bad_frame}; stopping: outputs cover frames 1..{n}"
+    if result.short_read is not None:
+        read, declared = result.short_read
+        return (
+            f"warning: {source_name} ended after {read} of the {declared} frames it declares "
+            f"(truncated or damaged?); outputs cover frames 1..{read}"
+        )
+    return None
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -466,17 +504,35 @@ def _prepare(args: argparse.Namespace, factory: TrackerFactory | None) -> None:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
 
 
+def _check_writable(path: Path) -> None:
+    """UsageError unless ``path`` can be created or overwritten (its folder is made if needed)."""
+    if path.is_dir():
+        raise UsageError(f"output {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder for {path}: {exc.strerror or exc}") from None
+    # An existing file without any write bit was protected on purpose (root could write it).
+    if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
+        raise UsageError(f"output {path} is read-only")
+    try:  # the real test: can a file be created in that folder (permissions, read-only mount)?
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+    os.close(handle)
+    os.unlink(probe)
+
+
 def _check_outputs(outputs: OutputPaths) -> None:
     """Fail before tracking, not after it, when an output cannot be written where asked."""
-    for path in (outputs.boxes, outputs.video):
-        if path is None:
-            continue
-        if path.is_dir():
-            raise UsageError(f"output {path} is a folder; give a file name")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create the folder for {path}: {exc}") from None
+    paths = [p for p in (outputs.boxes, outputs.video) if p is not None]
+    if outputs.boxes is not None:
+        paths.insert(1, scores_path(outputs.boxes))
+    both = outputs.boxes is not None and outputs.video is not None
+    if both and outputs.boxes.resolve() == outputs.video.resolve():
+        raise UsageError(f"--boxes and --output are the same file: {outputs.boxes}")
+    for path in paths:
+        _check_writable(path)
 
 
 def _build_tracker(
@@ -524,8 +580,11 @@ def _default_or_named_tracker(
         return _build_tracker(build, FALLBACK_TRACKER, args.data, options)
 
 
-def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
+def run(
+    args: argparse.Namespace, factory: TrackerFactory | None, stop: StopSignals | None = None
+) -> int:
     wall_start = time.perf_counter()
+    stop = stop or StopSignals()
     notify: Callable[[str], None] = (lambda _m: None) if args.quiet else _stderr
     _prepare(args, factory)
     if args.threads is not None:
@@ -538,46 +597,53 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
             validate_init_box(init_box, source.first_frame.shape)
         except ValueError as exc:
             raise UsageError(f"bad first-frame box (from {resolved.box_origin}): {exc}") from None
-        outputs = output_paths(args.boxes, args.output, source.name)
-        _check_outputs(outputs)
+        paths = output_paths(args.boxes, args.output, source.name)
+        _check_outputs(paths)
         tracker = _default_or_named_tracker(args, factory, notify)
         if hasattr(tracker, "backend"):
             why = getattr(tracker.backend, "chosen_because", "")
             notify(f"{args.tracker}: {tracker.backend!r}" + (f" ({why})" if why else ""))
-        writer = (
-            AnnotatedVideoWriter(outputs.video, source.fps, source.size, notify=notify)
-            if outputs.video is not None
-            else None
-        )
         viewer = Viewer(args.show, _stderr)
+        outputs: TrackOutputs | None = None
+        result: RunResult | None = None
         try:
+            outputs = TrackOutputs(paths, source.fps, source.size, notify=notify)
             result = track_source(
                 tracker,
                 source,
                 init_box,
                 max_frames=args.max_frames,
-                writer=writer,
+                outputs=outputs,
                 viewer=viewer,
                 quiet=args.quiet,
+                stop=stop,
             )
         except BaseException:
-            if writer is not None:
-                writer.abort()  # a failed run leaves no file that looks finished
+            # A tracker error or a failing output: keep what was tracked (the files are valid
+            # for those frames), finalise the video so it plays, then report the error.
+            if outputs is not None:
+                with stop.held(raise_pending=False):
+                    if outputs.frames:
+                        _stderr(f"note: outputs kept for the {outputs.frames} frames tracked")
+                        # The error that stopped the run is the one to report.
+                        with suppress(OutputError):
+                            outputs.close()
+                    else:
+                        outputs.discard()
             raise
         finally:
             viewer.close()
-        if not result.boxes:  # interrupted before the first frame was tracked
-            if writer is not None:
-                writer.abort()
-            _stderr("interrupted before the first frame; nothing written")
-            return EXIT_INTERRUPTED
-        written: list[Path] = []
-        if outputs.boxes is not None:
-            write_boxes_file(outputs.boxes, np.stack(result.boxes))
-            write_scores_file(scores_path(outputs.boxes), result)
-            written += [outputs.boxes, scores_path(outputs.boxes)]
-        if writer is not None:
-            written.append(writer.close())
+        with stop.held(raise_pending=False):  # a second Ctrl-C cannot spoil the finalisation
+            if not result.boxes:  # interrupted before the first frame was tracked
+                outputs.discard()
+                _stderr("interrupted before the first frame; nothing written")
+                return EXIT_INTERRUPTED
+            written = outputs.close()
+        if stop.pending is not None:
+            result.interrupted = True
+    degraded = degraded_input_message(result, source.name)
+    if degraded is not None:  # shown even with --quiet: the outputs do not cover the input
+        _stderr(degraded)
     if not args.quiet:
         lines = summarize(result, source.name, args.tracker, time.perf_counter() - wall_start)
         if result.interrupted:
@@ -588,23 +654,29 @@ def run(args: argparse.Namespace, factory: TrackerFactory | None) -> int:
             lines.append(f"pruned {stats['prune_rate']:.0%} of the channels (kept: {kept})")
         lines += [f"wrote {p}" for p in written]
         print("\n".join(lines))
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    if result.bad_frame is not None:
+        return EXIT_INCOMPLETE
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, tracker_factory: TrackerFactory | None = None) -> int:
     """Run the CLI; returns the exit code. ``tracker_factory`` replaces the registry (tests)."""
     quiet_opencv_logs()
-    try:
-        args = build_parser().parse_args(list(argv) if argv is not None else None)
-        return run(args, tracker_factory)
-    except (UsageError, InputError, OutputError, FileNotFoundError, PermissionError) as exc:
-        # FileNotFoundError: missing weights or data; PermissionError: an unwritable output.
-        # Anything else is a bug and keeps its traceback.
-        _stderr(f"error: {exc}")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        _stderr("interrupted")
-        return EXIT_INTERRUPTED
+    # SIGTERM (timeout, kill, a job scheduler) stops the run like Ctrl-C: outputs finalised.
+    with StopSignals() as stop:
+        try:
+            args = build_parser().parse_args(list(argv) if argv is not None else None)
+            return run(args, tracker_factory, stop)
+        except (UsageError, InputError, OutputError, FileNotFoundError, PermissionError) as exc:
+            # FileNotFoundError: missing weights or data; PermissionError: an unwritable output.
+            # Anything else is a bug and keeps its traceback.
+            _stderr(f"error: {exc}")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            _stderr("interrupted")
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -31,6 +31,27 @@ class OutputError(OSError):
     """An output video that cannot be written; the message says why."""
 
 
+class BadFrameError(InputError):
+    """A frame after the first that cannot be used, met while iterating a source.
+
+    ``index`` is the frame's 0-based index (the message names it 1-based, as boxes files do) and
+    ``path`` its file. The frames before it were fine; what was tracked on them stays valid.
+    """
+
+    def __init__(self, message: str, index: int, path: Path) -> None:
+        super().__init__(message)
+        self.index = index
+        self.path = path
+
+
+class UnreadableFrameError(BadFrameError):
+    """An image of a folder that cannot be decoded (corrupt, truncated, not an image)."""
+
+
+class FrameSizeError(BadFrameError):
+    """An image whose size differs from the first frame's: boxes would be in other coordinates."""
+
+
 def quiet_opencv_logs() -> None:
     """Silence OpenCV's and FFmpeg's own stderr chatter so a CLI can print one clear line.
 
@@ -120,10 +141,30 @@ class ImageFolderSource(FrameSource):
         return _as_bgr(frame)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        # Re-iterable: each pass reads from disk again (a folder holds no state to rewind).
+        """The frames in order; re-iterable (each pass reads from disk again).
+
+        Raises :class:`UnreadableFrameError` at an image that cannot be decoded and
+        :class:`FrameSizeError` at one whose size is not the first frame's (a tracker's boxes
+        are in the first frame's pixels; resizing silently would move them). Both are raised
+        where the bad frame would have been yielded, so every frame before it was yielded.
+        """
         yield self.first_frame
-        for path in self.frame_paths[1:]:
-            yield self._read(path)
+        for index, path in enumerate(self.frame_paths[1:], start=1):
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise UnreadableFrameError(
+                    f"frame {index + 1} ({path}) could not be read", index=index, path=path
+                )
+            frame = _as_bgr(frame)
+            size = _frame_size(frame)
+            if size != self.size:
+                raise FrameSizeError(
+                    f"frame {index + 1} ({path}) is {size[0]}x{size[1]} but the first frame is "
+                    f"{self.size[0]}x{self.size[1]}: the boxes would be in other coordinates",
+                    index=index,
+                    path=path,
+                )
+            yield frame
 
 
 class CaptureSource(FrameSource):

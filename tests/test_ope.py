@@ -112,11 +112,19 @@ def test_run_ope_json_results_and_plots(tmp_path: Path, sequence: Sequence) -> N
     # Exactly the documented shape, nothing more.
     assert list(written) == ["oracle", "static"]
     for entry in written.values():
-        assert set(entry) == {"per_sequence", "mean_auc", "mean_precision", "median_fps"}
+        assert set(entry) == {
+            "per_sequence",
+            "mean_auc",
+            "mean_precision",
+            "median_fps",
+            "excluded_from_means",
+        }
+        assert entry["excluded_from_means"] == []
         assert list(entry["per_sequence"]) == [SEQ_NAME]
         per = entry["per_sequence"][SEQ_NAME]
-        assert set(per) == {"auc", "precision", "norm_precision", "fps", "frames"}
+        assert set(per) == {"auc", "precision", "norm_precision", "fps", "frames", "scored_frames"}
         assert isinstance(per["frames"], int) and per["frames"] == N_FRAMES
+        assert isinstance(per["scored_frames"], int) and per["scored_frames"] == N_FRAMES
         assert all(isinstance(per[k], float) for k in ("auc", "precision", "norm_precision", "fps"))
         assert per["fps"] > 0
         assert entry["mean_auc"] == pytest.approx(per["auc"])

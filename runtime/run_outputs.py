@@ -1,0 +1,192 @@
+"""What one tracking run writes, frame by frame, and the signals that may stop it.
+
+Outputs are written as the run goes (:class:`TrackOutputs`): one boxes row and one scores row per
+frame, each on disk before the next frame is tracked, so any end of the run (normal, Ctrl-C,
+SIGTERM, a bad frame, even SIGKILL) leaves them valid for the frames tracked; the video is
+finalised on every end but SIGKILL. :class:`StopSignals` turns SIGTERM into Ctrl-C and holds
+both while one frame's outputs are written. Used by ``python -m runtime.track``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.atomic import LineFile
+from runtime.sequences import BoxesFileWriter
+from runtime.video import AnnotatedVideoWriter, OutputError
+
+
+@dataclass
+class OutputPaths:
+    boxes: Path | None
+    video: Path | None
+
+
+class StopSignals:
+    """While active (``with``), SIGINT and SIGTERM both raise KeyboardInterrupt, as Ctrl-C does.
+
+    Inside :meth:`held` a signal is only recorded, and raised when the block ends, so one frame's
+    outputs (box row, score row, video frame) are written whole or not at all. The previous
+    handlers come back on exit. A signal the process was started ignoring (``nohup``, SIGINT of a
+    background job) stays ignored. Outside the main thread (where Python cannot set handlers)
+    nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, object] = {}
+        self._depth = 0
+        self.pending: int | None = None  # a signal received inside held(), not yet raised
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in self.SIGNALS:
+            previous = signal.getsignal(signum)
+            if previous == signal.SIG_IGN:
+                continue
+            self._previous[signum] = previous
+            signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self._depth:
+            self.pending = signum
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self, *, raise_pending: bool = True) -> Iterator[None]:
+        """Hold SIGINT/SIGTERM during the block; one that came in is raised at its end."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if raise_pending and not self._depth and self.pending is not None:
+            self.pending = None
+            raise KeyboardInterrupt
+
+
+def scores_path(boxes: Path) -> Path:
+    """The per-frame side file next to a boxes file: ``<stem>_scores.csv``."""
+    return boxes.with_name(f"{boxes.stem}_scores.csv")
+
+
+SCORES_HEADER = "frame,score,lost"
+
+
+def format_scores_row(index: int, score: float, lost: bool | None) -> str:
+    """One ``frame,score,lost`` row: frame 1-based, score empty when NaN, lost 0/1 or empty."""
+    lost_text = "" if lost is None else str(int(lost))
+    return f"{index + 1},{'' if np.isnan(score) else f'{score:.4f}'},{lost_text}"
+
+
+class TrackOutputs:
+    """The run's outputs, written frame by frame as the boxes come.
+
+    The boxes file and its ``_scores.csv`` side file get one row per frame, each on disk before
+    the next frame is tracked, so a killed run (even SIGKILL) leaves them complete for the frames
+    tracked. The annotated video is finalised (playable) by :meth:`close`, which the CLI calls on
+    a normal end, on Ctrl-C/SIGTERM and after a bad frame; a SIGKILL leaves only its
+    ``.partial`` file (an MP4 is not readable before its index is written at the end).
+    """
+
+    def __init__(
+        self,
+        paths: OutputPaths,
+        fps: float | None,
+        size: tuple[int, int],
+        *,
+        notify: Callable[[str], None],
+    ) -> None:
+        self._boxes_path = paths.boxes
+        self.boxes: BoxesFileWriter | None = None
+        self.scores: LineFile | None = None
+        self.video: AnnotatedVideoWriter | None = None
+        if paths.video is not None:
+            self.video = AnnotatedVideoWriter(paths.video, fps, size, notify=notify)
+        self.frames = 0  # frames whose outputs are all written
+
+    def _open_text_files(self, path: Path) -> None:
+        # Opened with the first frame's results, so a run stopped before it (a slow model
+        # load, Ctrl-C) leaves an earlier file of that name as it was.
+        self.boxes = BoxesFileWriter(path)
+        self.scores = LineFile(scores_path(path))
+        self.scores.write_line(SCORES_HEADER)
+
+    def write(
+        self,
+        frame: np.ndarray,
+        index: int,
+        box: np.ndarray,
+        score: float,
+        lost: bool | None,
+        *,
+        fps: float,
+        total: int | None,
+        target_lost: bool,
+    ) -> np.ndarray | None:
+        """Write one frame's outputs; returns the annotated image when a video is written."""
+        image = None
+        try:
+            if self._boxes_path is not None:
+                if self.boxes is None:
+                    self._open_text_files(self._boxes_path)
+                assert self.boxes is not None and self.scores is not None
+                self.boxes.write(box)
+                self.scores.write_line(format_scores_row(index, score, lost))
+            if self.video is not None:
+                image = self.video.write(
+                    frame, index, box, score=score, fps=fps, total=total, target_lost=target_lost
+                )
+        except OutputError:
+            raise
+        except OSError as exc:  # a full disk, a file system gone read-only
+            where = exc.filename or self._boxes_path or "output"
+            raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
+        self.frames += 1
+        return image
+
+    def close(self) -> list[Path]:
+        """Finish every output (sync the text files, finalise the video); returns their paths."""
+        written: list[Path] = []
+        errors: list[BaseException] = []
+        for item in (self.boxes, self.scores):
+            if item is None:
+                continue
+            try:
+                item.close()
+                written.append(item.path)
+            except OSError as exc:
+                errors.append(exc)
+        if self.video is not None:
+            try:
+                written.append(self.video.close())
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise OutputError(f"cannot finish the outputs: {errors[0]}")
+        return written
+
+    def discard(self) -> None:
+        """Remove every output (nothing was tracked, so nothing is worth keeping)."""
+        for item in (self.boxes, self.scores):
+            if item is not None:
+                item.close()
+                item.path.unlink(missing_ok=True)
+        if self.video is not None:
+            self.video.abort()
