@@ -285,6 +285,10 @@ def train(
     for step in bar:
         t0 = time.perf_counter()
         rng = np.random.default_rng([config.seed, step, rank])
+        # The meta-learner's dropout draws from torch's global generator: seeded per step (as
+        # train/prune.py), so a resumed run draws what the uninterrupted one did. From a
+        # generator of its own, so the step's data (drawn from ``rng``) stay what they were.
+        torch.manual_seed(int(np.random.default_rng([config.seed, step, rank, 1]).integers(2**62)))
         if config.stage == "match":
             net.train()
             groups = [sampler.group(rng, 1) for _ in range(config.batch)]
