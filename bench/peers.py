@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from runtime.paths import data_root, require_file
+from runtime.tracker_api import check_init, check_update
 
 NANO_DIR = Path("peers") / "nanotrack_v2"
 NANO_BACKBONE = "nanotrack_backbone_sim.onnx"
@@ -58,6 +59,9 @@ class OpenCVTracker:
         self._last_box = np.full(4, np.nan)
 
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        # The same checks and messages as our trackers (runtime.tracker_api): a box OpenCV would
+        # take and silently clip (NaN, zero size, outside the frame) is refused.
+        frame, box = check_init(frame, box)
         self._tracker = self._factory()
         rect = to_cv_rect(box, frame.shape)
         self._tracker.init(frame, rect)
@@ -65,8 +69,7 @@ class OpenCVTracker:
         self._last_box = np.asarray(box, dtype=np.float64).reshape(4).copy()
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        if self._tracker is None:
-            raise RuntimeError(f"{self.name}: update() called before init()")
+        frame = check_update(frame, self._tracker is not None, self.name)
         ok, rect = self._tracker.update(frame)
         if not ok:
             # OpenCV gives no usable box on failure: hold the last one, with zero confidence.

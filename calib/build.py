@@ -54,8 +54,8 @@ from calib.sources import (
     read_settings,
     training_sequences,
 )
-from runtime.backends.manifest import sha256_file
 from runtime.crop import cut
+from runtime.hashing import sha256_file
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.tracker import NEG_INIT, RTMDNetTracker, search_window, update_reach
 from runtime.sampling import SampleSpec, draw

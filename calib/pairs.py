@@ -44,7 +44,7 @@ from calib.sources import (
     read_settings,
     training_sequences,
 )
-from runtime.backends.manifest import sha256_file
+from runtime.hashing import sha256_file
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.tracker import frame_fill, search_crop, template_crop
 from runtime.sequences import Sequence, load_sequence

@@ -58,9 +58,9 @@ from runtime.backends.manifest import (
     FEATURES,
     ROI_FEATURES,
     ROIS,
-    sha256_file,
 )
 from runtime.backends.onnx_slicing import output_qdq_pair
+from runtime.hashing import sha256_file
 from runtime.rtmdnet.config import RTMDNetConfig
 
 METHODS = ("entropy", "percentile")

@@ -62,7 +62,6 @@ from calib.quantize import (
     quantize_graph,
     split_indices,
 )
-from runtime.backends.manifest import sha256_file
 from runtime.backends.siamese import (
     BOXES,
     CROP,
@@ -74,6 +73,7 @@ from runtime.backends.siamese import (
     SiameseExport,
 )
 from runtime.boxes import iou
+from runtime.hashing import sha256_file
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.model import NanoTrackNet
 from runtime.nanotrack.tracker import cell_points, cosine_window, map_side

@@ -9,7 +9,9 @@ Writes into ``--out`` (default ``outputs/export/rtmdnet-<backbone>``):
   ``onnx.checker``, against the TensorRT 10 operator list, and in ONNX Runtime against PyTorch on
   real crops (see :mod:`export.onnx_export`); any failure ends the export with an error.
 - ``manifest.json``: checkpoint hash (sha256 of the weight file), tracker config, precision,
-  opset, tool versions, tensor names and shapes, RoI shift, shape profile, parity numbers.
+  opset, tool versions, tensor names and shapes, RoI shift, shape profile, parity numbers, and
+  the sha256 of every graph written (``graphs.<name>.sha256``, ``pruned.sha256``) and engine
+  (``engines.sha256``), which the runtime checks at load (a changed or corrupt file is refused).
 - ``backbone.<precision>.engine``, ``roi_pool.<precision>.engine``, ``timing.cache``: TensorRT 10
   engines, only where ``tensorrt`` imports and a CUDA GPU is present; otherwise the script says
   that engines were not built and why, and still succeeds (the ONNX files serve ONNX Runtime).
@@ -76,6 +78,7 @@ from runtime.backends.manifest import (  # noqa: E402
     file_record,
 )
 from runtime.backends.tensorrt_backend import require_tensorrt, tensorrt_status  # noqa: E402
+from runtime.hashing import sha256_file
 from runtime.paths import PROJECT_ROOT, data_root  # noqa: E402
 from runtime.rtmdnet.config import RTMDNetConfig  # noqa: E402
 from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
@@ -144,6 +147,7 @@ def build_engines(
         "device": torch.cuda.get_device_name(),
         "timing_cache": cache.name,
         "refit": True,
+        "sha256": {},  # of each engine file, checked by the TensorRT backend at load
     }
     graphs = [
         ("backbone", onnx_names["backbone"], (CROP,), profile),
@@ -163,6 +167,7 @@ def build_engines(
         name = f"{key}.{precision}.engine"
         (out_dir / name).write_bytes(plan)
         engines[key] = name
+        engines["sha256"][key] = sha256_file(out_dir / name)
         log(f"[trt] {name}: {len(plan) / 1e6:.1f} MB in {time.perf_counter() - started:.0f}s")
     return engines
 
@@ -347,6 +352,8 @@ def build(
         manifest["pruned"] = export_pruned(
             out, graphs, channels, config, samples, data_dir, keep_conv, log
         )
+    for graph in manifest["graphs"].values():  # as written (int8: the Q/DQ backbone)
+        graph["sha256"] = sha256_file(out / graph["onnx"])
     _write_json(out / MANIFEST_FILE, manifest)
 
     usable, why = tensorrt_status()

@@ -35,6 +35,7 @@ from runtime.backends.manifest import (
     ROIS,
 )
 from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
+from runtime.hashing import sha256_file
 from runtime.paths import data_root
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.sequences import load_sequence, sequence_names
@@ -121,6 +122,11 @@ def export_pruned(
         "kept_per_video": measured["kept_per_video"],
         "reference_keep": keep.tolist(),
         "graphs": {"backbone": PRUNED_BACKBONE_ONNX, "roi_pool": PRUNED_ROI_POOL_ONNX},
+        # Checked by the runtime at load (runtime.backends.manifest.check_graphs).
+        "sha256": {
+            "backbone": sha256_file(out_dir / PRUNED_BACKBONE_ONNX),
+            "roi_pool": sha256_file(out_dir / PRUNED_ROI_POOL_ONNX),
+        },
         # TensorRT names the refittable weights of an ONNX-parsed network by initializer name
         # (an int8 graph's are the quantized weight and bias under their DequantizeLinear).
         "refit_weights": [w for name in conv.input[1:] for w in refit_sources(sliced.graph, name)],

@@ -39,8 +39,13 @@ def load_payload(
     data = path.read_bytes()
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise error(f"{path} is not a readable checkpoint: {exc}") from None
+    except Exception:  # noqa: BLE001 - any unpickling failure means "not ours"
+        # Not PyTorch's message: it suggests weights_only=False, which would run the file's code.
+        raise error(
+            f"{path} is not a readable checkpoint, not one of this project's {what}s (not "
+            f"written by torch.save, truncated, or holding more than tensors and plain data); "
+            f"{hint}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise error(f"{path} is not a {what} (format {fmt!r}); {hint}")
     return payload, hashlib.sha256(data).hexdigest()

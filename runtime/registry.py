@@ -7,17 +7,59 @@ side by side in one ``bench.ope`` call. OpenCV's peers live in ``bench/`` (basel
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from runtime.tracker_api import Tracker
+
+# Options the CLI sets (python -m runtime.track), by config field: their flags, and whose they
+# are where only some trackers take them.
+CLI_FLAGS = {
+    "meta": "--meta",
+    "prune": "--prune",
+    "precision": "--precision",
+    "backend": "--backend",
+    "export_dir": "--export-dir",
+}
+OWNERS = {"meta": "MetaRTT's: --tracker metartt", "prune": "MetaRTT's: --tracker metartt"}
+
+
+class UnknownOptions(ValueError):
+    """Options a tracker's config does not have; :func:`create_tracker` names the tracker."""
+
+    def __init__(self, names: list[str], known: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names, self.known = names, known
+
+
+def _config(cls: type, values: dict[str, object]) -> Any:
+    """``cls(**values)``, or :class:`UnknownOptions` for the keys ``cls`` has no field for."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise UnknownOptions(unknown, known)
+    return cls(**values)
+
+
+def unknown_options_message(name: str, names: list[str], known: list[str]) -> str:
+    """``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"`` and the like."""
+    parts = []
+    for option in names:
+        if option in CLI_FLAGS:
+            owner = f" (it is {OWNERS[option]})" if option in OWNERS else ""
+            parts.append(f"{name} does not take {CLI_FLAGS[option]}{owner}")
+        else:
+            parts.append(f"{name} has no setting {option!r} (its settings: {', '.join(known)})")
+    return "; ".join(parts)
 
 
 def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
         from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 
-        config = RTMDNetConfig(**{**preset, **options})  # type: ignore[arg-type]
+        config = _config(RTMDNetConfig, {**preset, **options})
         return RTMDNetTracker(config, data_dir=data_dir)
 
     return factory
@@ -46,10 +88,7 @@ def _mlt(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
         from runtime.mlt import MLTConfig, MLTTracker
 
-        try:
-            config = MLTConfig(**{**preset, **options})  # type: ignore[arg-type]
-        except TypeError as exc:  # an option MLT does not have (e.g. --meta, --prune)
-            raise ValueError(f"mlt: {exc}") from None
+        config = _config(MLTConfig, {**preset, **options})  # not --meta, --prune
         return MLTTracker(config, data_dir=data_dir)
 
     return factory
@@ -59,10 +98,7 @@ def _nanotrack(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
         from runtime.nanotrack import NanoTrackConfig, NanoTracker
 
-        try:
-            config = NanoTrackConfig(**{**preset, **options})  # type: ignore[arg-type]
-        except TypeError as exc:  # an option it does not have (e.g. --meta, --prune)
-            raise ValueError(f"nanotrack: {exc}") from None
+        config = _config(NanoTrackConfig, {**preset, **options})  # not --meta, --prune
         return NanoTracker(config, data_dir=data_dir)
 
     return factory
@@ -104,11 +140,18 @@ def export_kind(name: str) -> str:
 
 
 def create_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
-    """Build one of our trackers; ``options`` override fields of its config dataclass."""
+    """Build one of our trackers; ``options`` override fields of its config dataclass.
+
+    ValueError for an unknown name, or an option the tracker does not take (worded for the CLI:
+    ``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"``).
+    """
     try:
         factory = _FACTORIES[name]
     except KeyError:
         raise ValueError(
             f"unknown tracker {name!r}; ours are: {', '.join(TRACKER_NAMES)}"
         ) from None
-    return factory(data_dir, **options)
+    try:
+        return factory(data_dir, **options)
+    except UnknownOptions as exc:
+        raise ValueError(unknown_options_message(name, exc.names, exc.known)) from None

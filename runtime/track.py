@@ -37,6 +37,7 @@ from runtime.boxes import from_otb, validate_init_box
 from runtime.paths import data_root
 from runtime.run_outputs import OutputPaths, StopSignals, TrackOutputs, scores_path
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
+from runtime.threads import default_threads
 from runtime.tracker_api import ReportsLost, Tracker
 from runtime.video import (
     BadFrameError,
@@ -149,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="shared data folder (default: $TRACKER_DATA or ../shared/data)",
     )
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch and OpenCV")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for torch and OpenCV (default: the cores not already busy, from the "
+        "load average; more threads than free cores makes every frame wait, many times slower)",
+    )
     parser.add_argument(
         "--backend",
         choices=("auto", "torch", "onnxruntime", "tensorrt"),
@@ -587,8 +594,7 @@ def run(
     stop = stop or StopSignals()
     notify: Callable[[str], None] = (lambda _m: None) if args.quiet else _stderr
     _prepare(args, factory)
-    if args.threads is not None:
-        _set_threads(args.threads)
+    _set_threads(args.threads if args.threads is not None else default_threads())
     data = data_root(args.data)
     resolved = resolve_input(args.input, args.init, data, notify)
     with open_source(resolved.spec) as source:

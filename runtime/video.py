@@ -66,7 +66,7 @@ def quiet_opencv_logs() -> None:
 # --------------------------------------------------------------------------------------- input
 
 
-def _as_bgr(frame: np.ndarray) -> np.ndarray:
+def as_bgr(frame: np.ndarray) -> np.ndarray:
     """Guarantee the tracker contract (H x W x 3 uint8) whatever the decoder handed back."""
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -138,7 +138,7 @@ class ImageFolderSource(FrameSource):
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             raise InputError(f"cannot read image {path}: not a readable image file")
-        return _as_bgr(frame)
+        return as_bgr(frame)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """The frames in order; re-iterable (each pass reads from disk again).
@@ -155,7 +155,7 @@ class ImageFolderSource(FrameSource):
                 raise UnreadableFrameError(
                     f"frame {index + 1} ({path}) could not be read", index=index, path=path
                 )
-            frame = _as_bgr(frame)
+            frame = as_bgr(frame)
             size = _frame_size(frame)
             if size != self.size:
                 raise FrameSizeError(
@@ -207,7 +207,7 @@ class CaptureSource(FrameSource):
             what = f"camera {self.target}" if self.is_camera else f"video {self.target}"
             raise InputError(f"cannot read {what}: its first frame cannot be decoded")
         self._cap = cap
-        return _as_bgr(frame)
+        return as_bgr(frame)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self._passes += 1
@@ -221,7 +221,7 @@ class CaptureSource(FrameSource):
             ok, frame = self._cap.read()
             if not ok or frame is None:  # end of stream (or a truncated tail: stop there too)
                 break
-            yield _as_bgr(frame)
+            yield as_bgr(frame)
 
     def close(self) -> None:
         if self._cap is not None:
@@ -351,7 +351,7 @@ class AtomicVideoWriter(_FinishOnExit):
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             raise RuntimeError(f"video writer for {self.path} is already closed")
-        frame = _as_bgr(frame)
+        frame = as_bgr(frame)
         if _frame_size(frame) != self.size:
             # OpenCV silently drops frames of the wrong size; resize rather than lose them.
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
@@ -420,7 +420,7 @@ def draw_annotations(
     ``index`` is the 0-based frame index; it is shown 1-based ("frame 1" is the first frame) so it
     matches the line numbers of a boxes file and OTB's ``img/0001.jpg`` names.
     """
-    image = _as_bgr(frame).copy()
+    image = as_bgr(frame).copy()
     if ground_truth is not None:
         _draw_box(image, ground_truth, GT_COLOR, 1)
     color = LOST_COLOR if target_lost else BOX_COLOR

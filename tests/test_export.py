@@ -35,8 +35,9 @@ from runtime.backends import (
     tensorrt_status,
     use_backend,
 )
-from runtime.backends.manifest import MANIFEST_FILE, sha256_file
+from runtime.backends.manifest import MANIFEST_FILE
 from runtime.boxes import iou
+from runtime.hashing import sha256_file
 from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.features import RoIFeatureExtractor
@@ -197,6 +198,41 @@ def test_tampered_hash_and_other_backbone_are_refused(exported, tmp_path):
         OnnxRuntimeBackend(folder, RTMDNetConfig(backbone="mobilenet_v2"))
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         OnnxRuntimeBackend(tmp_path)
+
+
+@needs_data
+def test_every_graph_is_hashed_and_a_changed_one_is_refused(exported, tmp_path):
+    """Issue 19: a flipped weight byte ran silently with other boxes; now each graph's sha256
+    (full and pruned) is in the manifest and checked at load, one line naming file and fix."""
+    folder, _ = exported
+    on_disk = json.loads((folder / MANIFEST_FILE).read_text())
+    for graph in on_disk["graphs"].values():
+        assert graph["sha256"] == sha256_file(folder / graph["onnx"])
+    pruned = on_disk["pruned"]
+    assert pruned["sha256"] == {k: sha256_file(folder / f) for k, f in pruned["graphs"].items()}
+    copy = tmp_path / "flipped"
+    shutil.copytree(folder, copy)
+    path = copy / "backbone.onnx"
+    weights = max(onnx.load(str(path)).graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(weights)
+    data[at : at + 4] = np.float32(-1.5e37).tobytes()  # one weight; the graph still parses
+    path.write_bytes(bytes(data))
+    onnx.checker.check_model(onnx.load(str(path)))
+    redo = (
+        "re-export it: python export/build_engine.py --backbone nanotrack --prune [CKPT] "
+        f"--out {copy}"
+    )
+    with pytest.raises(ManifestMismatchError) as error:
+        OnnxRuntimeBackend(copy)
+    assert str(error.value) == (
+        f"{path} does not match the sha256 its manifest records (changed or corrupt since "
+        f"export); {redo}"
+    )
+    shutil.copy(folder / "backbone.onnx", path)
+    (copy / "roi_pool.pruned.onnx").unlink()
+    with pytest.raises(ManifestMismatchError, match=r"roi_pool\.pruned\.onnx .* is missing"):
+        OnnxRuntimeBackend(copy)
 
 
 @needs_data

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.backends.manifest import MANIFEST_FILE, ManifestMismatchError, sha256_file
+from runtime.backends.manifest import MANIFEST_FILE, ManifestMismatchError
 from runtime.backends.siamese import (
     OnnxRuntimeSiameseBackend,
     SiameseBackend,
@@ -28,6 +28,7 @@ from runtime.backends.siamese import (
 )
 from runtime.boxes import iou
 from runtime.crop import exemplar_side, square_crop
+from runtime.hashing import sha256_file
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.deploy import (
     CACHE_ENV_VAR,

@@ -94,3 +94,20 @@ def test_names_and_unknown_name() -> None:
 def test_nano_missing_files_name_the_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=NANO_BACKBONE):
         make_tracker("cv2-nano", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cv2-csrt", "cv2-kcf", "cv2-mil"])
+def test_peers_check_frames_and_boxes_as_our_trackers_do(name: str) -> None:
+    """Issue 19: OpenCV took a box outside the frame (clipped to a 1-px rect) and a float frame
+    silently; the peers now refuse them with our trackers' (and the CLI's) messages."""
+    frames, gt = _moving_square()
+    tracker = make_tracker(name)
+    with pytest.raises(ValueError, match="lies outside the 320x240 frame"):
+        tracker.init(frames[0], np.array([400.0, 10.0, 20.0, 20.0]))
+    with pytest.raises(ValueError, match="pass uint8 0..255"):
+        tracker.init(frames[0] / 255.0, gt[0])
+    with pytest.raises(RuntimeError, match=rf"{name}: update\(\) called before init\(\)"):
+        tracker.update(frames[1])
+    tracker.init(cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY), gt[0])  # grey: taken as BGR
+    box, _ = tracker.update(cv2.cvtColor(frames[1], cv2.COLOR_BGR2GRAY))
+    assert box.shape == (4,)

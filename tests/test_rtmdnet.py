@@ -89,3 +89,46 @@ def test_box_regressor_recovers_a_known_shift():
     reg.fit(feats, boxes, target)
     refined = reg.predict(feats, boxes)
     assert iou(refined, target[None]).mean() > 0.99 > iou(boxes, target[None]).mean()
+
+
+def _small_box_scorer(tracker: RTMDNetTracker, sign: float, monkeypatch) -> None:
+    """Make every frame's candidates score by their size, the smallest best (``sign`` +1: all
+    above zero, successes; -1: all below, failures), and skip the online updates (speed)."""
+    import runtime.rtmdnet.tracker as module
+
+    drawn: dict[str, np.ndarray] = {}
+    draw = module.draw
+
+    def recording_draw(spec, box, n, frame_wh, rng):
+        drawn["samples"] = draw(spec, box, n, frame_wh, rng)
+        return drawn["samples"]
+
+    def score(feats: torch.Tensor) -> torch.Tensor:
+        area = drawn["samples"][:, 2] * drawn["samples"][:, 3]
+        return torch.from_numpy(sign * 1.0 - area / area.max()).float()
+
+    tracker._score = score
+    tracker._online_update = lambda pos, neg: None
+    monkeypatch.setattr(module, "draw", recording_draw)
+
+
+@needs_weights
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["successes", "failures"])
+def test_box_keeps_its_size_on_failures_and_never_falls_below_the_floor(monkeypatch, sign):
+    # Issue 19: the target is the mean of the 5 best candidates, so a classifier preferring the
+    # smallest shrinks the box by up to 5 % a frame (scale_f), down to MDNet's 5 px floor (as
+    # it did before the fix: keep_size_on_failure=False, min_scale=0 fail both cases).
+    size = (320, 240)
+    frames = render_frames(60, size, seed=1)
+    box = demo_track(1, size)[0]
+    keep_size = sign < 0  # the opt-in rule on failures; the floor, the default, otherwise
+    tracker = RTMDNetTracker(RTMDNetConfig(**FAST, keep_size_on_failure=keep_size))
+    tracker.init(frames[0], box)
+    _small_box_scorer(tracker, sign, monkeypatch)
+    out = np.array([tracker.update(f)[0] for f in frames[1:]])
+    if sign < 0:  # failures: the centre may move, the size stays the first box's
+        np.testing.assert_allclose(out[:, 2:], np.tile(box[2:], (len(out), 1)), rtol=1e-9)
+    else:  # successes: the box shrinks to the floor, min_scale of the first box, and no further
+        floor = tracker.config.min_scale * box[2:]
+        assert np.all(out[:, 2:] >= floor * (1 - 1e-9))
+        np.testing.assert_allclose(tracker._target[2:], floor, rtol=1e-6)

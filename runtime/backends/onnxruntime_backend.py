@@ -1,7 +1,8 @@
 """ONNX Runtime backend: the two exported graphs (``backbone.onnx``, ``roi_pool.onnx``).
 
-The folder's ``manifest.json`` must match the tracker's config and weight file (checkpoint hash);
-otherwise the backend refuses to load (:class:`~runtime.backends.manifest.ManifestMismatchError`).
+The folder's ``manifest.json`` must match the tracker's config and weight file (checkpoint hash)
+and each graph file the sha256 recorded for it; otherwise, or when a graph does not parse, the
+backend refuses to load (:class:`~runtime.backends.manifest.ManifestMismatchError`, one line).
 
 An INT8 backbone (symmetric int8 Q/DQ, TensorRT's form) runs on the CPU with its activations
 re-encoded as uint8, losslessly, so that ONNX Runtime fuses its convs (:mod:`runtime.backends.qdq`).
@@ -31,7 +32,9 @@ from runtime.backends.manifest import (
     ROI_FEATURES,
     ROIS,
     check_manifest,
+    graph_path,
     load_manifest,
+    unreadable_graph,
 )
 from runtime.paths import data_root
 
@@ -120,23 +123,44 @@ class OnnxRuntimeBackend:
 
         self._threads = int(threads or torch.get_num_threads())
         self._requested = list(providers or ["CPUExecutionProvider"])
-        graphs = self.manifest["graphs"]
         # Kept as bytes: per-video pruning slices them and builds new sessions (keep_channels).
-        backbone, roi_pool = (
-            (self.export_dir / graphs[name]["onnx"]).read_bytes()
-            for name in ("backbone", "roi_pool")
-        )
+        paths = [graph_path(self.manifest, self.export_dir, n) for n in ("backbone", "roi_pool")]
+        backbone, roi_pool = (path.read_bytes() for path in paths)
         if all(_provider_name(p) == "CPUExecutionProvider" for p in self._requested):
-            backbone = cpu_encoding(backbone)  # once: per-video slices start from it
+            backbone = self._parsed(paths[0], cpu_encoding, backbone)  # once: slices start here
         self._graph_bytes = (backbone, roi_pool)
         self._roi_cells = int(config.roi_size) ** 2
         self.kept_channels: int | None = None  # set on a pruned copy
-        self._start_sessions(*self._graph_bytes)
+        self._start_sessions(*self._graph_bytes, paths=paths)
 
-    def _start_sessions(self, backbone: bytes, roi_pool: bytes) -> None:
+    def _parsed(self, path: Path, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``; a graph that does not parse becomes one ManifestMismatchError line."""
+        from google.protobuf.message import DecodeError
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+        unreadable = (
+            DecodeError,
+            ort_errors.InvalidProtobuf,
+            ort_errors.InvalidGraph,
+            ort_errors.Fail,
+            ort_errors.NoSuchFile,
+        )
+        try:
+            return fn(*args)
+        except unreadable as exc:
+            raise unreadable_graph(path, self.manifest, self.export_dir, exc) from None
+
+    def _start_sessions(
+        self, backbone: bytes, roi_pool: bytes, paths: list[Path] | None = None
+    ) -> None:
         options = session_options(self._threads)
-        self._backbone = start_session(backbone, options, self._requested)
-        self._pool = start_session(roi_pool, options, self._requested)
+        if paths is None:  # in-memory slices of graphs that parsed already
+            self._backbone = start_session(backbone, options, self._requested)
+            self._pool = start_session(roi_pool, options, self._requested)
+        else:
+            start = start_session
+            self._backbone = self._parsed(paths[0], start, backbone, options, self._requested)
+            self._pool = self._parsed(paths[1], start, roi_pool, options, self._requested)
         self.providers = self._backbone.get_providers()
 
     def keep_channels(self, keep: torch.Tensor) -> OnnxRuntimeBackend:

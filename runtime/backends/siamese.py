@@ -33,10 +33,10 @@ from runtime.backends.manifest import (
     MANIFEST_FORMAT,
     ManifestMismatchError,
     checkpoint_record,
-    sha256_file,
 )
 from runtime.backends.onnxruntime_backend import cpu_encoding, session_options, start_session
 from runtime.backends.tensorrt_backend import TensorRTUnavailable, _Engine, require_tensorrt
+from runtime.hashing import sha256_file
 
 SIAMESE_KIND = "siamese"
 TEMPLATE_ONNX = "template.onnx"

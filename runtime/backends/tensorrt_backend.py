@@ -28,7 +28,9 @@ from runtime.backends.manifest import (
     FEATURES,
     ROI_FEATURES,
     ROIS,
+    check_engine_files,
     check_manifest,
+    graph_path,
     load_manifest,
 )
 from runtime.paths import data_root
@@ -165,6 +167,7 @@ class TensorRTBackend:
                 f"{self.export_dir} has no TensorRT engines (they are built only where tensorrt "
                 f"and a CUDA GPU are present: python export/build_engine.py on that machine)"
             )
+        check_engine_files(self.manifest, self.export_dir)  # graphs: check_manifest did
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)  # must outlive the engines
         self._backbone = _Engine(trt, self._runtime, self.export_dir / engines["backbone"])
@@ -181,8 +184,7 @@ class TensorRTBackend:
                 _Engine(trt, self._runtime, self.export_dir / engines["roi_pool_pruned"]),
             )
             self._full_filters = full_conv_filters(
-                self.export_dir / self.manifest["graphs"]["backbone"]["onnx"],
-                pruned["refit_weights"],
+                graph_path(self.manifest, self.export_dir, "backbone"), pruned["refit_weights"]
             )
 
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:

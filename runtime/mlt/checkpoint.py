@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from runtime.checkpoint_io import load_payload, save_payload
+from runtime.hashing import sha256_file
 from runtime.mlt.meta_learner import MetaLearner
 from runtime.mlt.model import MatchingNet
 
@@ -38,8 +39,6 @@ def trunk_weight_file(trunk: str, weights_dir: str | os.PathLike[str]) -> Path |
 
 
 def trunk_sha256(trunk: str, weights_dir: str | os.PathLike[str]) -> str | None:
-    from runtime.backends.manifest import sha256_file
-
     path = trunk_weight_file(trunk, weights_dir)
     if path is None:
         return None
@@ -103,14 +102,20 @@ class MLTCheckpoint:
             "MLT checkpoint",
             "make one with python train/mlt.py",
         )
-        return cls(
-            payload["trunk"],
-            payload["trunk_sha256"],
-            payload["matching"],
-            payload.get("meta_learner"),
-            payload.get("info", {}),
-            sha,
-        )
+        try:
+            return cls(
+                payload["trunk"],
+                payload["trunk_sha256"],
+                payload["matching"],
+                payload.get("meta_learner"),
+                payload.get("info", {}),
+                sha,
+            )
+        except KeyError as exc:  # the right format tag but a field missing: damaged or edited
+            raise MLTCheckpointError(
+                f"{path} is an MLT checkpoint without its {exc.args[0]!r} entry; make one with "
+                "python train/mlt.py"
+            ) from None
 
     def check_trunk(self, trunk: str, weights_dir: str | os.PathLike[str]) -> None:
         """Refuse (MLTCheckpointError) a checkpoint made for another trunk or trunk file."""

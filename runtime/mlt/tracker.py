@@ -12,6 +12,10 @@ to conv5; the meta-learner maps it to new kernels and attention, and the exempla
 
 Variants: ``use_meta=False`` is MLT-mt (the matching network alone); with ``finetune=True`` it
 is MLT-mt+ft (conv5 fine-tuned on the memory every 50 frames, 30 Adam steps at 1e-3).
+
+Score: ``update`` returns the calibrated confidence P(IoU > 0) (:mod:`runtime.confidence`, fitted
+on the train split); the peak probability it is computed from is ``raw_score``, and ``lost`` says
+whether the target is reported lost (a streak of low confidence).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.confidence import CalibratedScore, ScoreCalibrator
 from runtime.crop import exemplar_side, square_crop
 from runtime.mlt.checkpoint import SHIPPED_CHECKPOINT, MLTCheckpoint, MLTCheckpointError
 from runtime.mlt.config import MLTConfig
@@ -34,6 +39,7 @@ from runtime.mlt.model import (
     upsample_response,
 )
 from runtime.paths import data_root
+from runtime.tracker_api import check_init, check_update
 
 
 @dataclass
@@ -64,7 +70,7 @@ def response_entropy(prob: torch.Tensor) -> float:
     return float(-(p * torch.log(p.clamp_min(1e-12))).sum())
 
 
-class MLTTracker:
+class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
     name = "mlt"
 
     def __init__(
@@ -124,6 +130,9 @@ class MLTTracker:
         self.scales = c.scale_step ** (np.arange(n) - (n - 1) / 2.0)
         self.kernel_updates = 0
         self.finetunes = 0
+        self.started = False  # init() has run
+        # The peak probability -> P(IoU > 0), fitted per variant (falls back to mlt's).
+        self.scorer = ScoreCalibrator(self.name, feature_kind="logit")
 
     # -- features ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -150,9 +159,10 @@ class MLTTracker:
 
     # -- tracking ------------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        frame, box = check_init(frame, box)
+        self.started = False  # until this init has finished
         c = self.config
         torch.manual_seed(c.seed)
-        box = np.asarray(box, dtype=np.float64)
         self.center = box[:2] + box[2:] / 2.0
         self.size = box[2:].copy()
         self.frame_wh = (frame.shape[1], frame.shape[0])
@@ -176,8 +186,11 @@ class MLTTracker:
             prob = torch.sigmoid(self.net.response(self.z, self._embed(x4)))[0]
         # The first frame's context image, labelled at the given box.
         self.memory.append(ContextImage(x4[0], np.zeros(2), response_entropy(prob), 0))
+        self.scorer.reset()
+        self.started = True
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        frame = check_update(frame, self.started, self.name)
         c = self.config
         self.frame_index += 1
         _, x_side = self._sizes()
@@ -218,7 +231,11 @@ class MLTTracker:
         if c.finetune and self.frame_index % c.ft_interval == 0:
             self.finetune_conv5()
         box = np.concatenate([self.center - self.size / 2.0, self.size])
-        return box, peak
+        return box, self.scorer(peak)
+
+    def run_stats(self) -> dict[str, float]:
+        """Per-video numbers for the CLI summary and bench.ope."""
+        return {"lost_frames": float(self.scorer.state.lost_frames)}
 
     # -- target adaptation -----------------------------------------------------------------------
     def _confident(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:

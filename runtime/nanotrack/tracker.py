@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from runtime.backends.siamese import SiameseBackend
-from runtime.boxes import validate_init_box
 from runtime.crop import exemplar_side, square_crop
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.tracker_api import check_init, check_update
 
 
 def map_side(instance_size: int, stride: int = 16) -> int:
@@ -154,8 +154,8 @@ class NanoTracker:
 
     # -- tracking ------------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        frame, box = check_init(frame, box)
         c = self.config
-        box = validate_init_box(box, frame.shape)
         self.frame_hw = frame.shape[:2]
         self.fill = frame_fill(frame)
         self.kernels = self.backend.template(self._tensor(template_crop(frame, box, c, self.fill)))
@@ -167,8 +167,7 @@ class NanoTracker:
         self.state = other.state.copy()
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        if self.state is None:
-            raise RuntimeError("update() before init(): give the first frame and box to init()")
+        frame = check_update(frame, self.state is not None, self.name)
         c, st = self.config, self.state
         scale_z = search_scale(st.size, c)  # crop pixels per frame pixel, any crop side
         crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)

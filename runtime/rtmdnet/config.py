@@ -30,6 +30,19 @@ class RTMDNetConfig:
     trans_f_expand: float = 1.4  # after a failure the search widens
     top_k: int = 5  # the target is the mean of the 5 best candidates
     success_thr: float = 0.0
+    # Long videos (issue 19; docs/metartt.md, "Long videos"). The target's sides never go below
+    # this fraction of the first box's (aspect kept). Measured on a 52x57 px box played forward
+    # and back for 5,000 frames: once the target is lost, every frame scores below zero, the mean
+    # of the top 5 candidates shrinks the box ~0.2 % a frame down to MDNet's 5 px sample floor,
+    # where the search (a multiple of the box side) covers nothing, and the box wanders 120-230 px
+    # off; with the floor it stays at 13x14 px and within ~20 px. The smallest ground-truth
+    # scale in the shared sequences is 0.41 of the first box (vot2015_bag): 0.25 never binds
+    # while the target is tracked.
+    min_scale: float = 0.25
+    # Opt-in: on a frame scoring <= success_thr the target's centre still moves to the top
+    # candidates' mean (RT-MDNet), but its size stays. It also stops the shrink while lost, but
+    # changes every failed frame of a short video too (val AUC 0.500 -> 0.451 in one run).
+    keep_size_on_failure: bool = False
 
     # --- first-frame training ------------------------------------------------------------
     n_pos_init: int = 500

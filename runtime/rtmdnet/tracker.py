@@ -27,6 +27,7 @@ from runtime.backbones import build_backbone
 from runtime.backends import create_backend
 from runtime.backends.base import FeatureBackend
 from runtime.boxes import validate_init_box
+from runtime.confidence import CalibratedScore, ScoreCalibrator
 from runtime.crop import CropWindow, cut, window_around
 from runtime.paths import data_root
 from runtime.rtmdnet.bbreg import BoxRegressor
@@ -42,6 +43,7 @@ from runtime.rtmdnet.prune import (
     layer_widths,
 )
 from runtime.sampling import SampleSpec, draw, draw_filtered
+from runtime.tracker_api import check_init, check_update
 
 # How far the update negatives reach (RT-MDNet: uniform, 1.5 target sides, scale 1.2); the crop
 # covers them so one backbone pass per frame serves scoring and the update samples alike.
@@ -114,7 +116,7 @@ def search_window(
     return window_around(center, half_extent, scale, config.max_crop_side, stride)
 
 
-class RTMDNetTracker:
+class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
     name = "rtmdnet"
 
     def __init__(
@@ -126,6 +128,8 @@ class RTMDNetTracker:
     ) -> None:
         self.config = config or RTMDNetConfig()
         self.data_dir = data_dir
+        # The top candidates' mean fc6 logit -> P(IoU > 0), fitted per variant (runtime.confidence).
+        self.scorer = ScoreCalibrator("metartt" if self.config.meta else "rtmdnet")
         self.device = torch.device(self.config.device)
         if extractor is None:
             backbone = build_backbone(self.config.backbone, data_root(data_dir) / "weights")
@@ -258,6 +262,7 @@ class RTMDNetTracker:
 
     # ---------------------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        frame, box = check_init(frame, box)
         c = self.config
         target = validate_init_box(box, frame.shape).copy()
         self._rng = np.random.default_rng(c.seed)
@@ -317,8 +322,11 @@ class RTMDNetTracker:
         self._pos_memory.append(self._subsample(pos_all, c.n_pos_update))
         self._neg_memory.append(self._subsample(neg_all, c.n_neg_update))
         self._target = target
+        # The floor on the target's sides (config.min_scale).
+        self._min_size = c.min_scale * target[2:]
         self._trans_f = c.trans_f
         self._frame_index = 0
+        self.scorer.reset()
 
     @property
     def _roi_cells(self) -> int:
@@ -367,9 +375,10 @@ class RTMDNetTracker:
 
     def run_stats(self) -> dict[str, float]:
         """Per-video figures for benchmarks: the share of channels pruned (when pruning)."""
+        stats = {"lost_frames": float(self.scorer.state.lost_frames)}
         if self.selection is None:
-            return {}
-        stats = {"prune_rate": self.selection.prune_rate, "slice_seconds": self._slice_seconds}
+            return stats
+        stats |= {"prune_rate": self.selection.prune_rate, "slice_seconds": self._slice_seconds}
         widths = {layer: len(m) for layer, m in self.selection.masks.items()}
         for layer, kept in self.selection.kept().items():
             stats[f"kept_{layer}"] = kept / widths[layer]
@@ -400,6 +409,16 @@ class RTMDNetTracker:
         else:
             self._train(self._update_optimizer, pos, neg, self.config.maxiter_update)
 
+    def _at_least_min_size(self, box: np.ndarray) -> np.ndarray:
+        """``box`` scaled about its centre (aspect kept) so that no side is below the floor
+        (``min_scale`` times the first box's sides)."""
+        factor = float(np.max(self._min_size / np.maximum(box[2:], 1e-9)))
+        if factor <= 1.0:
+            return box
+        centre = box[:2] + box[2:] / 2
+        size = box[2:] * factor
+        return np.concatenate([centre - size / 2, size])
+
     @torch.no_grad()
     def _score(self, feats: torch.Tensor) -> torch.Tensor:
         assert self.head is not None
@@ -407,6 +426,7 @@ class RTMDNetTracker:
         return self.head(feats)[:, 1]
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        frame = check_update(frame, self.head is not None, self.name)
         if self.head is None:
             raise RuntimeError("call init(frame, box) before update(frame)")
         c = self.config
@@ -428,19 +448,27 @@ class RTMDNetTracker:
         score = float(scores[top].mean())
         new_target = samples[top_np].mean(axis=0)
         success = score > c.success_thr
+        if not success and c.keep_size_on_failure:
+            # RT-MDNet keeps the mean of the top candidates as the target even on failure; this
+            # option keeps only their centre: with every candidate below zero their sizes carry
+            # no information and pull the box down ~0.2 % per failed frame (config.py).
+            centre = new_target[:2] + new_target[2:] / 2
+            new_target = np.concatenate([centre - target[2:] / 2, target[2:]])
+        # Never below min_scale of the first box: while lost, the box shrank to 5 px (config.py).
+        new_target = self._at_least_min_size(new_target)
 
         self._trans_f = c.trans_f if success else c.trans_f_expand
         if success:
             assert self.head is not None
             reg_x = (cand_feats[top] * self.head.input_scale).cpu().numpy()
             result = self.bbreg.predict(reg_x, samples[top_np]).mean(axis=0)
+            result = self._at_least_min_size(result)
             self._target = new_target
             pos, neg = update_examples(new_target, self._frame_wh, c, self._rng)
             if len(pos) and len(neg):
                 self._pos_memory.append(self._pool(fmap, window, pos))
                 self._neg_memory.append(self._pool(fmap, window, neg))
         else:
-            # RT-MDNet keeps the mean of the top candidates as the target even on failure.
             self._target = new_target
             result = new_target
 
@@ -452,4 +480,4 @@ class RTMDNetTracker:
             pos = torch.cat(list(self._pos_memory))
             neg = torch.cat(list(self._neg_memory))
             self._online_update(pos, neg)
-        return result, score
+        return result, self.scorer(score)
