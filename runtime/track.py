@@ -35,10 +35,18 @@ import numpy as np
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
 from runtime.paths import data_root
+from runtime.registry import TRACKER_NAMES, create_tracker
 from runtime.run_outputs import OutputPaths, StopSignals, TrackOutputs, scores_path
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
 from runtime.threads import default_threads
-from runtime.tracker_api import ReportsLost, Tracker
+from runtime.track_request import (
+    DEFAULT_TRACKER,
+    FALLBACK_TRACKER,
+    TrackerChoice,
+    TrackRequest,
+    UsageError,
+)
+from runtime.tracker_api import ReportsLost, ReportsRunStats, RunsOnBackend, Tracker
 from runtime.video import (
     BadFrameError,
     FrameSizeError,
@@ -51,13 +59,6 @@ from runtime.video import (
 )
 
 DEFAULT_VIDEO = "pysot_bag.avi"
-# The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
-DEFAULT_TRACKER = "nanotrack"
-# --meta / --prune without --tracker mean MetaRTT (the only tracker that takes them).
-META_TRACKER = "metartt"
-# Needs no weight file, so the default run works on a machine without the shared data (it tracks
-# far worse: the VGG-M trunk is untrained). Used only when --tracker was not given.
-FALLBACK_TRACKER = "rtmdnet-vggm"
 OUTPUT_DIR = Path("outputs")  # relative to the current directory, like any CLI's outputs
 DEMO_CLIP = OUTPUT_DIR / "demo_clip.mp4"
 LIVE_FPS_WINDOW = 30  # frames averaged for the progress bar's live FPS
@@ -69,24 +70,14 @@ TrackerFactory = Callable[..., Tracker]
 """Builds a tracker from its name and the data folder (``None``: the tracker's own default)."""
 
 
-class UsageError(ValueError):
-    """Something the user gave cannot be used; main prints it as one ``error:`` line."""
-
-
 class _Parser(argparse.ArgumentParser):
     # argparse prints usage and exits by itself; raise instead so main owns the one-line format.
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
-def _registry_names() -> tuple[str, ...]:
-    from runtime.registry import TRACKER_NAMES
-
-    return TRACKER_NAMES
-
-
 def build_parser() -> argparse.ArgumentParser:
-    names = ", ".join(_registry_names())
+    names = ", ".join(TRACKER_NAMES)
     parser = _Parser(
         prog="python -m runtime.track",
         description=(
@@ -287,12 +278,6 @@ def resolve_input(
             f"no known first-frame box for {input_arg}; give one with --init x,y,w,h (1-based)"
         )
     return ResolvedInput(input_arg, box, origin)
-
-
-def default_tracker_factory(name: str, data_dir: Path | None, **options: object) -> Tracker:
-    from runtime.registry import create_tracker
-
-    return create_tracker(name, data_dir=data_dir, **options)
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -499,18 +484,6 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _prepare(args: argparse.Namespace, factory: TrackerFactory | None) -> None:
-    """Cheap checks first, so a typo fails before a model loads or a video opens."""
-    if factory is None and args.tracker is not None and args.tracker not in _registry_names():
-        raise UsageError(
-            f"unknown tracker {args.tracker!r}; ours are: {', '.join(_registry_names())}"
-        )
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-
-
 def _check_writable(path: Path) -> None:
     """UsageError unless ``path`` can be created or overwritten (its folder is made if needed)."""
     if path.is_dir():
@@ -542,74 +515,53 @@ def _check_outputs(outputs: OutputPaths) -> None:
         _check_writable(path)
 
 
-def _build_tracker(
-    factory: TrackerFactory, name: str, data: Path | None, options: dict[str, object]
-) -> Tracker:
+def _build_tracker(factory: TrackerFactory, choice: TrackerChoice, data: Path | None) -> Tracker:
+    options = choice.options()
     try:
         # Injected test factories take (name, data) only; options go only where some are set.
-        return factory(name, data, **options) if options else factory(name, data)
+        return factory(choice.name, data, **options) if options else factory(choice.name, data)
     except TensorRTUnavailable as exc:  # --backend tensorrt on a machine without it
         raise UsageError(str(exc)) from None
     except ValueError as exc:  # the registry's "unknown tracker", a bad config value
         raise UsageError(str(exc)) from None
 
 
-def _default_or_named_tracker(
-    args: argparse.Namespace, factory: TrackerFactory | None, notify: Callable[[str], None]
-) -> Tracker:
-    build = factory or default_tracker_factory
-    options: dict[str, object] = {}
-    if args.backend is not None:
-        options["backend"] = args.backend
-    if args.export_dir is not None:
-        options["export_dir"] = str(args.export_dir)
-    if args.precision is not None:
-        options["precision"] = args.precision
-    if args.meta is not None:
-        options["meta"] = str(args.meta)
-    if args.prune is not None:
-        from runtime.rtmdnet.prune import prune_setting
-
-        try:
-            options["prune"] = prune_setting(args.prune)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    if args.tracker is not None:
-        return _build_tracker(build, args.tracker, args.data, options)
-    args.tracker = META_TRACKER if "meta" in options or "prune" in options else DEFAULT_TRACKER
+def build_tracker(
+    request: TrackRequest, factory: TrackerFactory, notify: Callable[[str], None]
+) -> tuple[Tracker, TrackerChoice]:
+    """The requested tracker, or for a default one whose weights are missing the fallback."""
     try:
-        return _build_tracker(build, args.tracker, args.data, options)
+        return _build_tracker(factory, request.tracker, request.data), request.tracker
     except FileNotFoundError as exc:
-        notify(f"{exc}\nfalling back to {FALLBACK_TRACKER} (untrained backbone: poor accuracy)")
-        args.tracker = FALLBACK_TRACKER
-        # Meta and pruning checkpoints belong to the backbone they were trained on.
-        options.pop("meta", None), options.pop("prune", None)
-        return _build_tracker(build, FALLBACK_TRACKER, args.data, options)
+        fallback = request.tracker.fallback()
+        if fallback is None:
+            raise
+        notify(f"{exc}\nfalling back to {fallback.name} (untrained backbone: poor accuracy)")
+        return _build_tracker(factory, fallback, request.data), fallback
 
 
 def run(
-    args: argparse.Namespace, factory: TrackerFactory | None, stop: StopSignals | None = None
+    request: TrackRequest, factory: TrackerFactory = create_tracker, stop: StopSignals | None = None
 ) -> int:
     wall_start = time.perf_counter()
     stop = stop or StopSignals()
-    notify: Callable[[str], None] = (lambda _m: None) if args.quiet else _stderr
-    _prepare(args, factory)
-    _set_threads(args.threads if args.threads is not None else default_threads())
-    data = data_root(args.data)
-    resolved = resolve_input(args.input, args.init, data, notify)
+    notify: Callable[[str], None] = (lambda _m: None) if request.quiet else _stderr
+    _set_threads(request.threads if request.threads is not None else default_threads())
+    data = data_root(request.data)
+    resolved = resolve_input(request.input, request.init, data, notify)
     with open_source(resolved.spec) as source:
         init_box = from_otb(resolved.init_box_1based)
         try:
             validate_init_box(init_box, source.first_frame.shape)
         except ValueError as exc:
             raise UsageError(f"bad first-frame box (from {resolved.box_origin}): {exc}") from None
-        paths = output_paths(args.boxes, args.output, source.name)
+        paths = output_paths(request.boxes, request.output, source.name)
         _check_outputs(paths)
-        tracker = _default_or_named_tracker(args, factory, notify)
-        if hasattr(tracker, "backend"):
+        tracker, choice = build_tracker(request, factory, notify)
+        if isinstance(tracker, RunsOnBackend):
             why = getattr(tracker.backend, "chosen_because", "")
-            notify(f"{args.tracker}: {tracker.backend!r}" + (f" ({why})" if why else ""))
-        viewer = Viewer(args.show, _stderr)
+            notify(f"{choice.name}: {tracker.backend!r}" + (f" ({why})" if why else ""))
+        viewer = Viewer(request.show, _stderr)
         outputs: TrackOutputs | None = None
         result: RunResult | None = None
         try:
@@ -618,10 +570,10 @@ def run(
                 tracker,
                 source,
                 init_box,
-                max_frames=args.max_frames,
+                max_frames=request.max_frames,
                 outputs=outputs,
                 viewer=viewer,
-                quiet=args.quiet,
+                quiet=request.quiet,
                 stop=stop,
             )
         except BaseException:
@@ -650,11 +602,11 @@ def run(
     degraded = degraded_input_message(result, source.name)
     if degraded is not None:  # shown even with --quiet: the outputs do not cover the input
         _stderr(degraded)
-    if not args.quiet:
-        lines = summarize(result, source.name, args.tracker, time.perf_counter() - wall_start)
+    if not request.quiet:
+        lines = summarize(result, source.name, choice.name, time.perf_counter() - wall_start)
         if result.interrupted:
             lines.insert(0, f"interrupted: outputs cover the first {len(result.boxes)} frames")
-        stats = tracker.run_stats() if hasattr(tracker, "run_stats") else {}
+        stats = tracker.run_stats() if isinstance(tracker, ReportsRunStats) else {}
         if "prune_rate" in stats:
             kept = ", ".join(f"{k[5:]} {v:.0%}" for k, v in stats.items() if k.startswith("kept_"))
             lines.append(f"pruned {stats['prune_rate']:.0%} of the channels (kept: {kept})")
@@ -674,7 +626,8 @@ def main(argv: Sequence[str] | None = None, tracker_factory: TrackerFactory | No
     with StopSignals() as stop:
         try:
             args = build_parser().parse_args(list(argv) if argv is not None else None)
-            return run(args, tracker_factory, stop)
+            request = TrackRequest.from_args(args, check_name=tracker_factory is None)
+            return run(request, tracker_factory or create_tracker, stop)
         except (UsageError, InputError, OutputError, FileNotFoundError, PermissionError) as exc:
             # FileNotFoundError: missing weights or data; PermissionError: an unwritable output.
             # Anything else is a bug and keeps its traceback.

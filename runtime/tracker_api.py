@@ -39,6 +39,22 @@ class ReportsLost(Protocol):
     lost: bool
 
 
+@runtime_checkable
+class ReportsRunStats(Protocol):
+    """A tracker with per-video figures for summaries and benchmarks (prune rate, lost frames)."""
+
+    def run_stats(self) -> dict[str, float]:
+        """Figures about the video tracked since the last ``init``."""
+
+
+@runtime_checkable
+class RunsOnBackend(Protocol):
+    """A tracker whose fixed network runs on a chosen backend (torch, ONNX Runtime, TensorRT);
+    its ``repr`` says which, and ``chosen_because`` (where set) why."""
+
+    backend: object
+
+
 FRAME_CONTRACT = "H x W x 3 uint8 BGR, 0..255, as cv2.imread gives"
 
 
