@@ -43,19 +43,18 @@ from runtime.backends.manifest import (
     ROI_POOL_ONNX,
     ROIS,
 )
-from runtime.crop import cut, window_around
 from runtime.paths import data_root
 from runtime.roi_align import onnx_translation
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
-from runtime.rtmdnet.tracker import NEG_INIT, NEG_UPDATE, RTMDNetTracker
-from runtime.sampling import SampleSpec, draw
+from runtime.rtmdnet.geometry import tracker_crop
 from runtime.sequences import load_sequence
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| / max |torch|, per graph
 MAX_ROIS = 6000  # RoI count the TensorRT profile covers (the tracker pools <= ~1000 at a time)
 PARITY_SEQUENCES = ("Crossing", "Vase", "vot2015_bag")
+INIT_NEGATIVES = 1000  # first-frame negatives per parity init crop (their RoIs are pooled)
 
 # Operators the TensorRT 10 ONNX parser supports: every row marked "Y" in the operator support
 # matrix of onnx/onnx-tensorrt, docs/operators.md at tag 10.1-GA (commit 96e7811, June 2024;
@@ -334,7 +333,6 @@ def real_samples(
             f"point --data (or $TRACKER_DATA) at the shared data folder"
         )
     rng = np.random.default_rng(seed)
-    candidates = SampleSpec("gaussian", config.trans_f, config.scale_f, keep_inside=True)
     out = []
     for name in names:
         sequence = load_sequence(root / name)
@@ -345,26 +343,18 @@ def real_samples(
             frame = cv2.imread(str(sequence.frame_paths[index]))
             if frame is None:
                 raise ExportError(f"cannot read {sequence.frame_paths[index]}")
-            frame_wh = (frame.shape[1], frame.shape[0])
             fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
-            if kind == "init":
-                boxes = draw(NEG_INIT, box, 1000, frame_wh, rng)
-                half = RTMDNetTracker._covering_half_extent(box, boxes, config.roi_padding)
-                jitter = max(config.init_jitter_scales)
-            else:
-                boxes = draw(candidates, box, config.n_samples, frame_wh, rng)
-                reach = NEG_UPDATE.trans_f * box[2:].mean() + box[2:] * NEG_UPDATE.scale_f * (
-                    config.roi_padding / 2.0
-                )
-                covering = RTMDNetTracker._covering_half_extent(box, boxes, config.roi_padding)
-                half = np.maximum(reach, covering)
-                jitter = 1.0
-            # as RTMDNetTracker._window
-            scale = config.target_px / float(np.sqrt(box[2] * box[3])) * jitter
-            center = box[:2] + box[2:] / 2
-            window = window_around(center, half, scale, config.max_crop_side, stride)
-            crop = cut(frame, window, fill)
-            rois = torch.from_numpy(window.rois(boxes, config.roi_padding)).float()
+            if kind == "init":  # the window covers the negatives, largest jitter scale
+                made = tracker_crop(
+                    frame, box, kind, config, rng, fill, stride, max(config.init_jitter_scales),
+                    n_candidates=0, n_negatives=INIT_NEGATIVES,
+                )  # fmt: skip
+                boxes = made.negatives
+            else:  # the window covers the candidates and the update negatives
+                made = tracker_crop(frame, box, kind, config, rng, fill, stride)
+                boxes = made.candidates
+            crop = made.crop
+            rois = torch.from_numpy(made.rois(boxes))
             out.append(
                 RealSample(
                     f"{name} frame {index} ({kind} crop {crop.shape[1]}x{crop.shape[0]})",
