@@ -50,6 +50,7 @@ import torch
 
 from calib.bias import correct_biases
 from calib.build import CalibrationSet, load
+from calib.graph_checks import check_graph, graph_ops
 from calib.mixed import choose_int8_convs, conv_names, float_nodes, plot_selection
 from runtime.backends.manifest import (
     BATCH_INDICES,
@@ -585,8 +586,6 @@ def quantize_export(
     for :func:`choose_and_quantize`. Returns the manifest's ``int8`` record; point
     ``graphs.backbone.onnx`` at ``result["onnx"]`` for the runtime to load it.
     """
-    from export.onnx_export import check_graph, graph_ops
-
     folder = Path(export_dir)
     fp32, pool = folder / "backbone.onnx", folder / "roi_pool.onnx"
     out = folder / INT8_BACKBONE_ONNX

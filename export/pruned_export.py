@@ -25,7 +25,8 @@ import cv2
 import onnx
 import torch
 
-from export.onnx_export import ExportError, check_graph, relative_error
+from calib.graph_checks import ExportError, check_graph
+from export.onnx_export import relative_error
 from runtime.backends.manifest import (
     BATCH_INDICES,
     CROP,
