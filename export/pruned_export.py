@@ -39,6 +39,7 @@ from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
 from runtime.hashing import sha256_file
 from runtime.paths import data_root
 from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.tracker import RTMDNetTracker
 from runtime.sequences import load_sequence, sequence_names
 
 PRUNED_BACKBONE_ONNX = "backbone.pruned.onnx"
@@ -52,8 +53,6 @@ def measure_kept_channels(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the pruning tracker's first frame on every ``train`` sequence; its conv masks."""
-    from runtime.rtmdnet.tracker import RTMDNetTracker
-
     root = data_root(data_dir) / "sequences"
     names = [n for n in sequence_names(root, "train") if (root / n).is_dir()]
     if not names:
