@@ -11,8 +11,9 @@ the other's set.
 Each crop comes from a frame of a *training* sequence: the ``train`` split of ``sequences/``
 (``splits.json``) plus, unless ``--no-extra``, the all-training ``train_extra/`` folder. The
 ``val`` split is refused, and a sequence listed under ``val`` is never read. The crop is made by
-the runtime's own code: :func:`runtime.rtmdnet.tracker.search_window` (scale from the target's
-size, window rounded to the backbone stride), :func:`runtime.crop.cut` (bilinear, the first
+the runtime's own code, :func:`runtime.rtmdnet.geometry.tracker_crop` (shared with the export's
+parity crops): :func:`runtime.rtmdnet.geometry.search_window` (scale from the target's size,
+window rounded to the backbone stride), :func:`runtime.crop.cut` (bilinear, the first
 frame's mean colour as fill, as the tracker's ``_fill``), around a target box jittered the way a
 tracker's estimate strays from the ground truth. Two kinds, as the tracker cuts them:
 
@@ -54,11 +55,9 @@ from calib.sources import (
     read_settings,
     training_sequences,
 )
-from runtime.crop import cut
 from runtime.hashing import sha256_file
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.tracker import NEG_INIT, RTMDNetTracker, search_window, update_reach
-from runtime.sampling import SampleSpec, draw
+from runtime.rtmdnet.geometry import tracker_crop
 from runtime.sequences import load_sequence
 
 CROPS_FILE = "crops.npz"
@@ -108,27 +107,8 @@ def make_crop(
     ``kind`` is ``"update"`` (per-frame search crop) or ``"init"`` (first-frame crop at scale
     ``jitter``). Returns the crop, the ``n_samples`` candidate RoIs and the window's record.
     """
-    frame_wh = (frame.shape[1], frame.shape[0])
-    candidates = draw(
-        SampleSpec("gaussian", config.trans_f, config.scale_f, keep_inside=True),
-        target,
-        config.n_samples,
-        frame_wh,
-        rng,
-    )
-    covering = RTMDNetTracker._covering_half_extent
-    if kind == "update":  # as RTMDNetTracker.update
-        half = np.maximum(
-            update_reach(target, config), covering(target, candidates, config.roi_padding)
-        )
-    elif kind == "init":  # as RTMDNetTracker.init (the window covers the first-frame negatives)
-        negatives = draw(NEG_INIT, target, config.n_neg_init, frame_wh, rng)
-        half = covering(target, np.concatenate([candidates, negatives]), config.roi_padding)
-    else:
-        raise ValueError(f"kind must be 'update' or 'init', not {kind!r}")
-    window = search_window(target, half, config, stride, jitter)
-    crop = cut(frame, window, fill)
-    rois = window.rois(candidates, config.roi_padding).astype(np.float32)
+    made = tracker_crop(frame, target, kind, config, rng, fill, stride, jitter)
+    window = made.window
     record = {
         "kind": kind,
         "target": [round(float(v), 3) for v in target],
@@ -141,7 +121,7 @@ def make_crop(
         },
         "init_jitter": jitter,
     }
-    return crop, rois, record
+    return made.crop, made.rois(made.candidates), record
 
 
 def build_calibration_set(

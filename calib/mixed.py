@@ -21,6 +21,8 @@ from typing import Any
 
 import onnx
 
+from runtime.atomic import write_atomic
+
 
 def conv_names(model: onnx.ModelProto) -> list[str]:
     """The Conv nodes' names in graph order."""
@@ -134,8 +136,6 @@ def plot_selection(
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from runtime.atomic import write_atomic
 
     layers = selection["sensitivity"]
     chosen = set(selection["int8_convs"])

@@ -33,6 +33,7 @@ Choices (docs/int8.md):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -41,6 +42,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ import torch
 
 from calib.bias import correct_biases
 from calib.build import CalibrationSet, load
+from calib.graph_checks import check_graph, graph_ops
 from calib.mixed import choose_int8_convs, conv_names, float_nodes, plot_selection
 from runtime.backends.manifest import (
     BATCH_INDICES,
@@ -60,8 +63,10 @@ from runtime.backends.manifest import (
     ROIS,
 )
 from runtime.backends.onnx_slicing import output_qdq_pair
+from runtime.boxes import iou
 from runtime.hashing import sha256_file
 from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, MetaCheckpoint
 
 METHODS = ("entropy", "percentile")
 PERCENTILE = 99.999
@@ -206,58 +211,61 @@ def qdq_summary(model: onnx.ModelProto) -> dict[str, Any]:
     }
 
 
-# --- quantization -----------------------------------------------------------------------------
+# --- quantization ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """How :func:`quantize_graph` quantizes a graph (the defaults: the backbone's)."""
+
+    method: str = "entropy"  # calibration method, one of METHODS
+    percentile: float = PERCENTILE  # for method="percentile"
+    op_types: tuple[str, ...] = QUANTIZED_OPS
+    per_channel: bool = True  # per-output-channel weight scales
+    conv_outputs: bool = True  # quantize the convs' outputs too
+    int8_convs: tuple[str, ...] | None = None  # the convs made int8 (calib.mixed); None: all
+    # A JSON file of activation ranges: written by the first call, read by later ones (the same
+    # samples and method), which then skip the calibration pass.
+    calibration_cache: Path | None = None
+    float_ops: tuple[str, ...] = ()  # nodes that stay float whatever op_types says
+    float_outputs: tuple[str, ...] = (FEATURES,)  # outputs read in float32: no trailing Q/DQ
+
+    def but(self, **changes: Any) -> QuantizeSettings:
+        """A copy with ``changes`` (sequences become tuples)."""
+        for key in ("op_types", "int8_convs", "float_ops", "float_outputs"):
+            if changes.get(key) is not None:
+                changes[key] = tuple(changes[key])
+        return dataclasses.replace(self, **changes)
+
+
 def quantize_backbone(
     fp32_onnx: str | os.PathLike[str],
     calib_dir: str | os.PathLike[str] | CalibrationSet,
     out_onnx: str | os.PathLike[str],
-    method: str = "entropy",
+    settings: QuantizeSettings = QuantizeSettings(),
     indices: Sequence[int] | None = None,
-    percentile: float = PERCENTILE,
-    op_types: Sequence[str] = QUANTIZED_OPS,
-    per_channel: bool = True,
-    conv_outputs: bool = True,
-    int8_convs: Sequence[str] | None = None,
-    calibration_cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Write a Q/DQ INT8 copy of ``fp32_onnx`` to ``out_onnx``, calibrated with ``method``.
+    """Write a Q/DQ INT8 copy of the backbone ``fp32_onnx`` to ``out_onnx``, as ``settings`` say.
 
-    Symmetric int8 activations and weights (zero points 0), per-channel weight scales; the crops
-    ``indices`` of the calibration set (default: all but every 5th, see :func:`split_indices`).
-    ``int8_convs`` names the convs to quantize (:mod:`calib.mixed`; default: all of them).
-    ``calibration_cache``: a JSON file of activation ranges, written by
-    the first call and read by later ones (the same crops and method), which then skip the
-    calibration pass. Returns what was done (method, crops used, Q/DQ counts, seconds).
+    Symmetric int8 activations and weights (zero points 0), per-channel weight scales; calibrated
+    on the crops ``indices`` of the calibration set (default: all but every 5th, see
+    :func:`split_indices`). Returns what was done (method, crops used, Q/DQ counts, seconds).
     """
     calib = calib_dir if isinstance(calib_dir, CalibrationSet) else load(calib_dir)
     if indices is None:
         indices = split_indices(len(calib))[0]
     crops = [calib.crops[i] for i in indices]
-    return quantize_graph(
-        fp32_onnx, crops, out_onnx, method, backbone_feed, percentile, op_types, per_channel,
-        conv_outputs, int8_convs, calibration_cache,
-    )  # fmt: skip
+    return quantize_graph(fp32_onnx, crops, out_onnx, settings, backbone_feed)
 
 
 def quantize_graph(
     fp32_onnx: str | os.PathLike[str],
     samples: Sequence[Any],
     out_onnx: str | os.PathLike[str],
-    method: str = "entropy",
+    settings: QuantizeSettings = QuantizeSettings(),
     feed: Callable[[Any], dict[str, np.ndarray]] = backbone_feed,
-    percentile: float = PERCENTILE,
-    op_types: Sequence[str] = QUANTIZED_OPS,
-    per_channel: bool = True,
-    conv_outputs: bool = True,
-    int8_convs: Sequence[str] | None = None,
-    calibration_cache: str | os.PathLike[str] | None = None,
-    float_ops: Sequence[str] = (),
-    float_outputs: Sequence[str] = (FEATURES,),
 ) -> dict[str, Any]:
     """:func:`quantize_backbone` for any graph: calibrated on ``samples``, ``feed(sample)``
-    giving one sample's inputs. ``float_ops``: nodes that stay float whatever ``op_types`` says
-    (on top of :func:`calib.mixed.float_nodes`); ``float_outputs``: graph outputs whose
-    trailing Q/DQ pair is removed (they are read in float32)."""
+    giving one sample's inputs. ``settings.float_ops`` stay float on top of
+    :func:`calib.mixed.float_nodes`; ``settings.float_outputs`` lose their trailing Q/DQ pair."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -265,6 +273,7 @@ def quantize_graph(
         quantize_static,
     )
 
+    method, int8_convs = settings.method, settings.int8_convs
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     chunk = CALIB_CHUNK
@@ -278,15 +287,16 @@ def quantize_graph(
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "CalibStridedMinMax": min(chunk, len(crops)),  # any method: calibrate chunk by chunk
-        "CalibPercentile": percentile,
+        "CalibPercentile": settings.percentile,
     }
-    if not conv_outputs:
+    if not settings.conv_outputs:
         extra["OpTypesToExcludeOutputQuantization"] = ["Conv"]
     fp32_model = onnx.load(str(fp32_onnx))
     if int8_convs is None:
         int8_convs = conv_names(fp32_model)
     excluded = float_nodes(fp32_model, int8_convs)
-    excluded += [name for name in float_ops if name not in excluded]
+    excluded += [name for name in settings.float_ops if name not in excluded]
+    cache = settings.calibration_cache
     start = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -307,24 +317,24 @@ def quantize_graph(
                 "entropy": CalibrationMethod.Entropy,
                 "percentile": CalibrationMethod.Percentile,
             }[method],
-            op_types_to_quantize=list(op_types),
-            per_channel=per_channel,
+            op_types_to_quantize=list(settings.op_types),
+            per_channel=settings.per_channel,
             nodes_to_exclude=excluded,
             extra_options=extra,
-            calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
+            calibration_cache_path=None if cache is None else str(cache),
         )
     model = onnx.load(str(out))
-    stripped = [name for name in float_outputs if _strip_output_qdq(model, name)]
+    stripped = [name for name in settings.float_outputs if _strip_output_qdq(model, name)]
     model.metadata_props.add(key="precision", value="int8")
     model.metadata_props.add(key="int8_calibration", value=method)
     onnx.save(model, str(out))
     return {
         "method": method,
-        "percentile": percentile if method == "percentile" else None,
+        "percentile": settings.percentile if method == "percentile" else None,
         "calibration_crops": len(crops),
-        "op_types": list(op_types),
-        "per_channel_weights": per_channel,
-        "conv_outputs_quantized": conv_outputs,
+        "op_types": list(settings.op_types),
+        "per_channel_weights": settings.per_channel,
+        "conv_outputs_quantized": settings.conv_outputs,
         "int8_convs": list(int8_convs),
         "float_nodes": excluded,
         "symmetric": True,
@@ -349,8 +359,6 @@ def _session(model: str | os.PathLike[str] | bytes, threads: int | None = None):
 
 def shipped_head():
     """The MetaRTT head as shipped (``theta_init^0``), the one that scores candidates."""
-    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, MetaCheckpoint
-
     head = MetaCheckpoint.from_file(SHIPPED_CHECKPOINT).build_head()
     return head.eval()
 
@@ -442,9 +450,110 @@ def _unpadded(rois: np.ndarray, padding: float | None = None) -> np.ndarray:
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    from runtime.boxes import iou
-
     return float(np.asarray(iou(a[None], b[None])).ravel()[0])
+
+
+@dataclass(frozen=True)
+class BackboneScan:
+    """What every quantize-and-score step of :func:`choose_and_quantize` shares."""
+
+    fp32_onnx: Path
+    roi_pool_onnx: Path
+    calib: CalibrationSet
+    convs: tuple[str, ...]  # the FP32 graph's convs, in graph order
+    train: list[int]  # calibration crops
+    held: list[int]  # held-out crops: every choice is scored on them
+    head: torch.nn.Module  # scores the candidates (shipped_head)
+    ranges: dict[str, Path]  # per method: its activation ranges (calibrated once, then reused)
+
+    @classmethod
+    def of(
+        cls,
+        fp32_onnx: str | os.PathLike[str],
+        roi_pool_onnx: str | os.PathLike[str],
+        calib: CalibrationSet,
+        tmp: Path,
+        methods: Sequence[str],
+    ) -> BackboneScan:
+        """The scan of ``calib``'s split (:func:`split_indices`), ranges kept under ``tmp``."""
+        train, held = split_indices(len(calib))
+        convs = tuple(conv_names(onnx.load(str(fp32_onnx))))
+        ranges = {m: tmp / f"ranges.{m}.json" for m in methods}
+        return cls(
+            Path(fp32_onnx), Path(roi_pool_onnx), calib, convs, train, held, shipped_head(), ranges
+        )
+
+    def quantize(self, method: str, path: Path, int8_convs: Sequence[str] | None = None) -> dict:
+        settings = QuantizeSettings(method=method, calibration_cache=self.ranges[method])
+        settings = settings.but(int8_convs=int8_convs)
+        return quantize_backbone(self.fp32_onnx, self.calib, path, settings, self.train)
+
+    def score(self, graph: Path) -> dict[str, Any]:
+        crops = [self.calib.crops[i] for i in self.held]
+        rois = [self.calib.rois[i] for i in self.held]
+        return compare(self.fp32_onnx, graph, self.roi_pool_onnx, crops, rois, self.head)
+
+
+def _choose_method(
+    scan: BackboneScan, methods: Sequence[str], tmp: Path, log: Callable
+) -> tuple[str, dict[str, Any]]:
+    """Each method with every conv int8; the better held-out top-1 agreement wins (then the
+    lower median feature-map error)."""
+    results: dict[str, Any] = {}
+    candidate = tmp / "candidate.onnx"
+    for method in methods:
+        info = scan.quantize(method, candidate)
+        scores = scan.score(candidate)
+        results[method] = {**info, "held_out": scores}
+        log(
+            f"[int8] {method}, all {len(scan.convs)} convs int8: top-1 agreement "
+            f"{scores['top1_agreement']:.3f}, feature-map rel. error "
+            f"{scores['feature_map_rel_error_median']:.4f} (median of {scores['crops']} "
+            f"held-out crops), {info['seconds']} s"
+        )
+    best = max(
+        methods,
+        key=lambda m: (
+            results[m]["held_out"]["top1_agreement"],
+            -results[m]["held_out"]["feature_map_rel_error_median"],
+        ),
+    )
+    log(f"[int8] calibration: {best}")
+    return best, results
+
+
+def _choose_convs(
+    scan: BackboneScan, method: str, min_top1: float, int8_count: int | None, log: Callable
+) -> dict[str, Any]:
+    """:func:`calib.mixed.choose_int8_convs` with ``method``'s ranges; refuses an empty choice."""
+    selection = choose_int8_convs(
+        lambda chosen, path: scan.quantize(method, path, chosen), scan.score, list(scan.convs),
+        min_top1,
+        count=int8_count, log=log,
+    )  # fmt: skip
+    if not selection["int8_convs"]:
+        tolerant = min(selection["sensitivity"], key=lambda x: x["feature_error"])
+        raise QuantizationError(
+            f"no conv keeps the held-out top-1 agreement at {min_top1}: the least "
+            f"sensitive one alone ({tolerant['conv']}) gives "
+            f"{selection['prefixes'][0]['top1_agreement']:.3f}; lower --int8-min-top1, "
+            f"set --int8-count, or use fp16"
+        )
+    return selection
+
+
+def _write_corrected(
+    scan: BackboneScan, method: str, int8_convs: Sequence[str], out: Path
+) -> dict[str, Any]:
+    """The chosen graph at ``out``, its biases corrected (:mod:`calib.bias`), scored before and
+    after the correction."""
+    info = scan.quantize(method, out, int8_convs)
+    uncorrected = scan.score(out)
+    model = onnx.load(str(out))
+    bias_crops = [scan.calib.crops[i] for i in scan.train[::BIAS_EVERY]]
+    bias = correct_biases(onnx.load(str(scan.fp32_onnx)), model, bias_crops, _session, crop_feed)
+    onnx.save(model, str(out))
+    return {"info": info, "uncorrected": uncorrected, "bias": bias, "final": scan.score(out)}
 
 
 def choose_and_quantize(
@@ -462,87 +571,43 @@ def choose_and_quantize(
 
     1. Each of ``methods`` calibrates the activation ranges once and quantizes every conv; the
        one with the better top-1 agreement with FP32 (then lower median feature-map error) on
-       the held-out crops is kept.
+       the held-out crops is kept (:func:`_choose_method`).
     2. With its ranges, :func:`calib.mixed.choose_int8_convs` measures each conv's sensitivity
        and keeps the longest prefix of least sensitive convs whose held-out top-1 agreement stays
        at or above ``min_top1`` (or exactly the ``int8_count`` least sensitive ones).
        ``int8_convs`` names the convs outright and skips the scan.
+    3. The chosen graph, its biases corrected (:func:`_write_corrected`).
 
     Raises :class:`QuantizationError` when no conv can be int8 at ``min_top1``. Returns every
     number measured and the choice (the manifest's ``int8`` record).
     """
     calib = load(calib_dir)
-    train, held = split_indices(len(calib))
-    head = shipped_head()
     out = Path(out_onnx)
-    fp32_convs = conv_names(onnx.load(str(fp32_onnx)))
-    held_crops = [calib.crops[i] for i in held]
-    held_rois = [calib.rois[i] for i in held]
-
-    def score(graph: Path) -> dict[str, Any]:
-        return compare(fp32_onnx, graph, roi_pool_onnx, held_crops, held_rois, head)
-
-    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cache = {m: Path(tmp) / f"ranges.{m}.json" for m in methods}
-        candidate = Path(tmp) / "candidate.onnx"
-        for method in methods:
-            info = quantize_backbone(
-                fp32_onnx, calib, candidate, method, train, calibration_cache=cache[method]
-            )
-            scores = score(candidate)
-            results[method] = {**info, "held_out": scores}
-            log(
-                f"[int8] {method}, all {len(fp32_convs)} convs int8: top-1 agreement "
-                f"{scores['top1_agreement']:.3f}, feature-map rel. error "
-                f"{scores['feature_map_rel_error_median']:.4f} (median of {scores['crops']} "
-                f"held-out crops), {info['seconds']} s"
-            )
-        best = max(
-            methods,
-            key=lambda m: (
-                results[m]["held_out"]["top1_agreement"],
-                -results[m]["held_out"]["feature_map_rel_error_median"],
-            ),
-        )
-        log(f"[int8] calibration: {best}")
-
-        def quantize(convs: Sequence[str], path: Path) -> dict[str, Any]:
-            return quantize_backbone(
-                fp32_onnx, calib, path, best, train, int8_convs=convs,
-                calibration_cache=cache[best],
-            )  # fmt: skip
-
+        scan = BackboneScan.of(fp32_onnx, roi_pool_onnx, calib, Path(tmp), methods)
+        best, results = _choose_method(scan, methods, Path(tmp), log)
         selection = None
         if int8_convs is None:
-            selection = choose_int8_convs(
-                quantize, score, fp32_convs, min_top1, count=int8_count, log=log
-            )
+            selection = _choose_convs(scan, best, min_top1, int8_count, log)
             int8_convs = selection["int8_convs"]
-            if not int8_convs:
-                tolerant = min(selection["sensitivity"], key=lambda x: x["feature_error"])
-                raise QuantizationError(
-                    f"no conv keeps the held-out top-1 agreement at {min_top1}: the least "
-                    f"sensitive one alone ({tolerant['conv']}) gives "
-                    f"{selection['prefixes'][0]['top1_agreement']:.3f}; lower --int8-min-top1, "
-                    f"set --int8-count, or use fp16"
-                )
-        info = quantize(int8_convs, out)
-        uncorrected = score(out)
-        model = onnx.load(str(out))
-        bias = correct_biases(
-            onnx.load(str(fp32_onnx)), model, [calib.crops[i] for i in train[::BIAS_EVERY]],
-            _session, crop_feed,
-        )  # fmt: skip
-        onnx.save(model, str(out))
-        final = score(out)
+        graph = _write_corrected(scan, best, int8_convs, out)
+    final, uncorrected = graph["final"], graph["uncorrected"]
     log(
-        f"[int8] {len(int8_convs)} of {len(fp32_convs)} convs int8, biases corrected -> {out}: "
+        f"[int8] {len(int8_convs)} of {len(scan.convs)} convs int8, biases corrected -> {out}: "
         f"top-1 agreement {final['top1_agreement']:.3f} (uncorrected "
         f"{uncorrected['top1_agreement']:.3f}), feature-map rel. error "
         f"{final['feature_map_rel_error_median']:.4f} "
         f"({uncorrected['feature_map_rel_error_median']:.4f})"
     )
+    return _int8_record(scan, Path(calib_dir), best, results, int8_convs, selection, graph)
+
+
+def _int8_record(
+    scan: BackboneScan, calib_dir: Path, best: str, results: dict[str, Any],
+    int8_convs: Sequence[str], selection: dict[str, Any] | None, graph: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The manifest's ``int8`` record of :func:`choose_and_quantize`."""
+    settings = scan.calib.settings
     return {
         "method": best,
         "chosen_by": "top-1 candidate agreement with FP32 (MetaRTT head, 256 candidates per "
@@ -550,23 +615,23 @@ def choose_and_quantize(
         "relative error",
         "candidates": results,
         "int8_convs": list(int8_convs),
-        "convs_total": len(fp32_convs),
-        "float_nodes": info["float_nodes"],
-        "qdq": info["qdq"],
+        "convs_total": len(scan.convs),
+        "float_nodes": graph["info"]["float_nodes"],
+        "qdq": graph["info"]["qdq"],
         "selection": selection,
-        "bias_correction": {"crops": len(train[::BIAS_EVERY]), "convs": bias},
-        "held_out_uncorrected": uncorrected,
-        "held_out": final,
+        "bias_correction": {"crops": len(scan.train[::BIAS_EVERY]), "convs": graph["bias"]},
+        "held_out_uncorrected": graph["uncorrected"],
+        "held_out": graph["final"],
         "calibration": {
-            "folder": str(Path(calib_dir)),
-            "crops_sha256": calib.settings["crops_sha256"],
-            "split": calib.settings["split"],
-            "count": len(calib),
-            "calibration_crops": len(train),
-            "held_out_crops": len(held),
-            "seed": calib.settings["seed"],
-            "sequences": calib.settings["sequences"],
-            "config": calib.settings["config"],
+            "folder": str(calib_dir),
+            "crops_sha256": settings["crops_sha256"],
+            "split": settings["split"],
+            "count": len(scan.calib),
+            "calibration_crops": len(scan.train),
+            "held_out_crops": len(scan.held),
+            "seed": settings["seed"],
+            "sequences": settings["sequences"],
+            "config": settings["config"],
         },
     }
 
@@ -585,8 +650,6 @@ def quantize_export(
     for :func:`choose_and_quantize`. Returns the manifest's ``int8`` record; point
     ``graphs.backbone.onnx`` at ``result["onnx"]`` for the runtime to load it.
     """
-    from export.onnx_export import check_graph, graph_ops
-
     folder = Path(export_dir)
     fp32, pool = folder / "backbone.onnx", folder / "roi_pool.onnx"
     out = folder / INT8_BACKBONE_ONNX

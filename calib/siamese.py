@@ -57,6 +57,7 @@ from calib.quantize import (
     MIN_TOP1,
     SELECTION_PNG,
     QuantizationError,
+    QuantizeSettings,
     _session,
     crop_feed,
     quantize_graph,
@@ -322,11 +323,11 @@ class _Scan:
     cache: dict[str, Path]
 
     def quantize(self, method: str, convs: Sequence[str], path: Path) -> dict[str, Any]:
-        return quantize_graph(
-            self.fp32, self.calibration, path, method, pair_feed, int8_convs=convs,
-            calibration_cache=self.cache[method], float_ops=self.keep_float,
+        settings = QuantizeSettings(calibration_cache=self.cache[method]).but(
+            method=method, int8_convs=convs, float_ops=self.keep_float,
             float_outputs=(SCORES, BOXES),
         )  # fmt: skip
+        return quantize_graph(self.fp32, self.calibration, path, settings, pair_feed)
 
     def score(self, path: Path) -> dict[str, Any]:
         return compare_search(self.reference, run_search(path, self.held))

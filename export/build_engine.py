@@ -34,40 +34,39 @@ on these machines).
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import os
+import platform
 import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the project importable without pip install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from functools import partial  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-from calib.quantize import QuantizationError  # noqa: E402
-from calib.siamese import quantize_search_graph  # noqa: E402
-from export.onnx_export import (  # noqa: E402
+from calib.graph_checks import ExportError
+from calib.quantize import QuantizationError, quantize_export
+from calib.siamese import quantize_search_graph
+from export.onnx_export import (
     OPSET,
-    ExportError,
+    RealSample,
     export_onnx,
     real_samples,
     relative_error,
     shape_profile,
 )
-from export.pruned_export import export_pruned, profile_at_width  # noqa: E402
-from export.siamese_export import build_siamese  # noqa: E402
-from export.trt_engine import build_trt_engine  # noqa: E402
-from runtime.atomic import write_atomic  # noqa: E402
-from runtime.backbones import BACKBONE_NAMES, build_backbone  # noqa: E402
-from runtime.backends.manifest import (  # noqa: E402
+from export.pruned_export import export_pruned, profile_at_width
+from export.siamese_export import build_siamese
+from export.trt_engine import build_trt_engine
+from runtime.atomic import write_atomic
+from runtime.backbones import BACKBONE_NAMES, build_backbone
+from runtime.backends.manifest import (
     BATCH_INDICES,
     CROP,
     FEATURE_MAP,
@@ -77,11 +76,14 @@ from runtime.backends.manifest import (  # noqa: E402
     checkpoint_record,
     file_record,
 )
-from runtime.backends.tensorrt_backend import require_tensorrt, tensorrt_status  # noqa: E402
+from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from runtime.backends.tensorrt_backend import TensorRTBackend, require_tensorrt, tensorrt_status
 from runtime.hashing import sha256_file
-from runtime.paths import PROJECT_ROOT, data_root  # noqa: E402
-from runtime.rtmdnet.config import RTMDNetConfig  # noqa: E402
-from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
+from runtime.paths import PROJECT_ROOT, data_root
+from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.features import RoIFeatureExtractor
+from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+from runtime.rtmdnet.prune import SHIPPED, SHIPPED_PRUNE
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TRACKERS = ("rtmdnet", "nanotrack")
@@ -185,9 +187,6 @@ def check_engines(
 
     An int8 engine is checked against its Q/DQ graph run by ONNX Runtime on the CPU instead.
     """
-    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from runtime.backends.tensorrt_backend import TensorRTBackend
-
     backend = TensorRTBackend(out_dir, config, data_dir)
     reference = OnnxRuntimeBackend(out_dir, config, data_dir) if precision == "int8" else None
     tolerance = ENGINE_TOLERANCE[precision]
@@ -213,8 +212,11 @@ def check_engines(
 
 
 # --- the whole build --------------------------------------------------------------------------
-def check_precision(precision: str, calib: str | os.PathLike[str] | None = None) -> None:
-    """Refuse what cannot be built here, before any work is done."""
+def refuse_unbuildable(precision: str, calib: str | os.PathLike[str] | None = None) -> None:
+    """Refuse a ``--precision``/``--calib`` request this machine cannot build, before any work.
+
+    (Not :func:`runtime.backends.check_precision`, which refuses what a *backend* cannot run.)
+    """
     if precision not in PRECISIONS:
         raise BuildRefused(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if precision == "int8" and (calib is None or not (Path(calib) / "settings.json").is_file()):
@@ -238,9 +240,6 @@ def resolve_checkpoints(
     meta: str | os.PathLike[str] | None, prune: str | os.PathLike[str] | None
 ) -> tuple[Path | None, Path | None]:
     """``--ckpt``/``--prune`` as files (``--prune`` alone: the shipped net and meta checkpoint)."""
-    from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
-    from runtime.rtmdnet.prune import SHIPPED, SHIPPED_PRUNE
-
     if prune is not None and str(prune) == SHIPPED:
         prune = SHIPPED_PRUNE
     if prune is not None and meta is None:
@@ -252,68 +251,113 @@ def resolve_checkpoints(
     return paths  # type: ignore[return-value]
 
 
-def build(
-    backbone: str = "nanotrack",
-    precision: str = "fp32",
-    out_dir: str | os.PathLike[str] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    config: RTMDNetConfig | None = None,
-    log: Callable[[str], None] = print,
-    meta: str | os.PathLike[str] | None = None,
-    prune: str | os.PathLike[str] | None = None,
-    keep_conv: int | None = None,
-    calib: str | os.PathLike[str] | None = None,
-    int8_choice: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Export, check, write the manifest, build engines where possible; returns the manifest.
+# --- the whole build: a plan, then named steps over it ----------------------------------------
+@dataclass(frozen=True)
+class ExportPlan:
+    """One rtmdnet export folder, resolved from the flags and checked before any work is done
+    (:meth:`from_flags`); :func:`build` carries it out."""
 
-    ``meta``/``prune``: the MetaRTT and pruning checkpoints the folder is built for (``prune``
-    also writes the fixed-width pruned graphs; ``"shipped"`` names the shipped network).
-    ``calib``: the calibration set for ``precision="int8"``; ``int8_choice``: which convs go int8
-    (``min_top1``, ``int8_count`` or ``int8_convs``, :func:`calib.quantize.choose_and_quantize`).
-    """
-    check_precision(precision, calib)
-    config = config or RTMDNetConfig(backbone=backbone)
-    meta, prune = resolve_checkpoints(meta, prune)
-    config = dataclasses.replace(config, precision=precision)  # what the folder will serve
-    if prune is not None:
-        config = dataclasses.replace(config, meta=str(meta), prune=str(prune))
-    elif meta is not None:
-        config = dataclasses.replace(config, meta=str(meta))
-    if config.backbone != backbone:
-        raise BuildRefused(f"config.backbone={config.backbone!r} but --backbone {backbone!r}")
-    if backbone not in BACKBONE_NAMES:
-        raise BuildRefused(f"unknown backbone {backbone!r}; choose one of {BACKBONE_NAMES}")
-    out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(backbone)
-    weights_dir = data_root(data_dir) / "weights"
-    checkpoint = checkpoint_record(backbone, weights_dir)
+    backbone: str
+    precision: str
+    out: Path
+    data_dir: str | os.PathLike[str] | None
+    config: RTMDNetConfig  # as the folder will serve it (precision, meta and prune set)
+    meta: Path | None  # the MetaRTT checkpoint the folder serves (hashed into the manifest)
+    prune: Path | None  # the pruning network: also write the fixed-width pruned graphs
+    keep_conv: int | None = None  # the pruned graphs' conv width (default: measured)
+    calib: str | os.PathLike[str] | None = None  # the calibration set (int8)
+    # which convs go int8: min_top1, int8_count or int8_convs (calib.quantize.choose_and_quantize)
+    int8_choice: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_flags(
+        cls,
+        backbone: str = "nanotrack",
+        precision: str = "fp32",
+        out_dir: str | os.PathLike[str] | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        config: RTMDNetConfig | None = None,
+        meta: str | os.PathLike[str] | None = None,
+        prune: str | os.PathLike[str] | None = None,
+        keep_conv: int | None = None,
+        calib: str | os.PathLike[str] | None = None,
+        int8_choice: Mapping[str, Any] | None = None,
+    ) -> ExportPlan:
+        """The plan for these flags (``prune="shipped"``: the shipped pruning network and, unless
+        ``meta`` is given, the shipped MetaRTT checkpoint); raises :class:`BuildRefused`."""
+        refuse_unbuildable(precision, calib)
+        config = config or RTMDNetConfig(backbone=backbone)
+        meta, prune = resolve_checkpoints(meta, prune)
+        config = dataclasses.replace(config, precision=precision)  # what the folder will serve
+        if prune is not None:
+            config = dataclasses.replace(config, meta=str(meta), prune=str(prune))
+        elif meta is not None:
+            config = dataclasses.replace(config, meta=str(meta))
+        if config.backbone != backbone:
+            raise BuildRefused(f"config.backbone={config.backbone!r} but --backbone {backbone!r}")
+        if backbone not in BACKBONE_NAMES:
+            raise BuildRefused(f"unknown backbone {backbone!r}; choose one of {BACKBONE_NAMES}")
+        out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(backbone)
+        choice = MappingProxyType(dict(int8_choice or {}))
+        return cls(
+            backbone, precision, out, data_dir, config, meta, prune, keep_conv, calib, choice
+        )
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """What the steps after the plan work from: the network and the crops it is checked on."""
+
+    extractor: RoIFeatureExtractor
+    checkpoint: dict[str, Any]  # the weight file's record (sha256)
+    profile: dict[str, Any]  # min/opt/max input shapes (shape_profile)
+    samples: list[RealSample]  # real crops cut as the tracker cuts them (real_samples)
+
+
+# Files an earlier export may have left: removed first, so none is left looking valid.
+STALE_FILES = (
+    "*.engine", "*.pruned.onnx", "*.int8.onnx", "int8.json", "int8_selection.png", MANIFEST_FILE,
+)  # fmt: skip
+
+
+def prepare(plan: ExportPlan, log: Callable[[str], None]) -> ExportInputs:
+    """Load the network, clear the folder of an earlier export's files, cut the check crops."""
+    weights_dir = data_root(plan.data_dir) / "weights"
+    checkpoint = checkpoint_record(plan.backbone, weights_dir)
+    config = plan.config
     extractor = RoIFeatureExtractor(
-        build_backbone(backbone, weights_dir), config.roi_size, config.roi_sampling_ratio
+        build_backbone(plan.backbone, weights_dir), config.roi_size, config.roi_sampling_ratio
     ).eval()
-    log(f"[export] {backbone} -> {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    stale_files = (
-        "*.engine", "*.pruned.onnx", "*.int8.onnx", "int8.json", "int8_selection.png",
-        MANIFEST_FILE,
-    )  # fmt: skip
-    for stale in (f for pattern in stale_files for f in out.glob(pattern)):
-        stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
-
+    log(f"[export] {plan.backbone} -> {plan.out}")
+    plan.out.mkdir(parents=True, exist_ok=True)
+    for stale in (f for pattern in STALE_FILES for f in plan.out.glob(pattern)):
+        stale.unlink(missing_ok=True)
     profile = shape_profile(extractor, config)
-    samples = real_samples(config, extractor.stride, data_dir)
+    samples = real_samples(config, extractor.stride, plan.data_dir)
+    return ExportInputs(extractor, checkpoint, profile, samples)
+
+
+def export_checked_graphs(
+    plan: ExportPlan, inputs: ExportInputs, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Export the FP32 graphs, check them (:func:`export.onnx_export.export_onnx`); the manifest."""
+    extractor, checkpoint = inputs.extractor, inputs.checkpoint
     metadata = {
         "checkpoint_sha256": str(checkpoint["sha256"]),
-        "backbone": backbone,
+        "backbone": plan.backbone,
         "roi_shift": repr(extractor.roi_shift),
     }
-    result = export_onnx(extractor, out, profile, samples, opset=OPSET, metadata=metadata, log=log)
-    manifest: dict[str, Any] = {
+    result = export_onnx(
+        extractor, plan.out, inputs.profile, inputs.samples, opset=OPSET, metadata=metadata,
+        log=log,
+    )  # fmt: skip
+    return {
         "format": MANIFEST_FORMAT,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "backbone": backbone,
+        "backbone": plan.backbone,
         "checkpoint": checkpoint,
-        "config": dataclasses.asdict(config),
-        "precision": precision,
+        "config": dataclasses.asdict(plan.config),
+        "precision": plan.precision,
         "opset": OPSET,
         "versions": tool_versions(),
         "stride": extractor.stride,
@@ -326,48 +370,93 @@ def build(
             "roi_pool": {"onnx": result.roi_pool.name, **result.io["roi_pool"]},
         },
         "ops": result.ops,
-        "profile": profile,
+        "profile": inputs.profile,
         "parity": {"onnxruntime_cpu": result.parity},
         "tracker_checkpoints": {
-            field: file_record(path)
-            for field, path in (("meta", meta), ("prune", prune))
+            name: file_record(path)
+            for name, path in (("meta", plan.meta), ("prune", plan.prune))
             if path is not None
         },
         "pruned": None,
         "int8": None,
         "engines": None,
     }
-    if precision == "int8":
-        from calib.quantize import quantize_export
 
-        assert calib is not None
-        record = quantize_export(out, calib, log, **(int8_choice or {}))
-        manifest["graphs"]["backbone"]["onnx"] = record["onnx"]  # same tensors, Q/DQ inside
-        manifest["ops"]["backbone"] = record["ops"]
-        manifest["parity"]["onnxruntime_cpu_int8"] = record["held_out"]
-        manifest["int8"] = record
-    if prune is not None:
-        graphs = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
-        channels = int(extractor.backbone.out_channels)
-        manifest["pruned"] = export_pruned(
-            out, graphs, channels, config, samples, data_dir, keep_conv, log
-        )
-    for graph in manifest["graphs"].values():  # as written (int8: the Q/DQ backbone)
+
+def quantize(plan: ExportPlan, manifest: dict[str, Any], log: Callable[[str], None]) -> None:
+    """int8: the Q/DQ backbone (:func:`calib.quantize.quantize_export`) into the manifest."""
+    assert plan.calib is not None
+    record = quantize_export(plan.out, plan.calib, log, **plan.int8_choice)
+    manifest["graphs"]["backbone"]["onnx"] = record["onnx"]  # same tensors, Q/DQ inside
+    manifest["ops"]["backbone"] = record["ops"]
+    manifest["parity"]["onnxruntime_cpu_int8"] = record["held_out"]
+    manifest["int8"] = record
+
+
+def export_pruned_graphs(
+    plan: ExportPlan, inputs: ExportInputs, manifest: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """``--prune``: the pruned graphs at a fixed width (:mod:`export.pruned_export`)."""
+    graphs = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
+    channels = int(inputs.extractor.backbone.out_channels)
+    manifest["pruned"] = export_pruned(
+        plan.out, graphs, channels, plan.config, inputs.samples, plan.data_dir, plan.keep_conv, log
+    )
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Hash every graph as written (int8: the Q/DQ backbone) and write ``manifest.json``."""
+    for graph in manifest["graphs"].values():
         graph["sha256"] = sha256_file(out / graph["onnx"])
     _write_json(out / MANIFEST_FILE, manifest)
 
+
+def add_engines(
+    plan: ExportPlan, inputs: ExportInputs, manifest: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """TensorRT engines and their parity check where TensorRT and a GPU are present."""
     usable, why = tensorrt_status()
-    if usable:
-        names = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
-        manifest["engines"] = build_engines(out, profile, precision, log, names, manifest["pruned"])
-        _write_json(out / MANIFEST_FILE, manifest)
-        parity = check_engines(out, config, data_dir, extractor, samples, precision)
-        manifest["parity"][f"tensorrt_{precision}"] = parity
-        _write_json(out / MANIFEST_FILE, manifest)
-        log(f"[trt] engines vs torch: {parity['max_relative_error']}")
-    else:
+    if not usable:
         log(f"[trt] engines not built: {why} (the ONNX files are ready for ONNX Runtime)")
-    log(f"[export] wrote {out / MANIFEST_FILE}")
+        return
+    out, precision = plan.out, plan.precision
+    names = {key: graph["onnx"] for key, graph in manifest["graphs"].items()}
+    manifest["engines"] = build_engines(
+        out, inputs.profile, precision, log, names, manifest["pruned"]
+    )
+    _write_json(out / MANIFEST_FILE, manifest)
+    parity = check_engines(
+        out, plan.config, plan.data_dir, inputs.extractor, inputs.samples, precision
+    )
+    manifest["parity"][f"tensorrt_{precision}"] = parity
+    _write_json(out / MANIFEST_FILE, manifest)
+    log(f"[trt] engines vs torch: {parity['max_relative_error']}")
+
+
+def build(
+    plan: ExportPlan | str = "nanotrack",
+    *flags: Any,
+    log: Callable[[str], None] = print,
+    **options: Any,
+) -> dict[str, Any]:
+    """Export, check, write the manifest, build engines where possible; returns the manifest.
+
+    ``plan``: an :class:`ExportPlan`, or the flags for :meth:`ExportPlan.from_flags`
+    (``build("nanotrack", "fp32", out_dir, prune="shipped", ...)``).
+    """
+    if not isinstance(plan, ExportPlan):
+        plan = ExportPlan.from_flags(plan, *flags, **options)
+    elif flags or options:
+        raise TypeError("build(plan) takes no other flags: they are the plan's")
+    inputs = prepare(plan, log)
+    manifest = export_checked_graphs(plan, inputs, log)
+    if plan.precision == "int8":
+        quantize(plan, manifest, log)
+    if plan.prune is not None:
+        export_pruned_graphs(plan, inputs, manifest, log)
+    write_manifest(plan.out, manifest)
+    add_engines(plan, inputs, manifest, log)
+    log(f"[export] wrote {plan.out / MANIFEST_FILE}")
     return manifest
 
 
@@ -380,7 +469,7 @@ def build_nanotrack(
     int8_choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``nanotrack`` tracker's template and search graphs (:mod:`export.siamese_export`)."""
-    check_precision(precision, calib)
+    refuse_unbuildable(precision, calib)
     out = Path(out_dir).expanduser() if out_dir is not None else NANOTRACK_OUT
     data = data_root(data_dir)
     quantize = None
@@ -466,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             build_nanotrack(args.precision, args.out, args.data, calib=args.calib,
                             int8_choice=int8_choice)  # fmt: skip
             return 0
-        build(
+        plan = ExportPlan.from_flags(
             args.backbone,
             args.precision,
             args.out,
@@ -477,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             calib=args.calib,
             int8_choice=int8_choice,
         )
+        build(plan)
     except (ExportError, QuantizationError) as err:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1

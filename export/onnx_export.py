@@ -11,9 +11,10 @@ feature map per frame::
 extractor's RoI shift (an ``Add``) and the flatten. Opset 18; H, W, h, w and N are dynamic.
 
 Right after export each graph must pass ``onnx.checker`` (full check), use only operators the
-TensorRT 10 ONNX parser supports (:data:`TENSORRT10_ONNX_OPS`) and agree with PyTorch, in ONNX
-Runtime, on real crops cut from the shared sequences exactly as the tracker cuts them; any failure
-raises :class:`ExportError` (nothing half-checked is left looking usable).
+TensorRT 10 ONNX parser supports (both: :func:`calib.graph_checks.check_graph`, shared with the
+INT8 quantizer) and agree with PyTorch, in ONNX Runtime, on real crops cut from the shared
+sequences exactly as the tracker cuts them (:func:`runtime.rtmdnet.geometry.tracker_crop`); any
+failure raises :class:`ExportError` (nothing half-checked is left looking usable).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import onnx
 import torch
 from torch import nn
 
+from calib.graph_checks import ExportError, check_graph, graph_ops
 from runtime.backends.manifest import (
     BACKBONE_ONNX,
     BATCH_INDICES,
@@ -43,108 +45,22 @@ from runtime.backends.manifest import (
     ROI_POOL_ONNX,
     ROIS,
 )
-from runtime.crop import cut, window_around
 from runtime.paths import data_root
 from runtime.roi_align import onnx_translation
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
-from runtime.rtmdnet.tracker import NEG_INIT, NEG_UPDATE, RTMDNetTracker
-from runtime.sampling import SampleSpec, draw
+from runtime.rtmdnet.geometry import tracker_crop
 from runtime.sequences import load_sequence
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| / max |torch|, per graph
 MAX_ROIS = 6000  # RoI count the TensorRT profile covers (the tracker pools <= ~1000 at a time)
 PARITY_SEQUENCES = ("Crossing", "Vase", "vot2015_bag")
-
-# Operators the TensorRT 10 ONNX parser supports: every row marked "Y" in the operator support
-# matrix of onnx/onnx-tensorrt, docs/operators.md at tag 10.1-GA (commit 96e7811, June 2024;
-# "TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20").
-# https://github.com/onnx/onnx-tensorrt/blob/10.1-GA/docs/operators.md
-# Per-operator restrictions of that table (types, initializer-only inputs) are not modelled here.
-TENSORRT10_ONNX_OPS = frozenset(
-    """
-    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
-    Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
-    CumSum DeformConv DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand
-    EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool
-    GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU
-    HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN
-    LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization
-    LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg
-    NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear
-    RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1
-    ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
-    ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan
-    Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
-    Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu
-    Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
-    """.split()  # noqa: SIM905 (reads like the table it was copied from)
-)
-
-
-class ExportError(RuntimeError):
-    """The export produced a graph that must not be used (checker, operators or parity)."""
-
-
-class UnsupportedOpsError(ExportError):
-    pass
+INIT_NEGATIVES = 1000  # first-frame negatives per parity init crop (their RoIs are pooled)
 
 
 class ParityError(ExportError):
-    pass
-
-
-# --- operators --------------------------------------------------------------------------------
-def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:  # If / Loop / Scan bodies
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _nodes(sub)
-
-
-def graph_ops(model: onnx.ModelProto) -> list[str]:
-    """Sorted op types of a model (subgraphs included); ops outside ONNX's domain as ``dom::Op``.
-
-    Functions the exporter leaves in the model are not inlined here: an op that names one counts
-    as that (custom-domain) op, which TensorRT does not know.
-    """
-    ops = set()
-    for node in _nodes(model.graph):
-        domain = node.domain or ""
-        ops.add(node.op_type if domain in ("", "ai.onnx") else f"{domain}::{node.op_type}")
-    return sorted(ops)
-
-
-def unsupported_ops(
-    model: onnx.ModelProto, supported: Iterable[str] = TENSORRT10_ONNX_OPS
-) -> list[str]:
-    """The ops of ``model`` that are not in ``supported`` (default: the TensorRT 10 parser)."""
-    allowed = set(supported)
-    return [op for op in graph_ops(model) if op not in allowed]
-
-
-def check_graph(path: str | os.PathLike[str], required_ops: Iterable[str] = ()) -> onnx.ModelProto:
-    """``onnx.checker`` (full, with shape inference), TensorRT 10 operators, required ops."""
-    model = onnx.load(str(path))
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as err:
-        raise ExportError(f"{Path(path).name} fails onnx.checker: {err}") from err
-    bad = unsupported_ops(model)
-    if bad:
-        raise UnsupportedOpsError(
-            f"{Path(path).name} uses operators the TensorRT 10 ONNX parser does not support: "
-            f"{', '.join(bad)}"
-        )
-    missing = [op for op in required_ops if op not in graph_ops(model)]
-    if missing:
-        raise ExportError(f"{Path(path).name} lacks the op(s) {', '.join(missing)}")
-    return model
+    """ONNX Runtime and PyTorch disagree on the real crops."""
 
 
 def describe_io(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
@@ -334,7 +250,6 @@ def real_samples(
             f"point --data (or $TRACKER_DATA) at the shared data folder"
         )
     rng = np.random.default_rng(seed)
-    candidates = SampleSpec("gaussian", config.trans_f, config.scale_f, keep_inside=True)
     out = []
     for name in names:
         sequence = load_sequence(root / name)
@@ -345,26 +260,18 @@ def real_samples(
             frame = cv2.imread(str(sequence.frame_paths[index]))
             if frame is None:
                 raise ExportError(f"cannot read {sequence.frame_paths[index]}")
-            frame_wh = (frame.shape[1], frame.shape[0])
             fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
-            if kind == "init":
-                boxes = draw(NEG_INIT, box, 1000, frame_wh, rng)
-                half = RTMDNetTracker._covering_half_extent(box, boxes, config.roi_padding)
-                jitter = max(config.init_jitter_scales)
-            else:
-                boxes = draw(candidates, box, config.n_samples, frame_wh, rng)
-                reach = NEG_UPDATE.trans_f * box[2:].mean() + box[2:] * NEG_UPDATE.scale_f * (
-                    config.roi_padding / 2.0
-                )
-                covering = RTMDNetTracker._covering_half_extent(box, boxes, config.roi_padding)
-                half = np.maximum(reach, covering)
-                jitter = 1.0
-            # as RTMDNetTracker._window
-            scale = config.target_px / float(np.sqrt(box[2] * box[3])) * jitter
-            center = box[:2] + box[2:] / 2
-            window = window_around(center, half, scale, config.max_crop_side, stride)
-            crop = cut(frame, window, fill)
-            rois = torch.from_numpy(window.rois(boxes, config.roi_padding)).float()
+            if kind == "init":  # the window covers the negatives, largest jitter scale
+                made = tracker_crop(
+                    frame, box, kind, config, rng, fill, stride, max(config.init_jitter_scales),
+                    n_candidates=0, n_negatives=INIT_NEGATIVES,
+                )  # fmt: skip
+                boxes = made.negatives
+            else:  # the window covers the candidates and the update negatives
+                made = tracker_crop(frame, box, kind, config, rng, fill, stride)
+                boxes = made.candidates
+            crop = made.crop
+            rois = torch.from_numpy(made.rois(boxes))
             out.append(
                 RealSample(
                     f"{name} frame {index} ({kind} crop {crop.shape[1]}x{crop.shape[0]})",

@@ -25,7 +25,8 @@ import cv2
 import onnx
 import torch
 
-from export.onnx_export import ExportError, check_graph, relative_error
+from calib.graph_checks import ExportError, check_graph
+from export.onnx_export import relative_error
 from runtime.backends.manifest import (
     BATCH_INDICES,
     CROP,
@@ -38,6 +39,7 @@ from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
 from runtime.hashing import sha256_file
 from runtime.paths import data_root
 from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.rtmdnet.tracker import RTMDNetTracker
 from runtime.sequences import load_sequence, sequence_names
 
 PRUNED_BACKBONE_ONNX = "backbone.pruned.onnx"
@@ -51,8 +53,6 @@ def measure_kept_channels(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the pruning tracker's first frame on every ``train`` sequence; its conv masks."""
-    from runtime.rtmdnet.tracker import RTMDNetTracker
-
     root = data_root(data_dir) / "sequences"
     names = [n for n in sequence_names(root, "train") if (root / n).is_dir()]
     if not names:

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import torch
 
+from calib.graph_checks import ExportError, check_graph, graph_ops
 from calib.quantize import SELECTION_PNG
-from export.onnx_export import PARITY_SEQUENCES, ExportError, check_graph, graph_ops
+from export.onnx_export import PARITY_SEQUENCES
 from export.trt_engine import build_trt_engine
 from runtime.backends.manifest import MANIFEST_FILE
 from runtime.backends.siamese import (

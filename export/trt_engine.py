@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from export.onnx_export import ExportError
+from calib.graph_checks import ExportError
 
 WORKSPACE_BYTES = 1 << 30
 

@@ -13,17 +13,15 @@ import torch
 from onnx import TensorProto, helper
 
 from bench.parity import lockstep_overlaps
-from export.build_engine import build, main
-from export.onnx_export import (
-    PARITY_TOLERANCE,
+from calib.graph_checks import (
     TENSORRT10_ONNX_OPS,
     UnsupportedOpsError,
     check_graph,
     graph_ops,
-    real_samples,
-    relative_error,
     unsupported_ops,
 )
+from export.build_engine import build, main
+from export.onnx_export import PARITY_TOLERANCE, real_samples, relative_error
 from runtime.backbones import build_backbone
 from runtime.backends import (
     ManifestMismatchError,

@@ -14,6 +14,7 @@ from runtime.crop import cut
 from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
+from runtime.rtmdnet.geometry import search_window
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, BatchSpec, MetaCheckpoint, adapt, forward_with
 from runtime.rtmdnet.prune import (
     LAYERS,
@@ -61,7 +62,7 @@ def real_crop():
     frame = cv2.imread(str(sequence.frame_paths[5]))
     tracker = RTMDNetTracker(RTMDNetConfig(**FAST))
     box = sequence.ground_truth[5]
-    window = tracker._window(box, box[2:] * 2.0)
+    window = search_window(box, box[2:] * 2.0, tracker.config, tracker.extractor.stride)
     crop = cut(frame, window, (114.0, 114.0, 114.0))
     rng = np.random.default_rng(0)
     boxes = np.repeat(box[None], 256, axis=0)

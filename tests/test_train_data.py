@@ -365,6 +365,7 @@ def test_crop_features_match_the_tracker():
     from runtime.backbones import build_backbone
     from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
     from runtime.rtmdnet.features import RoIFeatureExtractor
+    from runtime.rtmdnet.geometry import covering_half_extent, search_window
 
     tracker_config = RTMDNetConfig()
     backbone = build_backbone("nanotrack", DATA / "weights")
@@ -383,8 +384,8 @@ def test_crop_features_match_the_tracker():
     # The same window, crop and pooling through the tracker's own methods.
     tracker = RTMDNetTracker(tracker_config, extractor=extractor)
     tracker._fill = tuple(float(v) for v in frame.reshape(-1, 3).mean(axis=0))
-    half = tracker._covering_half_extent(target, boxes, tracker_config.roi_padding)
-    window = tracker._window(target, half, 1.1)
+    half = covering_half_extent(target, boxes, tracker_config.roi_padding)
+    window = search_window(target, half, tracker_config, extractor.stride, 1.1)
     reference = tracker._pool(tracker._feature_map(frame, window), window, boxes)
     mine = crop_features(extractor, frame, target, boxes, tracker_config, jitter=1.1)
     torch.testing.assert_close(mine, reference)

@@ -33,7 +33,7 @@ from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.tracker import (
     POS_SPEC,
-    RTMDNetTracker,
+    covering_half_extent,
     init_examples,
     search_window,
     update_examples,
@@ -399,7 +399,7 @@ def crop_window(
     """
     c = config.tracker if isinstance(config, EpisodeConfig) else config
     target = np.asarray(target_box, dtype=np.float64)
-    half = RTMDNetTracker._covering_half_extent(
+    half = covering_half_extent(
         target, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), c.roi_padding
     )
     if min_half_extent is not None:

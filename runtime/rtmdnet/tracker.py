@@ -28,11 +28,22 @@ from runtime.backends import create_backend
 from runtime.backends.base import FeatureBackend
 from runtime.boxes import validate_init_box
 from runtime.confidence import CalibratedScore, ScoreCalibrator
-from runtime.crop import CropWindow, cut, window_around
+from runtime.crop import CropWindow, cut
 from runtime.paths import data_root
 from runtime.rtmdnet.bbreg import BoxRegressor
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
+from runtime.rtmdnet.geometry import (  # the sample specs and windows live there
+    BBREG_SPEC,
+    NEG_INIT,
+    NEG_UPDATE,
+    POS_SPEC,
+    candidate_spec,
+    covering_half_extent,
+    search_window,
+    update_half_extent,
+    update_reach,  # noqa: F401  (re-exported: train/meta.py imports it from here)
+)
 from runtime.rtmdnet.head import FCHead, fast_low_precision, train_head
 from runtime.rtmdnet.meta import BatchSpec, MetaCheckpoint, Params, adapt
 from runtime.rtmdnet.prune import (
@@ -42,15 +53,8 @@ from runtime.rtmdnet.prune import (
     fit_masks,
     layer_widths,
 )
-from runtime.sampling import SampleSpec, draw, draw_filtered
+from runtime.sampling import draw, draw_filtered
 from runtime.tracker_api import check_init, check_update
-
-# How far the update negatives reach (RT-MDNet: uniform, 1.5 target sides, scale 1.2); the crop
-# covers them so one backbone pass per frame serves scoring and the update samples alike.
-NEG_UPDATE = SampleSpec("uniform", 1.5, 1.2)
-POS_SPEC = SampleSpec("gaussian", 0.1, 1.2)
-NEG_INIT = SampleSpec("uniform", 1.0, 2.0, aspect_f=1.1)
-BBREG_SPEC = SampleSpec("uniform", 0.3, 1.5, aspect_f=1.1)
 
 
 def init_examples(
@@ -90,30 +94,6 @@ def update_examples(
         NEG_UPDATE, box, n_neg or config.n_neg_update, frame_wh, rng, config.overlap_neg_update
     )
     return pos, neg
-
-
-def update_reach(target: np.ndarray, config: RTMDNetConfig) -> np.ndarray:
-    """Half extent, around ``target``'s centre, that holds every padded update negative."""
-    return NEG_UPDATE.trans_f * target[2:].mean() + target[2:] * NEG_UPDATE.scale_f * (
-        config.roi_padding / 2.0
-    )
-
-
-def search_window(
-    box: np.ndarray,
-    half_extent: np.ndarray,
-    config: RTMDNetConfig,
-    stride: int,
-    jitter: float = 1.0,
-) -> CropWindow:
-    """The crop the tracker cuts around ``box``: the target at ``target_px`` (times ``jitter``),
-    ``half_extent`` frame pixels either side of its centre, sides rounded up to ``stride``.
-
-    One place for it: training episodes and the INT8 calibration set cut their crops here too.
-    """
-    scale = config.target_px / float(np.sqrt(box[2] * box[3])) * jitter
-    center = box[:2] + box[2:] / 2
-    return window_around(center, half_extent, scale, config.max_crop_side, stride)
 
 
 class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
@@ -205,18 +185,6 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         return twin
 
     # ---------------------------------------------------------------------------------------
-    def _window(self, box: np.ndarray, half_extent: np.ndarray, jitter: float = 1.0) -> CropWindow:
-        return search_window(box, half_extent, self.config, self.extractor.stride, jitter)
-
-    @staticmethod
-    def _covering_half_extent(box: np.ndarray, boxes: np.ndarray, padding: float) -> np.ndarray:
-        """Half extent, around ``box``'s centre, that holds every box of ``boxes`` padded."""
-        center = box[:2] + box[2:] / 2
-        pad = boxes[:, 2:] * (padding - 1.0) / 2.0
-        low = boxes[:, :2] - pad
-        high = boxes[:, :2] + boxes[:, 2:] + pad
-        return np.maximum(np.abs(low - center).max(axis=0), np.abs(high - center).max(axis=0))
-
     @torch.no_grad()
     def _pool(self, fmap: torch.Tensor, window: CropWindow, boxes: np.ndarray) -> torch.Tensor:
         rois = torch.from_numpy(window.rois(boxes, self.config.roi_padding)).float().to(self.device)
@@ -277,14 +245,14 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         reg = draw_filtered(
             BBREG_SPEC, target, c.n_bbreg, self._frame_wh, self._rng, c.overlap_bbreg, c.scale_bbreg
         )
-        half = self._covering_half_extent(target, np.concatenate([pos, neg, reg]), c.roi_padding)
+        half = covering_half_extent(target, np.concatenate([pos, neg, reg]), c.roi_padding)
 
         # RT-MDNet pools every sample in every jittered crop, then keeps a random subset; pooling
         # a disjoint share per crop gives the same mix at a fraction of the cost.
         shares = len(c.init_jitter_scales)
         pos_feats, neg_feats, reg_feats, reg_boxes = [], [], [], []
         for j, jitter in enumerate(c.init_jitter_scales):
-            window = self._window(target, half, jitter)
+            window = search_window(target, half, c, self.extractor.stride, jitter)
             fmap = self._feature_map(frame, window)
             pos_feats.append(self._pool(fmap, window, pos[j::shares]))
             neg_feats.append(self._pool(fmap, window, neg[j::shares]))
@@ -432,14 +400,12 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         c = self.config
         self._frame_index += 1
         target = self._target
-        spec = SampleSpec("gaussian", self._trans_f, c.scale_f, keep_inside=True)
+        spec = candidate_spec(c, self._trans_f)
         samples = draw(spec, target, c.n_samples, self._frame_wh, self._rng)
 
         # One window serves the candidates and this frame's update negatives.
-        half = np.maximum(
-            update_reach(target, c), self._covering_half_extent(target, samples, c.roi_padding)
-        )
-        window = self._window(target, half)
+        half = update_half_extent(target, samples, c)
+        window = search_window(target, half, c, self.extractor.stride)
         fmap = self._feature_map(frame, window)
         cand_feats = self._pool(fmap, window, samples)
         scores = self._score(cand_feats)
