@@ -30,7 +30,6 @@ or ``bench.ope --trackers mlt --set checkpoint=OUT/mlt.pt``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -40,9 +39,7 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from runtime.atomic import write_atomic
 from runtime.crop import exemplar_side, square_crop
 from runtime.mlt.checkpoint import MLTCheckpoint, trunk_sha256
 from runtime.mlt.meta_learner import MetaLearner, conv5_gradient
@@ -214,16 +211,76 @@ def _broadcast(module: torch.nn.Module) -> None:
             dist.broadcast(t, 0)
 
 
+MLTTrainingPlan = tooling.TrainingPlan[MLTTrainConfig]
+
+
+@dataclass
+class MLTTrainingRun:
+    """What one stage's run holds: the fixed trunk, the networks, what is trained, Adam."""
+
+    trunk: Trunk  # fixed
+    net: MatchingNet  # trained in stage match, fixed in stage meta
+    learner: MetaLearner | None  # stage meta only
+    trained: torch.nn.Module  # net (match) or learner (meta)
+    optimizer: torch.optim.Optimizer
+    trunk_sha: str  # recorded in every runtime checkpoint
+
+
 def train(
     config: MLTTrainConfig, root: Path, out: Path, resume: bool = False, extra: Sequence[Path] = ()
 ) -> Path:
     """Run (or continue) one stage in ``out``; returns the runtime checkpoint's path."""
     if config.stage not in STAGES:
         raise ValueError(f"unknown stage {config.stage!r}; choose one of {STAGES}")
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    out.mkdir(parents=True, exist_ok=True)
-    weights = root / "weights"
+    plan = tooling.TrainingPlan.create(config, root, out, "mlt.pt", resume, extra)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    run = _build_run(plan)
+    start = tooling.start_step(plan, lambda: _resume_state(plan, run))
+    rows = tooling.open_log(plan, start)
+    sampler = FrameSampler(training_sequences(plan.root, plan.extra_data), config)
+    side = response_side(config.trunk, config.exemplar_size, config.search_size)
+    bar = tooling.progress(plan, start, f"mlt {config.stage}")
+    for step in bar:
+        t0 = time.perf_counter()
+        loss, base = _mlt_step(plan, run, sampler, side, step)
+        if not plan.is_first:
+            continue
+        rows.append(_log_row(step, loss, base, t0))
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", base=f"{float(base.detach()):.3f}")
+        if plan.schedule.writes_checkpoint(step):
+            _write_checkpoint(plan, run, rows, step)
+    if plan.distributed:
+        dist.barrier()
+    return plan.checkpoint_path
+
+
+def _mlt_step(
+    plan: MLTTrainingPlan, run: MLTTrainingRun, sampler: FrameSampler, side: int, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the stage: its loss (and the log's base loss), back-propagated, gradients
+    averaged over the processes, one Adam step."""
+    config = plan.config
+    rng = plan.step_rng(step)
+    # The meta-learner's dropout draws from torch's global generator: seeded per step (as
+    # train/prune.py), so a resumed run draws what the uninterrupted one did. From a
+    # generator of its own, so the step's data (drawn from ``rng``) stay what they were.
+    torch.manual_seed(int(np.random.default_rng([config.seed, step, plan.rank, 1]).integers(2**62)))
+    if config.stage == "match":
+        loss, base = _match_loss(plan, run, sampler, side, rng)
+    else:
+        loss, base = _meta_loss(plan, run, sampler, side, rng)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    _all_reduce_grads([p for p in run.trained.parameters() if p.requires_grad])
+    run.optimizer.step()
+    return loss, base
+
+
+def _build_run(plan: MLTTrainingPlan) -> MLTTrainingRun:
+    """The trunk; stage match: a fresh matching network (seeded); stage meta: stage 1's
+    network, fixed, and a fresh meta-learner. Rank 0's start on every rank; Adam."""
+    config = plan.config
+    weights = plan.root / "weights"
     sha = trunk_sha256(config.trunk, weights)
     trunk = Trunk(config.trunk, weights)
     torch.manual_seed(config.seed)
@@ -242,111 +299,105 @@ def train(
         trained = learner
     _broadcast(trained)
     optimizer = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], config.lr)
-    state_path, log_path = out / "last.pt", out / "log.csv"
-    start = 0
-    if resume:
-        state = tooling.load_state(state_path, config, free=MONITORING)
-        net.load_state_dict(state["net"])
-        if learner is not None:
-            learner.load_state_dict(state["learner"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    elif state_path.exists():
-        raise SystemExit(f"error: {out} already holds a run; pass --resume or another --out")
-    rows: list[dict[str, object]] = list(tooling.read_log(log_path, start)) if rank == 0 else []
-    if rank == 0:
-        write_atomic(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
-    sampler = FrameSampler(training_sequences(root, extra), config)
-    side = response_side(config.trunk, config.exemplar_size, config.search_size)
-    runtime_ckpt = out / "mlt.pt"
-    info = {"train_config": asdict(config), "stage": config.stage}
+    return MLTTrainingRun(trunk, net, learner, trained, optimizer, sha)
 
-    bar = tqdm(
-        range(start, config.steps),
-        initial=start,
-        total=config.steps,
-        disable=rank != 0,
-        desc=f"mlt {config.stage}",
-        dynamic_ncols=True,
+
+def _resume_state(plan: MLTTrainingPlan, run: MLTTrainingRun) -> int:
+    state = tooling.load_state(plan.state_path, plan.config, free=MONITORING)
+    run.net.load_state_dict(state["net"])
+    if run.learner is not None:
+        run.learner.load_state_dict(state["learner"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _match_loss(
+    plan: MLTTrainingPlan,
+    run: MLTTrainingRun,
+    sampler: FrameSampler,
+    side: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage match: the balanced logistic loss on ``batch`` exemplar/search pairs (twice: the
+    trained loss and the log's base loss are the same here)."""
+    net, trunk = run.net, run.trunk
+    net.train()
+    groups = [sampler.group(rng, 1) for _ in range(plan.config.batch)]
+    z4 = net.features4(trunk(to_tensor([g[0] for g in groups])))
+    x4 = net.features4(trunk(to_tensor([g[1][0] for g in groups])))
+    offsets = torch.tensor(np.stack([g[2][0] for g in groups]), dtype=torch.float32)
+    labels = label_map(side, net.stride, offsets)
+    loss = balanced_logistic_loss(net.response(net.embed(z4), net.embed(x4)), labels)
+    return loss, loss
+
+
+def _meta_loss(
+    plan: MLTTrainingPlan,
+    run: MLTTrainingRun,
+    sampler: FrameSampler,
+    side: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage meta: per video, the loss with the meta-learner's kernels and attention on all
+    M' images (the gradient from the first M), and the fixed network's loss as the base."""
+    config, net, trunk, learner = plan.config, run.net, run.trunk, run.learner
+    assert learner is not None
+    net.eval()
+    learner.train()
+    losses, bases = [], []
+    for _ in range(config.batch):
+        z, xs, offs = sampler.group(rng, config.m_loss)
+        with torch.no_grad():
+            z4 = net.features4(trunk(to_tensor([z])))
+            x4 = net.features4(trunk(to_tensor(xs)))
+        labels = label_map(side, net.stride, torch.tensor(offs, dtype=torch.float32))
+        m = config.m_context
+        grad = conv5_gradient(net, z4, x4[:m], labels[:m])
+        kernels, attention = learner(grad)
+        zf = net.embed(z4, kernels=kernels, attention=attention)
+        xf = net.embed(x4, kernels=kernels, attention=attention)
+        losses.append(balanced_logistic_loss(net.response(zf, xf), labels))
+        with torch.no_grad():
+            bases.append(balanced_logistic_loss(net.response(net.embed(z4), net.embed(x4)), labels))
+    return torch.stack(losses).mean(), torch.stack(bases).mean()
+
+
+def _log_row(step: int, loss: torch.Tensor, base: torch.Tensor, t0: float) -> dict[str, object]:
+    """The step's ``log.csv`` row (``val_auc`` filled in at a validated checkpoint)."""
+    return {
+        "step": step + 1,
+        "loss": f"{float(loss.detach()):.5f}",
+        "loss_base": f"{float(base.detach()):.5f}",
+        "sec_per_step": f"{time.perf_counter() - t0:.3f}",
+        "val_auc": "",
+    }
+
+
+def _write_checkpoint(
+    plan: MLTTrainingPlan, run: MLTTrainingRun, rows: list[dict[str, object]], step: int
+) -> None:
+    """``mlt.pt`` (validated when due), ``last.pt``, ``log.csv`` and ``training.png``."""
+    config = plan.config
+    run.net.eval()
+    info = {"train_config": asdict(config), "stage": config.stage, "step": step + 1}
+    MLTCheckpoint.from_models(run.net, run.learner, run.trunk_sha, info).to_file(
+        plan.checkpoint_path
     )
-    for step in bar:
-        t0 = time.perf_counter()
-        rng = np.random.default_rng([config.seed, step, rank])
-        # The meta-learner's dropout draws from torch's global generator: seeded per step (as
-        # train/prune.py), so a resumed run draws what the uninterrupted one did. From a
-        # generator of its own, so the step's data (drawn from ``rng``) stay what they were.
-        torch.manual_seed(int(np.random.default_rng([config.seed, step, rank, 1]).integers(2**62)))
-        if config.stage == "match":
-            net.train()
-            groups = [sampler.group(rng, 1) for _ in range(config.batch)]
-            z4 = net.features4(trunk(to_tensor([g[0] for g in groups])))
-            x4 = net.features4(trunk(to_tensor([g[1][0] for g in groups])))
-            offsets = torch.tensor(np.stack([g[2][0] for g in groups]), dtype=torch.float32)
-            labels = label_map(side, net.stride, offsets)
-            loss = balanced_logistic_loss(net.response(net.embed(z4), net.embed(x4)), labels)
-            base = loss
-        else:
-            assert learner is not None
-            net.eval()
-            learner.train()
-            losses, bases = [], []
-            for _ in range(config.batch):
-                z, xs, offs = sampler.group(rng, config.m_loss)
-                with torch.no_grad():
-                    z4 = net.features4(trunk(to_tensor([z])))
-                    x4 = net.features4(trunk(to_tensor(xs)))
-                labels = label_map(side, net.stride, torch.tensor(offs, dtype=torch.float32))
-                m = config.m_context
-                grad = conv5_gradient(net, z4, x4[:m], labels[:m])
-                kernels, attention = learner(grad)
-                zf = net.embed(z4, kernels=kernels, attention=attention)
-                xf = net.embed(x4, kernels=kernels, attention=attention)
-                losses.append(balanced_logistic_loss(net.response(zf, xf), labels))
-                with torch.no_grad():
-                    bases.append(
-                        balanced_logistic_loss(net.response(net.embed(z4), net.embed(x4)), labels)
-                    )
-            loss = torch.stack(losses).mean()
-            base = torch.stack(bases).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        _all_reduce_grads([p for p in trained.parameters() if p.requires_grad])
-        optimizer.step()
-        if rank != 0:
-            continue
-        row: dict[str, object] = {
-            "step": step + 1,
-            "loss": f"{float(loss.detach()):.5f}",
-            "loss_base": f"{float(base.detach()):.5f}",
-            "sec_per_step": f"{time.perf_counter() - t0:.3f}",
-            "val_auc": "",
-        }
-        rows.append(row)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", base=f"{float(base.detach()):.3f}")
-        last = step + 1 == config.steps
-        if (step + 1) % config.checkpoint_every == 0 or last:
-            net.eval()
-            MLTCheckpoint.from_models(net, learner, sha, info | {"step": step + 1}).to_file(
-                runtime_ckpt
-            )
-            if config.val_every and ((step + 1) % config.val_every == 0 or last):
-                row["val_auc"] = f"{_val_auc(config, runtime_ckpt, root):.4f}"
-            state = {"net": net.state_dict(), "optimizer": optimizer.state_dict()}
-            if learner is not None:
-                state["learner"] = learner.state_dict()
-            tooling.save_state(state_path, step + 1, config, **state)
-            tooling.write_log(log_path, rows, LOG_FIELDS)
-            tooling.plot_log(
-                rows,
-                out / "training.png",
-                ("loss", "loss_base"),
-                "val_auc",
-                "val AUC (first frames)",
-                "no validation in this run",
-            )
-    if distributed:
-        dist.barrier()
-    return runtime_ckpt
+    if plan.schedule.validates(step):
+        rows[-1]["val_auc"] = f"{_val_auc(config, plan.checkpoint_path, plan.root):.4f}"
+    state = {"net": run.net.state_dict(), "optimizer": run.optimizer.state_dict()}
+    if run.learner is not None:
+        state["learner"] = run.learner.state_dict()
+    tooling.save_state(plan.state_path, step + 1, config, **state)
+    tooling.write_log(plan.log_path, rows, LOG_FIELDS)
+    tooling.plot_log(
+        rows,
+        plan.plot_path,
+        ("loss", "loss_base"),
+        "val_auc",
+        "val AUC (first frames)",
+        "no validation in this run",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

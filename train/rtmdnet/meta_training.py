@@ -33,7 +33,6 @@ rate per step), ``init-only`` (Meta-Tracker: only the initial adaptation is meta
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,9 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
-from runtime.atomic import write_atomic
 from runtime.backbones import build_backbone
 from runtime.boxes import iou
 from runtime.paths import data_root
@@ -65,7 +62,6 @@ from train.rtmdnet.episodes import (
 )
 from train.rtmdnet.meta_learning import MetaConfig, TrainingMetaLearner
 from train.tooling import (
-    read_log,
     write_log,
 )
 
@@ -336,8 +332,11 @@ def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------
-# The loop
+# The loop, in named steps over the run's plan
 # ------------------------------------------------------------------------------------------
+MetaTrainingPlan = tooling.TrainingPlan[TrainConfig]
+
+
 def build_extractor(config: TrainConfig, root: Path) -> RoIFeatureExtractor:
     tracker = config.episode.tracker
     backbone = build_backbone(config.backbone, root / "weights")
@@ -353,6 +352,17 @@ class TrainResult:
     skipped_steps: int  # meta-steps dropped for a non-finite gradient
 
 
+@dataclass
+class MetaTrainingRun:
+    """What a meta-training run changes as it goes: the meta-parameters and their optimizer."""
+
+    extractor: RoIFeatureExtractor  # frozen
+    learner: TrainingMetaLearner
+    optimizer: torch.optim.Optimizer
+    model: nn.Module  # the MetaObjective, wrapped in DistributedDataParallel when distributed
+    skipped: int = 0  # meta-steps dropped for a non-finite gradient
+
+
 def train(
     config: TrainConfig,
     root: Path,
@@ -365,91 +375,109 @@ def train(
     Episodes come from ``root``'s train split and ``train_extra/`` plus every dataset found in
     ``extra_data`` (OTB folders, GOT-10k, LaSOT, ImageNet-VID: :func:`train.datasets.discover`).
     """
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    out.mkdir(parents=True, exist_ok=True)
-    config.episode.tracker.backbone = config.backbone
+    plan = tooling.TrainingPlan.create(config, root, out, "metartt.pt", resume, extra_data)
+    _prepare(plan)
+    run = _build_run(plan)
+    start = tooling.start_step(
+        plan, lambda: load_state(plan.state_path, run.learner, run.optimizer, config)
+    )
+    rows = tooling.open_log(plan, start)
+    _distribute(plan, run)
+    sampler = EpisodeSampler(
+        training_sequences(plan.root, plan.extra_data), config.episode, seed=config.seed
+    )
+    bar = tooling.progress(plan, start, "meta-train")
+    for step in bar:
+        t0 = time.perf_counter()
+        loss, stats = _meta_step(plan, run, sampler, step)
+        if not plan.is_first:
+            continue
+        rows.append(_log_row(run, step, loss, stats, t0))
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", skipped=run.skipped)
+        if plan.schedule.writes_checkpoint(step):
+            _write_checkpoint(plan, run, rows, step)
+    if plan.distributed:
+        dist.barrier()
+    return TrainResult(plan.checkpoint_path, run.learner, run.skipped)
 
-    extractor = build_extractor(config, root)
+
+def _prepare(plan: MetaTrainingPlan) -> None:
+    """The run folder, and the tracker settings on the backbone the run trains with."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    plan.config.episode.tracker.backbone = plan.config.backbone
+
+
+def _build_run(plan: MetaTrainingPlan) -> MetaTrainingRun:
+    """The frozen backbone, ``theta_init^0`` and the rates (seeded alike on every rank), Adam."""
+    config = plan.config
+    extractor = build_extractor(config, plan.root)
     torch.manual_seed(config.seed)  # theta_init^0's random start, identical on every rank
     head = FCHead(extractor.feature_dim, config.episode.tracker.fc_width)
     learner = TrainingMetaLearner(head, config.meta)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.meta_lr)
-    objective: nn.Module = MetaObjective(learner, extractor, config)
+    objective = MetaObjective(learner, extractor, config)
+    return MetaTrainingRun(extractor, learner, optimizer, objective)
 
-    state_path, log_path = out / "last.pt", out / "log.csv"
-    start = 0
-    if resume:
-        start = load_state(state_path, learner, optimizer, config)
-    elif state_path.exists():
-        raise SystemExit(f"error: {out} already holds a run; pass --resume or another --out")
-    rows: list[dict[str, object]] = list(read_log(log_path, start)) if rank == 0 else []
-    if rank == 0:
-        write_atomic(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
 
-    model = objective
-    if distributed:
-        model = nn.parallel.DistributedDataParallel(objective)
-    sequences = training_sequences(root, extra_data)
-    sampler = EpisodeSampler(sequences, config.episode, seed=config.seed)
-    info = {"train_config": asdict(config), "world_size": world}
+def _distribute(plan: MetaTrainingPlan, run: MetaTrainingRun) -> None:
+    """Under ``torchrun``: DistributedDataParallel around the objective (after any resume)."""
+    if plan.distributed:
+        run.model = nn.parallel.DistributedDataParallel(run.model)
 
-    bar = tqdm(
-        range(start, config.steps),
-        initial=start,
-        total=config.steps,
-        desc="meta-train",
-        disable=rank != 0,
-        dynamic_ncols=True,
+
+def _meta_step(
+    plan: MetaTrainingPlan, run: MetaTrainingRun, sampler: EpisodeSampler, step: int
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One episode's meta-loss, back-propagated; Adam steps unless the gradient is not finite."""
+    rng = plan.step_rng(step)
+    episode = sampler.sample(rng)
+    data = episode_data(run.extractor, episode, plan.config.episode)
+    loss, stats = run.model(episode, data, rng)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # A diverged inner loop (NaN/inf) must not poison the meta-parameters. Gradients are
+    # all-reduced by now, so every rank takes the same decision.
+    finite = all(
+        p.grad is None or bool(torch.isfinite(p.grad).all()) for p in run.learner.parameters()
     )
-    skipped = 0
-    for step in bar:
-        t0 = time.perf_counter()
-        # One generator per (seed, step, rank): a resumed run draws exactly what it would have.
-        rng = np.random.default_rng([config.seed, step, rank])
-        episode = sampler.sample(rng)
-        data = episode_data(extractor, episode, config.episode)
-        loss, stats = model(episode, data, rng)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # A diverged inner loop (NaN/inf) must not poison the meta-parameters. Gradients are
-        # all-reduced by now, so every rank takes the same decision.
-        finite = all(
-            p.grad is None or bool(torch.isfinite(p.grad).all()) for p in learner.parameters()
-        )
-        if finite:
-            optimizer.step()
-        else:
-            skipped += 1
-        if rank != 0:
-            continue
-        row: dict[str, object] = {
-            "step": step + 1,
-            "meta_loss": f"{float(loss.detach()):.5f}",
-            "loss_init": f"{stats['loss_init']:.5f}",
-            "loss_on": f"{stats['loss_on']:.5f}",
-            "lr_init_mean": f"{_mean_rate(learner, 'init'):.6f}",
-            "lr_on_mean": f"{_mean_rate(learner, 'on'):.6f}",
-            "online_iou": f"{stats.get('online_iou', float('nan')):.4f}",
-            "sec_per_step": f"{time.perf_counter() - t0:.3f}",
-            "skipped": skipped,
-            "val_auc": "",
-        }
-        rows.append(row)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", skipped=skipped)
-        last = step + 1 == config.steps
-        if (step + 1) % config.checkpoint_every == 0 or last:
-            runtime_ckpt = out / "metartt.pt"
-            learner.to_checkpoint(config.backbone, info | {"step": step + 1}).to_file(runtime_ckpt)
-            if config.val_every and ((step + 1) % config.val_every == 0 or last):
-                row["val_auc"] = f"{validation_auc(runtime_ckpt, root, config.val_max_frames):.4f}"
-            save_state(state_path, learner, optimizer, step + 1, config)
-            write_log(log_path, rows, LOG_FIELDS)
-            plot_log(rows, out / "training.png")
-    if distributed:
-        dist.barrier()
-    return TrainResult(out / "metartt.pt", learner, skipped)
+    if finite:
+        run.optimizer.step()
+    else:
+        run.skipped += 1
+    return loss, stats
+
+
+def _log_row(
+    run: MetaTrainingRun, step: int, loss: torch.Tensor, stats: dict[str, float], t0: float
+) -> dict[str, object]:
+    """The step's ``log.csv`` row (``val_auc`` filled in at a validated checkpoint)."""
+    return {
+        "step": step + 1,
+        "meta_loss": f"{float(loss.detach()):.5f}",
+        "loss_init": f"{stats['loss_init']:.5f}",
+        "loss_on": f"{stats['loss_on']:.5f}",
+        "lr_init_mean": f"{_mean_rate(run.learner, 'init'):.6f}",
+        "lr_on_mean": f"{_mean_rate(run.learner, 'on'):.6f}",
+        "online_iou": f"{stats.get('online_iou', float('nan')):.4f}",
+        "sec_per_step": f"{time.perf_counter() - t0:.3f}",
+        "skipped": run.skipped,
+        "val_auc": "",
+    }
+
+
+def _write_checkpoint(
+    plan: MetaTrainingPlan, run: MetaTrainingRun, rows: list[dict[str, object]], step: int
+) -> None:
+    """``metartt.pt`` (validated when due), ``last.pt``, ``log.csv`` and ``training.png``."""
+    config = plan.config
+    info = {"train_config": asdict(config), "world_size": plan.world, "step": step + 1}
+    run.learner.to_checkpoint(config.backbone, info).to_file(plan.checkpoint_path)
+    if plan.schedule.validates(step):
+        auc = validation_auc(plan.checkpoint_path, plan.root, config.val_max_frames)
+        rows[-1]["val_auc"] = f"{auc:.4f}"
+    save_state(plan.state_path, run.learner, run.optimizer, step + 1, config)
+    write_log(plan.log_path, rows, LOG_FIELDS)
+    plot_log(rows, plan.plot_path)
 
 
 def _mean_rate(learner: TrainingMetaLearner, which: str) -> float:

@@ -27,7 +27,6 @@ the tracker: ``python -m runtime.track VIDEO --prune OUT/prune.pt``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,9 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from runtime.atomic import write_atomic
 from runtime.paths import data_root
 from runtime.rtmdnet.head import fast_low_precision
 from runtime.rtmdnet.meta import (
@@ -52,6 +49,7 @@ from runtime.rtmdnet.meta import (
 from runtime.rtmdnet.prune import (
     LAYERS,
     ChannelSelection,
+    Masks,
     PruneCheckpoint,
     PruneNet,
     PruneNetConfig,
@@ -155,6 +153,20 @@ def _all_reduce_mean(net: PruneNet) -> None:
             p.grad /= world
 
 
+PruneTrainingPlan = tooling.TrainingPlan[PruneTrainConfig]
+
+
+@dataclass
+class PruneTrainingRun:
+    """What a pruning-network run holds: the fixed tracker, and the network being trained."""
+
+    meta: MetaCheckpoint  # the meta-learned tracker, fixed
+    extractor: object  # its frozen backbone + RoIAlign (train.rtmdnet.meta_training)
+    net: PruneNet
+    optimizer: torch.optim.Optimizer
+    cells: int  # RoI cells per channel (roi_size ** 2)
+
+
 def train(
     config: PruneTrainConfig,
     root: Path,
@@ -163,88 +175,119 @@ def train(
     extra_data: Sequence[Path] = (),
 ) -> Path:
     """Run (or continue) pruning-network training in ``out``; returns the ``prune.pt`` path."""
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    out.mkdir(parents=True, exist_ok=True)
-    config.episode.tracker.backbone = config.backbone
-    cells = config.episode.tracker.roi_size**2
+    plan = tooling.TrainingPlan.create(config, root, out, "prune.pt", resume, extra_data)
+    _prepare(plan)
+    run = _build_run(plan)
+    start = tooling.start_step(plan, lambda: _resume_state(plan, run))
+    rows = tooling.open_log(plan, start)
+    sampler = EpisodeSampler(
+        training_sequences(plan.root, plan.extra_data), config.episode, seed=config.seed
+    )
+    desc = f"prune-train ({'static' if config.net.static else 'net'})"
+    bar = tooling.progress(plan, start, desc)
+    for step in bar:
+        t0 = time.perf_counter()
+        loss, parts, masks = _prune_step(plan, run, sampler, step)
+        if not plan.is_first:
+            continue
+        row = _log_row(step, loss, parts, masks, t0)
+        rows.append(row)
+        bar.set_postfix(loss=row["loss"], pruned=row["prune_rate"])
+        if plan.schedule.writes_checkpoint(step):
+            _write_checkpoint(plan, run, rows, step)
+    if plan.distributed:
+        dist.barrier()
+    return plan.checkpoint_path
 
+
+def _prepare(plan: PruneTrainingPlan) -> None:
+    """The run folder, and the tracker settings on the backbone the run trains with."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    plan.config.episode.tracker.backbone = plan.config.backbone
+
+
+def _build_run(plan: PruneTrainingPlan) -> PruneTrainingRun:
+    """The fixed tracker (checked against the backbone), the pruning network (seeded), Adam."""
+    config = plan.config
+    cells = config.episode.tracker.roi_size**2
     meta = MetaCheckpoint.from_file(config.meta_path)
-    extractor = build_extractor(config, root)
+    extractor = build_extractor(config, plan.root)
     meta.check_compatible(config.backbone, extractor.feature_dim)
     torch.manual_seed(config.seed)
     net = PruneNet(layer_widths(meta.build_head(), cells), config.net)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    return PruneTrainingRun(meta, extractor, net, optimizer, cells)
 
-    state_path, log_path = out / "last.pt", out / "log.csv"
-    start = 0
-    if resume:
-        state = tooling.load_state(state_path, config, free=MONITORING)
-        net.load_state_dict(state["net"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    elif state_path.exists():
-        raise SystemExit(f"error: {out} already holds a run; pass --resume or another --out")
-    rows: list[dict[str, object]] = tooling.read_log(log_path, start) if rank == 0 else []
-    if rank == 0:
-        write_atomic(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
 
-    sampler = EpisodeSampler(training_sequences(root, extra_data), config.episode, seed=config.seed)
-    bar = tqdm(
-        range(start, config.steps),
-        initial=start,
-        total=config.steps,
-        desc=f"prune-train ({'static' if config.net.static else 'net'})",
-        disable=rank != 0,
-        dynamic_ncols=True,
+def _resume_state(plan: PruneTrainingPlan, run: PruneTrainingRun) -> int:
+    state = tooling.load_state(plan.state_path, plan.config, free=MONITORING)
+    run.net.load_state_dict(state["net"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _prune_step(
+    plan: PruneTrainingPlan, run: PruneTrainingRun, sampler: EpisodeSampler, step: int
+) -> tuple[torch.Tensor, dict[str, float], Masks]:
+    """One simulated episode, the masks for it, Eq. 11's loss, one Adam step (gradients averaged
+    over the processes)."""
+    rng = plan.step_rng(step)
+    # Dropout draws from torch's global generator: seeded per step, so a resumed run
+    # draws what the uninterrupted one did.
+    torch.manual_seed(int(rng.integers(2**62)))
+    episode = simulate(run.meta, run.extractor, plan.config, sampler, rng)
+    run.net.train()
+    masks = run.net(descriptors(episode.params[0], episode.init_samples, run.cells, rng))
+    loss, parts = lasso_objective(
+        episode.params, episode.later_samples, masks, plan.config.sparsity, run.cells
     )
-    for step in bar:
-        t0 = time.perf_counter()
-        rng = np.random.default_rng([config.seed, step, rank])
-        # Dropout draws from torch's global generator: seeded per step, so a resumed run
-        # draws what the uninterrupted one did.
-        torch.manual_seed(int(rng.integers(2**62)))
-        episode = simulate(meta, extractor, config, sampler, rng)
-        net.train()
-        masks = net(descriptors(episode.params[0], episode.init_samples, cells, rng))
-        loss, parts = lasso_objective(
-            episode.params, episode.later_samples, masks, config.sparsity, cells
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if distributed:
-            _all_reduce_mean(net)
-        optimizer.step()
-        if rank != 0:
-            continue
-        selection = ChannelSelection.from_masks(masks)
-        widths = {layer: len(m) for layer, m in selection.masks.items()}
-        row: dict[str, object] = {
-            "step": step + 1,
-            "loss": f"{float(loss.detach()):.5f}",
-            "recon": f"{parts['recon']:.5f}",
-            "l1": f"{parts['l1']:.5f}",
-            "prune_rate": f"{selection.prune_rate:.4f}",
-            **{f"kept_{k}": f"{n / widths[k]:.4f}" for k, n in selection.kept().items()},
-            "sec_per_step": f"{time.perf_counter() - t0:.3f}",
-        }
-        rows.append(row)
-        bar.set_postfix(loss=row["loss"], pruned=row["prune_rate"])
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            info = {"train_config": asdict(config), "step": step + 1}
-            PruneCheckpoint(net.state_dict(), net.widths, config.net, meta.sha256, info).to_file(
-                out / "prune.pt"
-            )
-            tooling.save_state(
-                state_path, step + 1, config, net=net.state_dict(), optimizer=optimizer.state_dict()
-            )
-            tooling.write_log(log_path, rows, LOG_FIELDS)
-            tooling.plot_log(
-                rows, out / "training.png", ("loss", "recon", "l1"), "prune_rate", "prune rate"
-            )
-    if distributed:
-        dist.barrier()
-    return out / "prune.pt"
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if plan.distributed:
+        _all_reduce_mean(run.net)
+    run.optimizer.step()
+    return loss, parts, masks
+
+
+def _log_row(
+    step: int,
+    loss: torch.Tensor,
+    parts: dict[str, float],
+    masks: Masks,
+    t0: float,
+) -> dict[str, object]:
+    """The step's ``log.csv`` row: the loss, its parts, the episode's prune rate and kept shares."""
+    selection = ChannelSelection.from_masks(masks)
+    widths = {layer: len(m) for layer, m in selection.masks.items()}
+    return {
+        "step": step + 1,
+        "loss": f"{float(loss.detach()):.5f}",
+        "recon": f"{parts['recon']:.5f}",
+        "l1": f"{parts['l1']:.5f}",
+        "prune_rate": f"{selection.prune_rate:.4f}",
+        **{f"kept_{k}": f"{n / widths[k]:.4f}" for k, n in selection.kept().items()},
+        "sec_per_step": f"{time.perf_counter() - t0:.3f}",
+    }
+
+
+def _write_checkpoint(
+    plan: PruneTrainingPlan, run: PruneTrainingRun, rows: list[dict[str, object]], step: int
+) -> None:
+    """``prune.pt``, ``last.pt``, ``log.csv`` and ``training.png``."""
+    config, net = plan.config, run.net
+    info = {"train_config": asdict(config), "step": step + 1}
+    PruneCheckpoint(net.state_dict(), net.widths, config.net, run.meta.sha256, info).to_file(
+        plan.checkpoint_path
+    )
+    tooling.save_state(
+        plan.state_path,
+        step + 1,
+        config,
+        net=net.state_dict(),
+        optimizer=run.optimizer.state_dict(),
+    )
+    tooling.write_log(plan.log_path, rows, LOG_FIELDS)
+    tooling.plot_log(rows, plan.plot_path, ("loss", "recon", "l1"), "prune_rate", "prune rate")
 
 
 # ------------------------------------------------------------------------------------------
