@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.ope import OPEError, decode_frames
 from bench.trackers import make_tracker
 from runtime.atomic import write_atomic
 from runtime.boxes import iou
@@ -53,6 +52,7 @@ from runtime.confidence import (
     fit_platt,
     load_calibrations,
 )
+from runtime.evaluation.one_pass import OPEError, decode_frames
 from runtime.paths import data_root
 from runtime.sequences import Sequence, load_sequence, sequence_names
 from runtime.tracker_api import Tracker

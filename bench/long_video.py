@@ -43,10 +43,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.ope import OPEError, parse_overrides, set_threads, split_list, split_spec
+from bench.ope import parse_overrides, set_threads, split_list, split_spec
 from bench.trackers import available_names, make_tracker
 from runtime.atomic import write_atomic
 from runtime.boxes import centers, from_otb, iou
+from runtime.evaluation.one_pass import OPEError
 from runtime.paths import data_root
 from runtime.sequences import GROUND_TRUTH_FILE, list_frames, read_boxes_file
 from runtime.tracker_api import Tracker

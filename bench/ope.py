@@ -18,10 +18,12 @@ FPS = frames (the init frame included) / total tracking time.
 
 where ``frames`` is the number of frames tracked (init frame included; the same count FPS uses),
 ``scored_frames`` the number the metrics were computed over (ground truth not NaN, frame 1
-included) and the metrics are those of :mod:`bench.metrics` (AUC of a perfect tracker = 20/21 =
-0.952). A sequence with no scored frame after the first (its score is frame 1's given box alone)
-is reported with a warning, kept in ``per_sequence`` and left out of ``mean_auc``,
-``mean_precision`` and the plots (``excluded_from_means`` lists it; FPS still counts).
+included) and the metrics are those of :mod:`runtime.evaluation.metrics` (AUC of a perfect
+tracker = 20/21 = 0.952). A sequence with no scored frame after the first (its score is frame 1's
+given box alone) is reported with a warning, kept in ``per_sequence`` and left out of
+``mean_auc``, ``mean_precision`` and the plots (``excluded_from_means`` lists it; FPS still
+counts). Tracking and scoring are :mod:`runtime.evaluation.one_pass` (shared with training's
+validation); this module adds the command line, saved and resumable runs and the files.
 
 Progress is kept as it is made: after every tracker's run over a sequence, that run (its boxes,
 scores and time) is saved atomically to ``<json stem>.runs/`` beside the JSON, the ``--json`` file
@@ -47,238 +49,36 @@ import re
 import signal
 import sys
 import threading
-import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from bench.metrics import SequenceResult, evaluate_sequence, mean_curves
 from bench.peers import PEER_NAMES
 from bench.trackers import available_names, make_tracker
 from runtime.atomic import write_atomic
+from runtime.evaluation.metrics import evaluate_sequence, mean_curves
+from runtime.evaluation.one_pass import (
+    OPEError,
+    TrackedSequence,
+    TrackerFactory,
+    build_tracker,
+    evaluate,
+    resolve_sequences,
+    summarize,
+    truncate,
+)
 from runtime.paths import data_root
-from runtime.sequences import Sequence, load_sequence, sequence_names, write_boxes_file
+from runtime.sequences import Sequence, write_boxes_file
 from runtime.tracker_api import Tracker
-
-TrackerFactory = Callable[[str], Tracker]
-
-# How often (frames) the progress bar's fps figure is refreshed: often enough to watch, rare
-# enough that tqdm's formatting stays negligible (it is outside the timed calls anyway).
-_POSTFIX_EVERY = 10
-
-
-class OPEError(Exception):
-    """A user-facing problem (bad name, missing folder): the CLI prints it as one line."""
-
-
-@dataclass
-class TrackedSequence:
-    """One tracker's run over one sequence: its boxes, scores, time and metrics."""
-
-    tracker: str
-    sequence: str
-    boxes: np.ndarray  # (N, 4) 0-based x, y, w, h; row 0 is the given initial box
-    scores: np.ndarray  # (N,) tracker confidence; row 0 is 1.0 (the given box)
-    seconds: float  # time inside init + update calls only
-    result: SequenceResult
-    stats: dict[str, float] = field(default_factory=dict)  # the tracker's run_stats(), if any
-
-    @property
-    def frames(self) -> int:
-        return len(self.boxes)
-
-    @property
-    def fps(self) -> float:
-        # Guard against a zero timer reading on a trivially fast test double.
-        return self.frames / max(self.seconds, 1e-9)
-
-
-def truncate(sequence: Sequence, max_frames: int | None) -> Sequence:
-    """The first ``max_frames`` frames of a sequence (for quick runs); unchanged if None."""
-    if max_frames is None or max_frames >= len(sequence):
-        return sequence
-    if max_frames < 1:
-        raise OPEError(f"--max-frames must be at least 1, got {max_frames}")
-    return replace(
-        sequence,
-        frame_paths=sequence.frame_paths[:max_frames],
-        ground_truth=sequence.ground_truth[:max_frames],
-    )
-
-
-def decode_frames(sequence: Sequence) -> list[np.ndarray]:
-    """All frames as BGR uint8 arrays, read once so every tracker sees the same pixels."""
-    frames = []
-    for path in sequence.frame_paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise OPEError(f"cannot read image {path}")
-        frames.append(image)
-    return frames
-
-
-def track(
-    tracker: Tracker,
-    frames: list[np.ndarray],
-    init_box: np.ndarray,
-    bar: tqdm | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Run one tracker over decoded frames: (boxes, scores, seconds spent in init/update)."""
-    boxes = np.empty((len(frames), 4), dtype=np.float64)
-    scores = np.empty(len(frames), dtype=np.float64)
-    boxes[0] = np.asarray(init_box, dtype=np.float64).reshape(4)
-    scores[0] = 1.0
-
-    start = time.perf_counter()
-    tracker.init(frames[0], boxes[0].copy())
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.update(1)
-
-    for index in range(1, len(frames)):
-        start = time.perf_counter()
-        box, score = tracker.update(frames[index])
-        seconds += time.perf_counter() - start
-        boxes[index] = np.asarray(box, dtype=np.float64).reshape(4)
-        scores[index] = float(score)
-        if bar is not None:
-            bar.update(1)
-            if index % _POSTFIX_EVERY == 0 or index == len(frames) - 1:
-                bar.set_postfix(fps=f"{(index + 1) / max(seconds, 1e-9):.1f}", refresh=False)
-    return boxes, scores, seconds
-
-
-def _build(factory: TrackerFactory, name: str) -> Tracker:
-    try:
-        return factory(name)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        # Missing weights, an unknown name or config field (--set): say which tracker.
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise OPEError(f"cannot build tracker {name!r}: {message}") from error
 
 
 def _stderr_warning(message: str) -> None:
     print(f"bench.ope: {message}", file=sys.stderr)
-
-
-def uninformative_warning(sequence: str, result: SequenceResult) -> str:
-    return (
-        f"warning: {sequence}: no ground truth after frame 1 (scored {result.scored_frames} "
-        "frame: the given box), so its score says nothing; left out of the means"
-    )
-
-
-def evaluate(
-    trackers: list[str],
-    sequences: Iterable[Sequence],
-    factory: TrackerFactory,
-    *,
-    max_frames: int | None = None,
-    progress: bool = True,
-    done: dict[tuple[str, str], TrackedSequence] | None = None,
-    on_done: Callable[[TrackedSequence], None] | None = None,
-    warn: Callable[[str], None] = _stderr_warning,
-    built: dict[str, Tracker] | None = None,
-) -> dict[str, list[TrackedSequence]]:
-    """Run every tracker on every sequence; returns runs per tracker, in sequence order.
-
-    ``done`` holds runs already made (``--resume``), keyed by (tracker, sequence): they are taken
-    as they are, not run again. ``on_done`` is called with each new run as soon as it finishes.
-    ``built``: trackers already built (never initialized) to use for the first sequence.
-    """
-    # Build each tracker once up front so a bad name or missing weights fails before any work;
-    # that instance, never initialized, is used for the first sequence.
-    unused: dict[str, Tracker] = (
-        dict(built) if built is not None else {name: _build(factory, name) for name in trackers}
-    )
-    done = done or {}
-    runs: dict[str, list[TrackedSequence]] = {name: [] for name in trackers}
-    warned: set[str] = set()
-
-    def check(t: TrackedSequence) -> None:
-        if not t.result.informative and t.sequence not in warned:
-            warned.add(t.sequence)
-            warn(uninformative_warning(t.sequence, t.result))
-
-    for sequence in sequences:
-        sequence = truncate(sequence, max_frames)
-        todo = [name for name in trackers if (name, sequence.name) not in done]
-        for name in trackers:
-            if (name, sequence.name) in done:
-                runs[name].append(done[(name, sequence.name)])
-                check(done[(name, sequence.name)])
-        if not todo:
-            continue
-        frames = decode_frames(sequence)
-        for name in todo:
-            tracker = unused.pop(name, None)
-            if tracker is None:
-                tracker = _build(factory, name)
-            with tqdm(
-                total=len(frames),
-                desc=f"{name} / {sequence.name}",
-                unit="fr",
-                disable=not progress,
-                file=sys.stderr,
-                dynamic_ncols=True,
-            ) as bar:
-                boxes, scores, seconds = track(tracker, frames, sequence.init_box, bar)
-            result = evaluate_sequence(boxes, sequence.ground_truth, sequence.name)
-            # Per-video figures a tracker reports about itself (e.g. its prune rate).
-            stats = tracker.run_stats() if hasattr(tracker, "run_stats") else {}
-            tracked = TrackedSequence(
-                name, sequence.name, boxes, scores, seconds, result, dict(stats)
-            )
-            runs[name].append(tracked)
-            check(tracked)
-            if on_done is not None:
-                on_done(tracked)
-        del frames  # one sequence in memory at a time
-    return runs
-
-
-def summarize(runs: dict[str, list[TrackedSequence]]) -> dict[str, dict]:
-    """The JSON-shaped summary (see the module docstring for the exact shape)."""
-    summary: dict[str, dict] = {}
-    for name, tracked in runs.items():
-        per_sequence = {
-            t.sequence: {
-                "auc": t.result.auc,
-                "precision": t.result.precision,
-                "norm_precision": t.result.norm_precision,
-                "fps": float(t.fps),
-                "frames": int(t.frames),
-                "scored_frames": int(t.result.scored_frames),
-                **{key: float(value) for key, value in t.stats.items()},
-            }
-            for t in tracked
-        }
-        # A sequence scored on frame 1 alone would add a "perfect" 0.952: leave it out.
-        scored = [t for t in tracked if t.result.informative]
-        summary[name] = {
-            "per_sequence": per_sequence,
-            "mean_auc": _mean(t.result.auc for t in scored),
-            "mean_precision": _mean(t.result.precision for t in scored),
-            "median_fps": float(np.median([t.fps for t in tracked])) if tracked else float("nan"),
-            "excluded_from_means": [t.sequence for t in tracked if not t.result.informative],
-        }
-        for key in dict.fromkeys(k for t in tracked for k in t.stats):
-            values = [t.stats[key] for t in tracked if key in t.stats]
-            summary[name][f"mean_{key}"] = _mean(values)
-            summary[name][f"std_{key}"] = float(np.std(values))
-    return summary
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return float(np.mean(values)) if values else float("nan")
 
 
 def markdown_table(summary: dict[str, dict]) -> str:
@@ -487,7 +287,7 @@ def run_ope(
         raise OPEError(f"--max-frames must be at least 1, got {max_frames}")
     build = factory or partial(make_tracker, data_dir=data_dir)
     # Build every tracker before touching any file: a bad name or missing weights fails first.
-    built = {name: _build(build, name) for name in trackers}
+    built = {name: build_tracker(build, name) for name in trackers}
     if runs_dir is None and json_path is not None:
         runs_dir = runs_dir_for(json_path)
     store = None
@@ -545,41 +345,6 @@ def run_ope(
 
 def split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
-
-
-def resolve_sequences(data: Path, seqs: list[str], split: str | None) -> list[Sequence]:
-    """Load the named sequences (all in ``data`` if none named; ``split`` filters or checks)."""
-    if not data.is_dir():
-        raise OPEError(f"data folder not found: {data}")
-    available = sequence_names(data)
-    try:
-        in_split = sequence_names(data, split) if split else None
-    except (ValueError, FileNotFoundError) as error:
-        raise OPEError(str(error)) from error
-    if seqs:
-        unknown = [s for s in seqs if s not in available]
-        if unknown:
-            raise OPEError(
-                f"unknown sequence {', '.join(unknown)} in {data} (have: {', '.join(available)})"
-            )
-        if in_split is not None:
-            outside = [s for s in seqs if s not in in_split]
-            if outside:
-                raise OPEError(f"sequence {', '.join(outside)} is not in the {split!r} split")
-        names = seqs
-    elif in_split is not None:
-        missing = [s for s in in_split if s not in available]
-        if missing:
-            raise OPEError(f"split {split!r} names {', '.join(missing)}, not found in {data}")
-        names = in_split
-    else:
-        names = available
-    if not names:
-        raise OPEError(f"no sequences found in {data}")
-    try:
-        return [load_sequence(data / name) for name in dict.fromkeys(names)]
-    except (ValueError, FileNotFoundError) as error:
-        raise OPEError(str(error)) from error
 
 
 def _parser() -> argparse.ArgumentParser:

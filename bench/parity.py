@@ -32,9 +32,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.ope import decode_frames, resolve_sequences, set_threads, split_list, truncate
+from bench.ope import set_threads, split_list
 from runtime.backends import create_backend
 from runtime.boxes import iou
+from runtime.evaluation.one_pass import decode_frames, resolve_sequences, truncate
 from runtime.nanotrack import NanoTracker
 from runtime.paths import data_root
 from runtime.registry import create_tracker

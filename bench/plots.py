@@ -15,14 +15,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.metrics import (
+from runtime.atomic import write_atomic
+from runtime.evaluation.metrics import (
     CENTER_THRESHOLDS,
     IOU_THRESHOLDS,
     NORM_THRESHOLDS,
     PRECISION_AT_PX,
     MeanCurves,
 )
-from runtime.atomic import write_atomic
 
 
 def legend_name(name: str) -> str:

@@ -20,18 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.ope import (
-    OPEError,
-    resolve_sequences,
-    run_ope,
-    set_threads,
-    split_list,
-    split_spec,
-    write_json,
-)
+from bench.ope import run_ope, set_threads, split_list, split_spec, write_json
 from bench.trackers import make_tracker
 from runtime.backends.manifest import load_manifest
 from runtime.backends.tensorrt_backend import tensorrt_status
+from runtime.evaluation.one_pass import OPEError, resolve_sequences
 from runtime.paths import data_root
 from runtime.registry import export_kind
 from runtime.rtmdnet import RTMDNetConfig

@@ -14,7 +14,7 @@ import torch
 from runtime.paths import data_root
 from runtime.registry import create_tracker
 from runtime.rtmdnet.meta import MetaCheckpoint
-from train.meta import TrainConfig, main, train
+from train.rtmdnet.meta_training import TrainConfig, main, train
 from train.tooling import apply_overrides
 
 DATA = data_root()
@@ -101,7 +101,8 @@ def test_cli_variants_and_bad_settings(tmp_path):
 
 def test_two_processes_with_gloo_keep_identical_replicas(tmp_path):
     """torchrun, 2 CPU processes, DDP: different episodes per rank, one averaged meta-gradient."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}  # this checkout's code
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         str(ROOT / "tests" / "helpers" / "ddp_meta_worker.py"), str(DATA), str(tmp_path), "2",

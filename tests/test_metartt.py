@@ -8,7 +8,7 @@ import torch
 
 from runtime.rtmdnet.head import FCHead
 from runtime.rtmdnet.meta import BatchSpec
-from train.metartt import MetaConfig, MetaLearner
+from train.rtmdnet.meta_learning import MetaConfig, TrainingMetaLearner
 
 SPEC = BatchSpec(batch_pos=24, batch_neg=24, batch_neg_cand=24)  # the whole task every step
 
@@ -23,13 +23,15 @@ def _task(gen: torch.Generator, dim: int = 12, n: int = 24):
     return draw(1, n), draw(-1, n), draw(1, n), draw(-1, n), draw(-1, 4)
 
 
-def _learner(scalar: bool = False) -> MetaLearner:
+def _learner(scalar: bool = False) -> TrainingMetaLearner:
     torch.manual_seed(0)
     head = FCHead(12, width=16, dropout=0.0)
-    return MetaLearner(head, MetaConfig(k_init=2, k_on=2, lr_init_value=0.05, scalar_lr=scalar))
+    return TrainingMetaLearner(
+        head, MetaConfig(k_init=2, k_on=2, lr_init_value=0.05, scalar_lr=scalar)
+    )
 
 
-def _meta_loss(learner: MetaLearner, gen: torch.Generator) -> torch.Tensor:
+def _meta_loss(learner: TrainingMetaLearner, gen: torch.Generator) -> torch.Tensor:
     pos, neg, test_pos, test_neg, hard = _task(gen)
     rng = np.random.default_rng(0)
     adapted = learner.adapt(learner.initial_params(), pos, neg, "init", SPEC, rng)
@@ -74,7 +76,7 @@ def test_training_config_round_trips_through_json_and_overrides():
 
     import pytest
 
-    from train.meta import TrainConfig, config_from_dict
+    from train.rtmdnet.meta_training import TrainConfig, config_from_dict
     from train.tooling import apply_overrides
 
     config = apply_overrides(TrainConfig(), {"meta.gamma": "0", "episode.tracker.top_k": "3"})

@@ -18,7 +18,7 @@ from runtime.rtmdnet.meta import (
     adapt,
 )
 from runtime.sequences import load_sequence
-from train.metartt import MetaConfig, MetaLearner
+from train.rtmdnet.meta_learning import MetaConfig, TrainingMetaLearner
 
 NANOTRACK = data_root() / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
 needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
@@ -28,7 +28,7 @@ FAST = {"n_neg_init": 2000, "init_jitter_scales": (1.0, 1.1)}
 
 def _learner(dim: int = FEATURE_DIM, width: int = 32, k_on: int = 5, lr: float = 0.1):
     torch.manual_seed(0)
-    return MetaLearner(FCHead(dim, width), MetaConfig(k_on=k_on, lr_init_value=lr))
+    return TrainingMetaLearner(FCHead(dim, width), MetaConfig(k_on=k_on, lr_init_value=lr))
 
 
 def _checkpoint(tmp_path, name="meta.pt", **kwargs) -> MetaCheckpoint:

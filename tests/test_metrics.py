@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.metrics import (
+from runtime.evaluation.metrics import (
     CENTER_THRESHOLDS,
     IOU_THRESHOLDS,
     NORM_THRESHOLDS,

@@ -33,7 +33,7 @@ needs_shipped = pytest.mark.skipif(
 
 def _frames(n: int):
     from runtime.sequences import load_sequence
-    from train.episodes import read_frame
+    from train.datasets import read_frame
 
     seq = load_sequence(SEQUENCE)
     return [read_frame(p) for p in seq.frame_paths[:n]], seq.ground_truth[:n]
@@ -166,7 +166,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 @needs_data
 def test_training_tool_runs_two_steps_resumes_and_trains_the_meta_learner(tmp_path):
-    from train.mlt import main
+    from train.mlt.training import main
 
     small = ["--set", "batch=2", "--threads", "2", "--checkpoint-every", "1"]
     match = tmp_path / "match"

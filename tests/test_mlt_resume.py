@@ -14,7 +14,7 @@ import torch
 
 from runtime.mlt.checkpoint import SHIPPED_CHECKPOINT, MLTCheckpoint
 from runtime.paths import data_root
-from train.mlt import MLTTrainConfig, train
+from train.mlt.training import MLTTrainConfig, train
 
 DATA = data_root()
 NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"

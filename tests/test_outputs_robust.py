@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.metrics import evaluate_sequence
 from bench.ope import OPEError, markdown_table, run_ope, runs_dir_for
 from bench.ope import main as ope_main
 from runtime.atomic import LineFile, remove_stale_temporaries, write_atomic
 from runtime.boxes import to_otb
 from runtime.demo_clip import render_frames, synthesize_clip
+from runtime.evaluation.metrics import evaluate_sequence
 from runtime.paths import PROJECT_ROOT
 from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence, load_sequence, read_boxes_file

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.metrics import overlaps
 from bench.peers import NANO_BACKBONE, NANO_DIR, NANO_NECKHEAD, from_cv_rect, to_cv_rect
 from bench.trackers import available_names, make_tracker
+from runtime.evaluation.metrics import overlaps
 from runtime.paths import data_root
 from runtime.tracker_api import Tracker
 

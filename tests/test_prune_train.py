@@ -12,7 +12,7 @@ from runtime.paths import data_root
 from runtime.registry import create_tracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, MetaCheckpoint
 from runtime.rtmdnet.prune import PruneCheckpoint
-from train.prune import PruneTrainConfig, main, train
+from train.rtmdnet.prune_training import PruneTrainConfig, main, train
 from train.tooling import apply_overrides
 
 DATA = data_root()

@@ -6,6 +6,7 @@ arguments, which it took as a pip extra (``pip install -e .[VIDEO]`` -> InvalidR
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -18,13 +19,16 @@ VENV = Path(sys.prefix)
 
 
 def _installed_by_env_sh() -> bool:
-    return any(VENV.glob(".installed-*"))
+    """Whether scripts/env.sh installed this pyproject.toml into this venv (its stamp names the
+    file's hash): otherwise run.sh would (re)install the project first."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    return any(VENV.glob(f".installed-{digest}*"))
 
 
 @pytest.mark.skipif(
     not _installed_by_env_sh(),
-    reason="this interpreter's venv was not set up by scripts/env.sh (no .installed-* stamp), "
-    "so run.sh would install the project first",
+    reason="this interpreter's venv was not set up by scripts/env.sh for this pyproject.toml "
+    "(no .installed-<its hash> stamp), so run.sh would install the project first",
 )
 def test_run_sh_hands_its_arguments_to_the_tracker_not_to_pip():
     env = {**os.environ, "TRACKER_VENV": str(VENV)}

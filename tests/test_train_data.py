@@ -31,7 +31,7 @@ from train.datasets import (
     training_sequences,
     view_of,
 )
-from train.episodes import (
+from train.rtmdnet.episodes import (
     EpisodeConfig,
     EpisodeSampler,
     crop_features,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from runtime.sequences import (
@@ -444,6 +445,25 @@ def assert_no_val(sequences: Iterable[Sequence], val_names: Iterable[str]) -> No
         )
 
 
+# ------------------------------------------------------------------------------------------
+# Frames and annotated indices (every training tool reads frames this way)
+# ------------------------------------------------------------------------------------------
+def read_frame(path) -> np.ndarray:
+    """One frame as BGR uint8 (OSError if it cannot be read)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"cannot read image {path}")
+    return image
+
+
+def annotated(sequence: Sequence) -> np.ndarray:
+    """Indices of frames whose ground truth is a real box (not NaN, positive size)."""
+    gt = sequence.ground_truth
+    ok = np.isfinite(gt).all(axis=1)
+    ok[ok] &= (gt[ok, 2] > 0) & (gt[ok, 3] > 0)
+    return np.flatnonzero(ok)
+
+
 def training_sequences(data_root: Path, extra_roots: Iterable[Path] = ()) -> list[Sequence]:
     """All meta-training sequences of the shared data (and any ``extra_roots``).
 
@@ -513,5 +533,7 @@ __all__ = [
     "read_splits",
     "to_internal",
     "training_sequences",
+    "annotated",
+    "read_frame",
     "view_of",
 ]

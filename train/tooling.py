@@ -1,9 +1,10 @@
-"""What every training tool here shares: settings, resumable state, the CSV log and its plot.
+"""What every training tool here shares: settings, the run's plan, resumable state, the log.
 
-``train/meta.py`` and ``train/prune.py`` follow the same habits: dataclass defaults overridden by
-``--config JSON`` and ``--set KEY=VALUE`` (dotted keys reach nested settings), an atomic
-``last.pt`` that ``--resume`` continues from only with the same settings, a ``log.csv`` rewritten
-atomically at each checkpoint, and a ``training.png`` of it.
+``train/meta.py``, ``train/prune.py`` and ``train/mlt.py`` follow the same habits: dataclass
+defaults overridden by ``--config JSON`` and ``--set KEY=VALUE`` (dotted keys reach nested
+settings), a frozen :class:`TrainingPlan` (what to train on, where to write, when), an atomic
+``last.pt`` that ``--resume`` continues from only with the same settings, a ``log.csv``
+rewritten atomically at each checkpoint, and a ``training.png`` of it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from runtime.atomic import write_atomic
 
@@ -73,6 +75,133 @@ def parse_assignments(items: Iterable[str]) -> dict[str, object]:
             raise SystemExit(f"error: --set needs KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# The plan of one run
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Schedule:
+    """How far a run goes and when it writes: steps are counted from 0, written as ``step + 1``."""
+
+    steps: int
+    checkpoint_every: int
+    val_every: int = 0  # 0: no validation
+
+    def is_last(self, step: int) -> bool:
+        return step + 1 == self.steps
+
+    def writes_checkpoint(self, step: int) -> bool:
+        return (step + 1) % self.checkpoint_every == 0 or self.is_last(step)
+
+    def validates(self, step: int) -> bool:
+        """At a checkpoint: whether that checkpoint is also validated."""
+        return bool(self.val_every) and ((step + 1) % self.val_every == 0 or self.is_last(step))
+
+
+@dataclass(frozen=True)
+class TrainingPlan(Generic[Config]):
+    """One training run, fixed before it starts: its settings, the data it trains on, the folder
+    it writes, its schedule, and this process's place among the ``torchrun`` processes."""
+
+    config: Config
+    root: Path  # the shared data root: weights, the train split, train_extra, val
+    extra_data: tuple[Path, ...]  # more training datasets (train.datasets.discover)
+    out: Path  # the run folder
+    artifact: str  # the runtime checkpoint's file name in ``out``
+    schedule: Schedule
+    resume: bool = False
+    distributed: bool = False  # inside an initialized process group
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def create(
+        cls,
+        config: Config,
+        root: Path,
+        out: Path,
+        artifact: str,
+        resume: bool = False,
+        extra_data: Iterable[Path] = (),
+    ) -> TrainingPlan[Config]:
+        """The plan for ``config`` (which has ``steps``, ``checkpoint_every`` and perhaps
+        ``val_every``), in this process (rank and world from the process group, if any)."""
+        distributed = dist.is_available() and dist.is_initialized()
+        schedule = Schedule(
+            config.steps,  # type: ignore[attr-defined]
+            config.checkpoint_every,  # type: ignore[attr-defined]
+            getattr(config, "val_every", 0),
+        )
+        return cls(
+            config,
+            root,
+            tuple(extra_data),
+            out,
+            artifact,
+            schedule,
+            resume,
+            distributed,
+            dist.get_rank() if distributed else 0,
+            dist.get_world_size() if distributed else 1,
+        )
+
+    @property
+    def is_first(self) -> bool:
+        """The process that logs and writes the run's files (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / self.artifact
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "log.csv"
+
+    @property
+    def plot_path(self) -> Path:
+        return self.out / "training.png"
+
+    def step_rng(self, step: int) -> np.random.Generator:
+        """One generator per (seed, step, rank): a resumed run draws exactly what it would have."""
+        return np.random.default_rng([self.config.seed, step, self.rank])  # type: ignore[attr-defined]
+
+
+def start_step(plan: TrainingPlan, resume_state: Callable[[], int]) -> int:
+    """The first step to run: ``resume_state()`` (loads ``last.pt``, returns its step) with
+    ``--resume``, else 0; refuses to start afresh over an earlier run's ``last.pt``."""
+    if plan.resume:
+        return resume_state()
+    if plan.state_path.exists():
+        raise SystemExit(f"error: {plan.out} already holds a run; pass --resume or another --out")
+    return 0
+
+
+def open_log(plan: TrainingPlan, start: int) -> list[dict[str, object]]:
+    """The log rows of the steps before ``start`` (first process only) and, from the first
+    process, the run's ``config.json``."""
+    rows: list[dict[str, object]] = list(read_log(plan.log_path, start)) if plan.is_first else []
+    if plan.is_first:
+        text = json.dumps(asdict(plan.config), indent=2) + "\n"  # type: ignore[call-overload]
+        write_atomic(plan.out / "config.json", text)
+    return rows
+
+
+def progress(plan: TrainingPlan, start: int, desc: str) -> tqdm:
+    """The steps from ``start`` on, as a progress bar shown by the first process only."""
+    return tqdm(
+        range(start, plan.schedule.steps),
+        initial=start,
+        total=plan.schedule.steps,
+        desc=desc,
+        disable=not plan.is_first,
+        dynamic_ncols=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------

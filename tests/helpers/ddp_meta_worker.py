@@ -1,17 +1,18 @@
-"""Run under torchrun by tests/test_meta_train.py: a few meta-steps, then save the replica."""
+"""Run under torchrun by tests/test_meta_train.py: a few meta-steps, then save the replica.
+
+The test puts the checkout first on ``PYTHONPATH``, so this imports the code under test.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import torch
+import torch.distributed as dist
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-
-from train.meta import TrainConfig, train  # noqa: E402
-from train.tooling import apply_overrides  # noqa: E402
+from train.rtmdnet.meta_training import TrainConfig, train
+from train.tooling import apply_overrides
 
 
 def main() -> None:

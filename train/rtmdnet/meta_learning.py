@@ -55,7 +55,7 @@ class MetaConfig:
     balanced_test_loss: bool = False
 
 
-class MetaLearner(nn.Module):
+class TrainingMetaLearner(nn.Module):
     """Holds ``theta_init^0`` (an :class:`FCHead`) and the per-step learning rates."""
 
     def __init__(self, head: FCHead, config: MetaConfig) -> None:
@@ -77,7 +77,7 @@ class MetaLearner(nn.Module):
         self.lr_on = rates(config.k_on)
         self.head.eval()
 
-    def train(self, mode: bool = True) -> MetaLearner:
+    def train(self, mode: bool = True) -> TrainingMetaLearner:
         # The head stays in eval mode (no dropout): see the module docstring.
         super().train(mode)
         self.head.eval()

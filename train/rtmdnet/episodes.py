@@ -40,7 +40,7 @@ from runtime.rtmdnet.tracker import (
 )
 from runtime.sampling import SampleSpec, draw, draw_filtered
 from runtime.sequences import Sequence
-from train.datasets import is_aerial
+from train.datasets import annotated, is_aerial, read_frame
 
 
 # ------------------------------------------------------------------------------------------
@@ -145,13 +145,6 @@ class Episode:
         return [f.index for f in self.frames]
 
 
-def read_frame(path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read image {path}")
-    return image
-
-
 def visible_fraction(box: np.ndarray, frame_wh: tuple[int, int]) -> float:
     """Share of ``box``'s area inside the frame (0 for NaN or empty boxes)."""
     box = np.asarray(box, dtype=np.float64)
@@ -161,14 +154,6 @@ def visible_fraction(box: np.ndarray, frame_wh: tuple[int, int]) -> float:
     x2, y2 = min(box[0] + box[2], frame_wh[0]), min(box[1] + box[3], frame_wh[1])
     inside = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
     return float(inside / (box[2] * box[3]))
-
-
-def annotated(sequence: Sequence) -> np.ndarray:
-    """Indices of frames whose ground truth is a real box (not NaN, positive size)."""
-    gt = sequence.ground_truth
-    ok = np.isfinite(gt).all(axis=1)
-    ok[ok] &= (gt[ok, 2] > 0) & (gt[ok, 3] > 0)
-    return np.flatnonzero(ok)
 
 
 def _window_starts(indices: np.ndarray, n_frames: int, max_span: int) -> np.ndarray:
