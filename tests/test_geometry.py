@@ -164,7 +164,7 @@ def test_calib_and_export_share_one_crop_function():
         path = Path(module.__file__)
         assert not (_calls(path) & own), path
         assert "tracker_crop" in _calls(path), path
-    train = PROJECT_ROOT / "train" / "episodes.py"
+    train = PROJECT_ROOT / "train" / "rtmdnet" / "episodes.py"
     assert "RTMDNetTracker._covering_half_extent(" not in train.read_text()
 
 

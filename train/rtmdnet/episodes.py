@@ -425,7 +425,7 @@ def window_features(
 ) -> WindowFeatures:
     """Cut ONE window around ``target_box`` covering ``boxes`` and run the backbone on it.
 
-    Cut and backbone as ``RTMDNetTracker`` does (``_window``, ``_covering_half_extent``,
+    Cut and backbone as ``RTMDNetTracker`` does (``search_window``, ``covering_half_extent``,
     ``_feature_map``). ``fill`` is the colour outside the frame; the tracker uses the *first*
     frame's mean colour for the whole video, so pass the init frame's
     ``frame.reshape(-1, 3).mean(0)`` for later frames to match it exactly (default: this frame's
