@@ -80,8 +80,8 @@ from runtime.backends.manifest import (  # noqa: E402
 from runtime.backends.tensorrt_backend import require_tensorrt, tensorrt_status  # noqa: E402
 from runtime.hashing import sha256_file
 from runtime.paths import PROJECT_ROOT, data_root  # noqa: E402
+from runtime.roi_features import RoIFeatureExtractor  # noqa: E402
 from runtime.rtmdnet.config import RTMDNetConfig  # noqa: E402
-from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TRACKERS = ("rtmdnet", "nanotrack")

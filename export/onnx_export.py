@@ -46,8 +46,8 @@ from runtime.backends.manifest import (
 from runtime.crop import cut, window_around
 from runtime.paths import data_root
 from runtime.roi_align import onnx_translation
+from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.tracker import NEG_INIT, NEG_UPDATE, RTMDNetTracker
 from runtime.sampling import SampleSpec, draw
 from runtime.sequences import load_sequence

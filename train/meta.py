@@ -54,7 +54,7 @@ from runtime.atomic import write_atomic  # noqa: E402
 from runtime.backbones import build_backbone  # noqa: E402
 from runtime.boxes import iou  # noqa: E402
 from runtime.paths import data_root  # noqa: E402
-from runtime.rtmdnet.features import RoIFeatureExtractor  # noqa: E402
+from runtime.roi_features import RoIFeatureExtractor  # noqa: E402
 from runtime.rtmdnet.head import FCHead, fast_low_precision  # noqa: E402
 from runtime.rtmdnet.meta import BatchSpec  # noqa: E402
 from runtime.rtmdnet.tracker import update_reach  # noqa: E402
