@@ -25,8 +25,8 @@ import torch
 from runtime.backends import create_backend
 from runtime.crop import CropWindow, cut
 from runtime.paths import data_root
+from runtime.roi_features import crop_to_tensor
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import crop_to_tensor
 from runtime.sampling import SampleSpec, draw
 from runtime.sequences import load_sequence
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
 
     names = args.backends.split(",")
     backends = {
-        n: create_backend(n, config=config, data_dir=args.data, export_dir=args.export)
+        n: create_backend(config.backend_spec(args.data, backend=n, export_dir=args.export))
         for n in names
     }
     times: dict[str, list[float]] = {n: [] for n in names}

@@ -92,7 +92,7 @@ def _lockstep(
         return partial(siamese_lockstep_overlaps, torch_tracker, other)
     assert isinstance(torch_tracker, RTMDNetTracker) and isinstance(other, RTMDNetTracker)
     full = create_backend(
-        backend, config=other.config, data_dir=data_dir, export_dir=export_dir, verbose=False
+        other.config.backend_spec(data_dir, backend=backend, export_dir=export_dir), verbose=False
     )
     unpruned = torch_tracker.backend
 

@@ -80,8 +80,8 @@ from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.backends.tensorrt_backend import TensorRTBackend, require_tensorrt, tensorrt_status
 from runtime.hashing import sha256_file
 from runtime.paths import PROJECT_ROOT, data_root
+from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
 from runtime.rtmdnet.prune import SHIPPED, SHIPPED_PRUNE
 

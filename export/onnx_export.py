@@ -47,8 +47,8 @@ from runtime.backends.manifest import (
 )
 from runtime.paths import data_root
 from runtime.roi_align import onnx_translation
+from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.geometry import tracker_crop
 from runtime.sequences import load_sequence
 

@@ -12,6 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.mlt import MLTConfig, MLTTracker
+from runtime.nanotrack import NanoTrackConfig, NanoTracker
+from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
+from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
+from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
 from runtime.tracker_api import Tracker
 
 # Options the CLI sets (python -m runtime.track), by config field: their flags, and whose they
@@ -57,8 +62,6 @@ def unknown_options_message(name: str, names: list[str], known: list[str]) -> st
 
 def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
-        from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
-
         config = _config(RTMDNetConfig, {**preset, **options})
         return RTMDNetTracker(config, data_dir=data_dir)
 
@@ -67,8 +70,6 @@ def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
 
 def _metartt(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
-        from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
-
         return _rtmdnet({"meta": str(SHIPPED_CHECKPOINT), **preset})(data_dir, **options)
 
     return factory
@@ -76,8 +77,6 @@ def _metartt(preset: dict[str, object]) -> Callable[..., Tracker]:
 
 def _metartt_pruned(which: str) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
-        from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
-
         prune = {"net": str(SHIPPED_PRUNE), "static": str(SHIPPED_STATIC), "fit": "fit"}[which]
         return _metartt({"prune": prune})(data_dir, **options)
 
@@ -86,8 +85,6 @@ def _metartt_pruned(which: str) -> Callable[..., Tracker]:
 
 def _mlt(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
-        from runtime.mlt import MLTConfig, MLTTracker
-
         config = _config(MLTConfig, {**preset, **options})  # not --meta, --prune
         return MLTTracker(config, data_dir=data_dir)
 
@@ -96,8 +93,6 @@ def _mlt(preset: dict[str, object]) -> Callable[..., Tracker]:
 
 def _nanotrack(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
-        from runtime.nanotrack import NanoTrackConfig, NanoTracker
-
         config = _config(NanoTrackConfig, {**preset, **options})  # not --meta, --prune
         return NanoTracker(config, data_dir=data_dir)
 

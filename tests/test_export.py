@@ -37,8 +37,8 @@ from runtime.backends.manifest import MANIFEST_FILE
 from runtime.boxes import iou
 from runtime.hashing import sha256_file
 from runtime.paths import data_root
+from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
-from runtime.rtmdnet.features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead
 from runtime.sequences import load_sequence
 
@@ -64,6 +64,11 @@ def exported(tmp_path_factory):
     # Built for the shipped meta + pruning checkpoints, pruned graphs at 64 of 96 conv channels.
     manifest = build("nanotrack", "fp32", folder, log=lambda _: None, prune="shipped", keep_conv=64)
     return folder, manifest
+
+
+def _spec(**changes):
+    """The default tracker's backend spec, with ``changes``."""
+    return RTMDNetConfig().backend_spec(**changes)
 
 
 @pytest.fixture(scope="module")
@@ -291,16 +296,16 @@ def test_gpu_provider_request_that_falls_back_warns(exported):
 @needs_data
 def test_create_backend_by_name(exported, extractor):
     folder, _ = exported
-    assert isinstance(create_backend("auto", extractor=extractor, verbose=False), TorchBackend)
-    auto = create_backend("auto", export_dir=folder, extractor=extractor, verbose=False)
+    assert isinstance(create_backend(_spec(), extractor=extractor, verbose=False), TorchBackend)
+    auto = create_backend(_spec(export_dir=folder), extractor=extractor, verbose=False)
     assert isinstance(auto, TensorRTBackend if TRT_OK else OnnxRuntimeBackend)
     with pytest.raises(ValueError, match="needs an export folder"):
-        create_backend("onnxruntime", verbose=False)
+        create_backend(_spec(backend="onnxruntime"), verbose=False)
     with pytest.raises(ValueError, match="unknown backend"):
-        create_backend("openvino", verbose=False)
+        create_backend(_spec(backend="openvino"), verbose=False)
     if not TRT_OK:
         with pytest.raises(TensorRTUnavailable, match=TRT_WHY):
-            create_backend("tensorrt", export_dir=folder, verbose=False)
+            create_backend(_spec(backend="tensorrt", export_dir=folder), verbose=False)
 
 
 def test_build_engine_refuses_what_it_cannot_build(tmp_path, capsys):
@@ -316,12 +321,12 @@ def test_build_engine_refuses_what_it_cannot_build(tmp_path, capsys):
 def test_precisions_a_backend_cannot_run_here_are_refused(exported, extractor):
     folder, _ = exported
     with pytest.raises(ValueError, match="fp16 is refused on the onnxruntime backend"):
-        create_backend("onnxruntime", config=RTMDNetConfig(precision="fp16"), export_dir=folder)
+        create_backend(_spec(backend="onnxruntime", precision="fp16", export_dir=folder))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="fp16 is refused on the torch backend.*CPU"):
-            create_backend("torch", config=RTMDNetConfig(precision="fp16"), extractor=extractor)
+            create_backend(_spec(backend="torch", precision="fp16"), extractor=extractor)
     with pytest.raises(ValueError, match="int8 runs from an int8 export"):
-        create_backend("torch", config=RTMDNetConfig(precision="int8"), extractor=extractor)
+        create_backend(_spec(backend="torch", precision="int8"), extractor=extractor)
     with pytest.raises(ManifestMismatchError, match="holds fp32 graphs but the tracker asks"):
         OnnxRuntimeBackend(folder, RTMDNetConfig(precision="int8"))
 

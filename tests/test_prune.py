@@ -12,8 +12,8 @@ from runtime.backbones.common import keep_output_channels
 from runtime.backends.torch_backend import TorchBackend
 from runtime.crop import cut
 from runtime.paths import data_root
+from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
-from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.geometry import search_window
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, BatchSpec, MetaCheckpoint, adapt, forward_with
 from runtime.rtmdnet.prune import (

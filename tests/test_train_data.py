@@ -363,8 +363,8 @@ def test_pseudo_video_makes_an_episode():
 @needs_data
 def test_crop_features_match_the_tracker():
     from runtime.backbones import build_backbone
+    from runtime.roi_features import RoIFeatureExtractor
     from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
-    from runtime.rtmdnet.features import RoIFeatureExtractor
     from runtime.rtmdnet.geometry import covering_half_extent, search_window
 
     tracker_config = RTMDNetConfig()

@@ -11,6 +11,8 @@ import torch
 class FeatureBackend(Protocol):
     """Backbone + RoIAlign behind two calls (plus ``keep_channels`` for pruning); nothing else.
 
+    Built from a :class:`runtime.backends.spec.FeatureBackendSpec` (:func:`create_backend`).
+
     Both calls return torch tensors on the device of their input, so the FC head (torch, adapted
     online) reads them directly, whatever ran them.
     """
@@ -18,9 +20,15 @@ class FeatureBackend(Protocol):
     name: str
     # Output channels a pruned copy must keep exactly (an engine built at that width), or None.
     channel_budget: int | None
+    # Whether ``feature_map`` takes a batch of crops ``(B, 3, H, W)``, B > 1, in one call (the
+    # torch modules); the exported graphs take one crop per call.
+    takes_batches: bool
 
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
-        """``(1, 3, H, W)`` float32 BGR 0..255 crop -> ``(1, C, h, w)`` feature map."""
+        """``(1, 3, H, W)`` float32 BGR 0..255 crop -> ``(1, C, h, w)`` feature map.
+
+        ``(B, 3, H, W)`` -> ``(B, C, h, w)`` where ``takes_batches``.
+        """
         ...
 
     def pool(

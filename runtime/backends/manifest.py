@@ -27,6 +27,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from runtime.backbones.mobilenet_v2 import MOBILENET_NPZ
+from runtime.backbones.nanotrack import NANOTRACK_NPZ
+from runtime.backends.spec import FeatureBackendSpec
 from runtime.hashing import sha256_file
 
 MANIFEST_FILE = "manifest.json"
@@ -42,7 +45,8 @@ ROIS = "rois"
 BATCH_INDICES = "batch_indices"
 ROI_FEATURES = "roi_features"
 
-# Config fields baked into the graphs: a tracker whose config differs here cannot use the folder.
+# Spec fields baked into the graphs (the manifest's "config"): a tracker whose spec differs here
+# cannot use the folder (a spec without RoI pooling, roi_* None, accepts any roi_* values).
 GRAPH_CONFIG_FIELDS = ("backbone", "roi_size", "roi_sampling_ratio")
 
 
@@ -61,9 +65,6 @@ class UnverifiedExportWarning(UserWarning):
 
 def checkpoint_files(backbone: str, weights_dir: str | os.PathLike[str]) -> list[Path]:
     """The weight file(s) a backbone is built from (``[]`` for VGG-M: fixed-seed random init)."""
-    from runtime.backbones.mobilenet_v2 import MOBILENET_NPZ
-    from runtime.backbones.nanotrack import NANOTRACK_NPZ
-
     root = Path(weights_dir).expanduser()
     if backbone == "nanotrack":
         return [root.joinpath(*NANOTRACK_NPZ)]
@@ -104,16 +105,19 @@ def file_record(path: str | os.PathLike[str]) -> dict[str, str]:
     return {"path": path.name, "sha256": sha256_file(path)}
 
 
-def check_tracker_checkpoints(manifest: dict[str, Any], config: Any, folder: Any) -> None:
-    """Refuse a tracker whose meta or pruning checkpoint is not the one the folder was built for.
+def check_tracker_checkpoints(
+    manifest: dict[str, Any], spec: FeatureBackendSpec, folder: Any
+) -> None:
+    """Refuse a spec whose meta or pruning checkpoint is not the one the folder was built for.
 
     An export made with ``--ckpt``/``--prune`` records those files' hashes (the pruned engines'
     fixed widths were measured with them); one made without serves any head.
     """
     bound = manifest.get("tracker_checkpoints") or {}
+    checkpoints = spec.bound_checkpoints()
     for field, flag in (("meta", "--ckpt"), ("prune", "--prune")):
         record = bound.get(field)
-        value = getattr(config, field, None)
+        value = checkpoints[field]
         if record is None or value is None or not Path(str(value)).expanduser().is_file():
             continue  # not bound, or the tracker has no such checkpoint file ("fit", none)
         current = sha256_file(Path(str(value)).expanduser())
@@ -280,18 +284,15 @@ def _safe_records(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def check_manifest(
     manifest: dict[str, Any],
-    config: Any,
-    weights_dir: str | os.PathLike[str],
+    spec: FeatureBackendSpec,
     folder: str | os.PathLike[str] = "the export folder",
 ) -> None:
-    """Raise :class:`ManifestMismatchError` unless the folder fits ``config`` and the weights,
-    and its graphs are the ones exported (:func:`check_graphs`).
-
-    ``config`` is the tracker's config (an ``RTMDNetConfig``); ``weights_dir`` the folder the
-    tracker would load its backbone weights from.
+    """Raise :class:`ManifestMismatchError` unless the folder fits ``spec`` (backbone, RoI
+    settings, precision, bound checkpoints, the weight file in ``spec.weights_dir``), and its
+    graphs are the ones exported (:func:`check_graphs`).
     """
     try:
-        _check_manifest(manifest, config, weights_dir, folder)
+        _check_manifest(manifest, spec, folder)
     except (AttributeError, KeyError, TypeError) as exc:  # a field missing or of the wrong type
         raise ManifestMismatchError(
             f"{Path(folder) / MANIFEST_FILE} is malformed ({exc!r}); "
@@ -300,31 +301,31 @@ def check_manifest(
 
 
 def _check_manifest(
-    manifest: dict[str, Any],
-    config: Any,
-    weights_dir: str | os.PathLike[str],
-    folder: str | os.PathLike[str],
+    manifest: dict[str, Any], spec: FeatureBackendSpec, folder: str | os.PathLike[str]
 ) -> None:
     exported = manifest.get("config", {})
-    redo = f"re-export: python export/build_engine.py --backbone {config.backbone} --out {folder}"
+    redo = f"re-export: python export/build_engine.py --backbone {spec.backbone} --out {folder}"
     for field in GRAPH_CONFIG_FIELDS:
-        if exported.get(field) != getattr(config, field):
+        wanted = getattr(spec, field)
+        if wanted is None and field != "backbone":
+            continue  # the tracker pools no RoIs: the folder's RoI settings do not matter to it
+        if exported.get(field) != wanted:
             raise ManifestMismatchError(
                 f"{folder} was exported with {field}={exported.get(field)!r} but the tracker's "
-                f"config has {field}={getattr(config, field)!r}; {redo}"
+                f"config has {field}={wanted!r}; {redo}"
             )
-    precision = getattr(config, "precision", "fp32")
+    precision = spec.precision
     if manifest.get("precision", "fp32") != precision:
         raise ManifestMismatchError(
             f"{folder} holds {manifest.get('precision')} graphs but the tracker asks for "
             f"{precision}; use --precision {manifest.get('precision')}, or export "
             f"python export/build_engine.py --precision {precision} --out DIR"
         )
-    check_tracker_checkpoints(manifest, config, folder)
+    check_tracker_checkpoints(manifest, spec, folder)
     recorded = manifest.get("checkpoint", {}).get("sha256")
-    current = checkpoint_record(config.backbone, weights_dir)["sha256"]
+    current = checkpoint_record(spec.backbone, spec.weights_dir)["sha256"]
     if recorded != current:
-        names = ", ".join(str(p) for p in checkpoint_files(config.backbone, weights_dir))
+        names = ", ".join(str(p) for p in checkpoint_files(spec.backbone, spec.weights_dir))
         raise ManifestMismatchError(
             f"checkpoint hash mismatch: {folder} was exported from weights with sha256 "
             f"{recorded}, but {names or 'the weights'} has sha256 {current}; {redo}"

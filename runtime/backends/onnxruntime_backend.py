@@ -19,10 +19,14 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
+from google.protobuf.message import DecodeError
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from runtime.backends.manifest import (
     BATCH_INDICES,
@@ -36,10 +40,9 @@ from runtime.backends.manifest import (
     load_manifest,
     unreadable_graph,
 )
-from runtime.paths import data_root
-
-if TYPE_CHECKING:
-    from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
+from runtime.backends.qdq import activations_to_uint8
+from runtime.backends.spec import FeatureBackendSpec, SpecSource, resolve_spec
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
@@ -50,8 +53,6 @@ def _provider_name(provider: str | tuple[str, dict[str, Any]]) -> str:
 
 def session_options(threads: int) -> Any:
     """ONNX Runtime options every backend uses: ``threads`` intra-op threads, sequential."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
@@ -67,8 +68,6 @@ def start_session(
     graph: bytes | str, options: Any, providers: list[str | tuple[str, dict[str, Any]]]
 ) -> Any:
     """An ``InferenceSession``; warns where a requested GPU provider silently fell back."""
-    import onnxruntime as ort
-
     session = ort.InferenceSession(graph, options, providers=providers)
     running = session.get_providers()
     wanted_gpu = [p for p in map(_provider_name, providers) if p in GPU_PROVIDERS]
@@ -87,10 +86,6 @@ def cpu_encoding(graph: bytes) -> bytes:
     """An INT8 graph with its activations re-encoded as uint8 (:mod:`runtime.backends.qdq`)."""
     if b"QuantizeLinear" not in graph:
         return graph  # float: nothing to do, no parse
-    import onnx
-
-    from runtime.backends.qdq import activations_to_uint8
-
     model = onnx.load_from_string(graph)
     return model.SerializeToString() if activations_to_uint8(model) else graph
 
@@ -98,30 +93,30 @@ def cpu_encoding(graph: bytes) -> bytes:
 class OnnxRuntimeBackend:
     name = "onnxruntime"
     channel_budget: int | None = None  # slices to any width (a session build per video)
+    takes_batches = False  # the exported backbone takes one crop per call
     build_seconds = 0.0  # of the last session build for a pruned copy
 
     def __init__(
         self,
         export_dir: str | os.PathLike[str],
-        config: RTMDNetConfig | None = None,
+        spec: FeatureBackendSpec | SpecSource | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         providers: list[str | tuple[str, dict[str, Any]]] | None = None,
         threads: int | None = None,
     ) -> None:
-        """Load ``export_dir``; ``config``/``data_dir`` name the tracker and weights it serves.
+        """Load ``export_dir`` for ``spec`` (what the tracker needs; default: RT-MDNet's).
 
-        ``providers`` go to ``onnxruntime.InferenceSession`` (default: CPU). ``threads`` sets
-        ONNX Runtime's intra-op threads (default: ``torch.get_num_threads()``, so ``--threads``
-        means the same for every backend).
+        ``spec`` may also be a tracker config (its ``backend_spec(data_dir)`` is used; ``data_dir``
+        is for that case only). ``providers`` go to ``onnxruntime.InferenceSession`` (default:
+        CPU). ``threads`` (else ``spec.threads``, else ``torch.get_num_threads()``, so
+        ``--threads`` means the same for every backend) sets ONNX Runtime's intra-op threads.
         """
-        from runtime.rtmdnet.config import RTMDNetConfig
-
+        self.spec = spec = resolve_spec(spec, data_dir)
         self.export_dir = Path(export_dir).expanduser()
         self.manifest = load_manifest(self.export_dir)
-        config = config or RTMDNetConfig()
-        check_manifest(self.manifest, config, data_root(data_dir) / "weights", self.export_dir)
+        check_manifest(self.manifest, spec, self.export_dir)
 
-        self._threads = int(threads or torch.get_num_threads())
+        self._threads = int(threads or spec.threads or torch.get_num_threads())
         self._requested = list(providers or ["CPUExecutionProvider"])
         # Kept as bytes: per-video pruning slices them and builds new sessions (keep_channels).
         paths = [graph_path(self.manifest, self.export_dir, n) for n in ("backbone", "roi_pool")]
@@ -129,15 +124,14 @@ class OnnxRuntimeBackend:
         if all(_provider_name(p) == "CPUExecutionProvider" for p in self._requested):
             backbone = self._parsed(paths[0], cpu_encoding, backbone)  # once: slices start here
         self._graph_bytes = (backbone, roi_pool)
-        self._roi_cells = int(config.roi_size) ** 2
+        # A spec that pools nothing (MLT) takes the folder's RoI side (only slices use it).
+        roi_size = spec.roi_size if spec.pools else self.manifest["config"]["roi_size"]
+        self._roi_cells = int(roi_size) ** 2
         self.kept_channels: int | None = None  # set on a pruned copy
         self._start_sessions(*self._graph_bytes, paths=paths)
 
     def _parsed(self, path: Path, fn: Any, *args: Any) -> Any:
         """``fn(*args)``; a graph that does not parse becomes one ManifestMismatchError line."""
-        from google.protobuf.message import DecodeError
-        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
         unreadable = (
             DecodeError,
             ort_errors.InvalidProtobuf,
@@ -168,10 +162,6 @@ class OnnxRuntimeBackend:
 
         Costs a session build per video (``build_seconds`` records it; docs/results.md).
         """
-        import onnx
-
-        from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
-
         start = time.perf_counter()
         index = [int(i) for i in torch.as_tensor(keep).flatten()]
         backbone = slice_backbone(onnx.load_from_string(self._graph_bytes[0]), FEATURES, index)

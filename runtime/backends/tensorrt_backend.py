@@ -16,10 +16,12 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
 
 from runtime.backends.manifest import (
     BATCH_INDICES,
@@ -33,10 +35,7 @@ from runtime.backends.manifest import (
     graph_path,
     load_manifest,
 )
-from runtime.paths import data_root
-
-if TYPE_CHECKING:
-    from runtime.rtmdnet.config import RTMDNetConfig
+from runtime.backends.spec import FeatureBackendSpec, SpecSource, resolve_spec
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -46,7 +45,7 @@ class TensorRTUnavailable(RuntimeError):
 def tensorrt_status() -> tuple[bool, str]:
     """``(usable, why)``: whether TensorRT engines can be built and run in this process."""
     try:
-        import tensorrt
+        import tensorrt  # lazy: optional, absent on these machines (DESIGN.md)
     except ImportError:
         return False, "tensorrt not installed"
     if not torch.cuda.is_available():
@@ -59,7 +58,7 @@ def require_tensorrt() -> Any:
     usable, why = tensorrt_status()
     if not usable:
         raise TensorRTUnavailable(f"the tensorrt backend cannot run here: {why}")
-    import tensorrt
+    import tensorrt  # lazy: optional (tensorrt_status just found it importable)
 
     return tensorrt
 
@@ -132,9 +131,6 @@ class _Engine:
 
 def full_conv_filters(onnx_path: Path, names: list[str]) -> dict[str, np.ndarray]:
     """The full graph's output-conv weight and bias: the source of every per-video refit."""
-    import onnx
-    from onnx import numpy_helper
-
     tensors = {t.name: t for t in onnx.load(str(onnx_path)).graph.initializer}
     return {name: numpy_helper.to_array(tensors[name]) for name in names}
 
@@ -147,20 +143,21 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    takes_batches = False  # the engines' profiles take one crop per call
 
     def __init__(
         self,
         export_dir: str | os.PathLike[str],
-        config: RTMDNetConfig | None = None,
+        spec: FeatureBackendSpec | SpecSource | None = None,
         data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """Load the engines of ``export_dir`` for ``spec`` (or a tracker config, with ``data_dir``:
+        see :class:`~runtime.backends.onnxruntime_backend.OnnxRuntimeBackend`)."""
         trt = require_tensorrt()
-        from runtime.rtmdnet.config import RTMDNetConfig
-
+        self.spec = spec = resolve_spec(spec, data_dir)
         self.export_dir = Path(export_dir).expanduser()
         self.manifest = load_manifest(self.export_dir)
-        config = config or RTMDNetConfig()
-        check_manifest(self.manifest, config, data_root(data_dir) / "weights", self.export_dir)
+        check_manifest(self.manifest, spec, self.export_dir)
         engines = self.manifest.get("engines")
         if not engines:
             raise TensorRTUnavailable(

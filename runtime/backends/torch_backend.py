@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from runtime.rtmdnet.features import RoIFeatureExtractor
+from runtime.roi_features import RoIFeatureExtractor
 
 
 class TorchBackend:
     name = "torch"
     channel_budget: int | None = None  # slices to any width
+    takes_batches = True  # the modules run any batch of crops
 
     def __init__(self, extractor: RoIFeatureExtractor, half: bool = False) -> None:
         """``half``: run the backbone under CUDA fp16 autocast (outputs stay float32)."""

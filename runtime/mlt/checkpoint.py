@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from runtime.backbones.nanotrack import NANOTRACK_NPZ
 from runtime.checkpoint_io import load_payload, save_payload
 from runtime.hashing import sha256_file
 from runtime.mlt.meta_learner import MetaLearner
@@ -32,8 +33,6 @@ class MLTCheckpointError(ValueError):
 
 def trunk_weight_file(trunk: str, weights_dir: str | os.PathLike[str]) -> Path | None:
     if trunk == "nanotrack":
-        from runtime.backbones.nanotrack import NANOTRACK_NPZ
-
         return Path(weights_dir).expanduser().joinpath(*NANOTRACK_NPZ)
     return None
 

@@ -1,14 +1,19 @@
 """MLT's tracking parameters; defaults are the paper's values (Choi et al., ICCV 2019, Sec. 4).
 
-A config is saved next to every artifact (``dataclasses.asdict``). The fields ``backbone``,
-``roi_size`` and ``roi_sampling_ratio`` exist so an export folder of the NanoTrack trunk
-(``export/build_engine.py --backbone nanotrack``) can be checked against this config by
-:mod:`runtime.backends` exactly as for MetaRTT (RoIAlign is not used by MLT).
+A config is saved next to every artifact (``dataclasses.asdict``). With the NanoTrack trunk the
+trunk runs through :mod:`runtime.backends` (:meth:`MLTConfig.backend_spec`), so an export folder
+of it (``export/build_engine.py --backbone nanotrack``, MetaRTT's) serves MLT too; MLT pools no
+RoIs, so the folder's RoIAlign settings are not checked.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
+
+from runtime.backends.spec import FeatureBackendSpec
+from runtime.paths import data_root
 
 
 @dataclass
@@ -49,10 +54,33 @@ class MLTConfig:
     ft_lr: float = 1e-3
 
     # --- run / backends ------------------------------------------------------------------------
-    roi_size: int = 3  # only for matching MetaRTT's export manifests (see module docstring)
-    roi_sampling_ratio: int = 2
     seed: int = 0
     device: str = "cpu"
     backend: str = "auto"  # the trunk: auto | torch | onnxruntime | tensorrt (runtime.backends)
     export_dir: str | None = None  # a folder from export/build_engine.py --backbone nanotrack
     precision: str = "fp32"  # of the trunk, as MetaRTT's (fp16 / int8 need a matching export)
+
+    def backend_spec(
+        self, data_dir: str | os.PathLike[str] | None = None, **changes: Any
+    ) -> FeatureBackendSpec:
+        """What the NanoTrack trunk asks of its feature backend (:mod:`runtime.backends`): the
+        feature map only (no RoI pooling), with ``changes`` to the spec's fields.
+
+        ValueError for the paper trunk: it is trained inside the matching network and runs there.
+        """
+        if self.backbone != "nanotrack":
+            raise ValueError(
+                f"MLT's {self.backbone!r} trunk runs inside the matching network (torch): it "
+                f"takes no feature backend; only backbone='nanotrack' does"
+            )
+        spec = FeatureBackendSpec(
+            backbone=self.backbone,
+            weights_dir=data_root(data_dir) / "weights",
+            roi_size=None,
+            roi_sampling_ratio=None,
+            backend=self.backend,
+            precision=self.precision,
+            device=self.device,
+            export_dir=self.export_dir,
+        )
+        return spec.replace(**changes) if changes else spec

@@ -18,7 +18,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runtime.mlt.model import CONV5_IN, CONV5_OUT, N_GENERATED, MatchingNet
+from runtime.mlt.model import (
+    CONV5_IN,
+    CONV5_OUT,
+    N_GENERATED,
+    MatchingNet,
+    balanced_logistic_loss,
+)
 
 N_ATTENTION = CONV5_OUT + N_GENERATED  # 224
 
@@ -62,8 +68,6 @@ def conv5_gradient(
     ``z4`` is the exemplar's conv4 map ``(1, 256, h, w)``, ``x4`` the M context images' ``(M,
     256, H, W)``, ``labels`` their generated label maps. No graph is kept (first order).
     """
-    from runtime.mlt.model import balanced_logistic_loss
-
     base = net.conv5.weight if conv5_weight is None else conv5_weight
     weight = base.detach().clone().requires_grad_(True)
     with torch.enable_grad():

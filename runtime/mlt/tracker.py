@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.backends import create_backend
+from runtime.backends.base import FeatureBackend
+from runtime.backends.spec import FeatureBackendSpec
 from runtime.confidence import CalibratedScore, ScoreCalibrator
 from runtime.crop import exemplar_side, square_crop
 from runtime.mlt.checkpoint import SHIPPED_CHECKPOINT, MLTCheckpoint, MLTCheckpointError
@@ -55,6 +58,8 @@ class _ModuleTrunk:
 
     name = "torch"
     chosen_because = "the paper trunk runs in torch (no export)"
+    channel_budget = None
+    takes_batches = True
 
     @torch.no_grad()
     def feature_map(self, crop: torch.Tensor) -> torch.Tensor:
@@ -78,7 +83,7 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         config: MLTConfig | None = None,
         data_dir: Path | None = None,
         checkpoint: MLTCheckpoint | None = None,
-        backend=None,
+        backend: FeatureBackend | None = None,
     ) -> None:
         self.config = c = config or MLTConfig()
         self.data_dir = data_dir
@@ -99,26 +104,13 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         if self.learner is not None:
             self.learner = self.learner.to(self.device).eval()
         self.name = "mlt" if c.use_meta else ("mlt-mt-ft" if c.finetune else "mlt-mt")
-        if c.backbone == "nanotrack":
-            from runtime.backbones import build_backbone
-            from runtime.backends import create_backend
-            from runtime.rtmdnet.features import RoIFeatureExtractor
-
-            trunk = build_backbone("nanotrack", weights)
-            self.extractor = RoIFeatureExtractor(trunk, c.roi_size, c.roi_sampling_ratio)
-            self.extractor = self.extractor.to(self.device).eval()
-            if backend is None:
-                backend = create_backend(
-                    c.backend,
-                    config=c,  # type: ignore[arg-type]  (duck-typed: backbone, roi_*)
-                    data_dir=data_root(data_dir),
-                    export_dir=c.export_dir,
-                    extractor=self.extractor,
-                    verbose=False,
-                )
-        else:
-            self.extractor = None
-            backend = backend or _ModuleTrunk()
+        if backend is None:
+            # The NanoTrack trunk through runtime.backends (torch, ONNX Runtime or TensorRT);
+            # the paper trunk lives in the matching network.
+            if c.backbone == "nanotrack":
+                backend = create_backend(self.backend_spec(), verbose=False)
+            else:
+                backend = _ModuleTrunk()
         self.backend = backend
         self.stride = self.net.stride
         self.response_size = response_side(c.backbone, c.exemplar_size, c.search_size)
@@ -134,6 +126,11 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         # The peak probability -> P(IoU > 0), fitted per variant (falls back to mlt's).
         self.scorer = ScoreCalibrator(self.name, feature_kind="logit")
 
+    def backend_spec(self, data_dir: Path | None = None, **changes: object) -> FeatureBackendSpec:
+        """What this tracker's trunk asks of a feature backend (:meth:`MLTConfig.backend_spec`),
+        with its data folder unless ``data_dir`` is given."""
+        return self.config.backend_spec(data_root(data_dir or self.data_dir), **changes)
+
     # -- features ------------------------------------------------------------------------------
     @torch.no_grad()
     def features4(self, crops: list[np.ndarray]) -> torch.Tensor:
@@ -142,7 +139,7 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         The torch trunk takes the scales as one batch; exported graphs take one crop per call.
         """
         batch = to_tensor(crops, self.device)
-        if getattr(self.backend, "name", "") == "torch":
+        if self.backend.takes_batches:
             trunk = self.backend.feature_map(batch)
         else:
             parts = [self.backend.feature_map(batch[i : i + 1]) for i in range(len(batch))]

@@ -160,7 +160,7 @@ def create_siamese_backend(
             "the tensorrt backend needs an export folder with engines: "
             "python export/build_engine.py --tracker nanotrack --out DIR (on a GPU machine)"
         )
-    check_precision(name, config)  # type: ignore[arg-type]  (reads .precision, .device)
+    check_precision(name, config.precision, config.device)
     if config.precision == "int8" and export is None:
         raise ValueError(
             "int8 runs from an int8 export: python export/build_engine.py --tracker nanotrack "

@@ -6,7 +6,12 @@ to every artifact (``dataclasses.asdict``), so results can always be traced to t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
+
+from runtime.backends.spec import FeatureBackendSpec
+from runtime.paths import data_root
 
 
 @dataclass
@@ -114,3 +119,22 @@ class RTMDNetConfig:
     # refused on a CPU backend); "int8" (an export made with --precision int8: ONNX Runtime or
     # TensorRT). The FC head and its adaptation stay fp32 in torch.
     precision: str = "fp32"
+
+    def backend_spec(
+        self, data_dir: str | os.PathLike[str] | None = None, **changes: Any
+    ) -> FeatureBackendSpec:
+        """What this tracker asks of its feature backend (:mod:`runtime.backends`), with
+        ``changes`` to the spec's fields; ``data_dir``: the data folder (``weights/`` in it)."""
+        spec = FeatureBackendSpec(
+            backbone=self.backbone,
+            weights_dir=data_root(data_dir) / "weights",
+            roi_size=self.roi_size,
+            roi_sampling_ratio=self.roi_sampling_ratio,
+            backend=self.backend,
+            precision=self.precision,
+            device=self.device,
+            export_dir=self.export_dir,
+            meta_checkpoint=self.meta,
+            prune_checkpoint=self.prune,
+        )
+        return spec.replace(**changes) if changes else spec

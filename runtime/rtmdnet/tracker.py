@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.backbones import build_backbone
-from runtime.backends import create_backend
+from runtime.backends import create_backend, torch_extractor
 from runtime.backends.base import FeatureBackend
+from runtime.backends.spec import FeatureBackendSpec
 from runtime.boxes import validate_init_box
 from runtime.confidence import CalibratedScore, ScoreCalibrator
 from runtime.crop import CropWindow, cut
 from runtime.paths import data_root
+from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.bbreg import BoxRegressor
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.geometry import (  # the sample specs and windows live there
     BBREG_SPEC,
     NEG_INIT,
@@ -111,23 +111,15 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         # The top candidates' mean fc6 logit -> P(IoU > 0), fitted per variant (runtime.confidence).
         self.scorer = ScoreCalibrator("metartt" if self.config.meta else "rtmdnet")
         self.device = torch.device(self.config.device)
+        spec = self.backend_spec()
         if extractor is None:
-            backbone = build_backbone(self.config.backbone, data_root(data_dir) / "weights")
-            extractor = RoIFeatureExtractor(
-                backbone, self.config.roi_size, self.config.roi_sampling_ratio
-            )
+            extractor = torch_extractor(spec)
         self.extractor = extractor.to(self.device).eval()
         # Runs backbone + RoIAlign (torch, ONNX Runtime or TensorRT: runtime.backends); the
         # extractor still gives the stride and feature size.
         if backend is None:
-            backend = create_backend(
-                self.config.backend,
-                config=self.config,
-                data_dir=data_root(data_dir),
-                export_dir=self.config.export_dir,
-                extractor=self.extractor,
-                verbose=False,  # the CLI reports the choice (runtime.track), unless --quiet
-            )
+            # verbose=False: the CLI reports the choice (runtime.track), unless --quiet
+            backend = create_backend(spec, extractor=self.extractor, verbose=False)
         self.backend = backend
         self.head: FCHead | None = None
         if self.config.mining_precision == "auto":
@@ -153,6 +145,11 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         self.bbreg = BoxRegressor(
             self.config.bbreg_alpha, self.config.overlap_bbreg, self.config.scale_bbreg
         )
+
+    def backend_spec(self, data_dir: Path | None = None, **changes: object) -> FeatureBackendSpec:
+        """What this tracker asks of its feature backend (:meth:`RTMDNetConfig.backend_spec`),
+        with its data folder unless ``data_dir`` is given."""
+        return self.config.backend_spec(data_root(data_dir or self.data_dir), **changes)
 
     @property
     def backend(self) -> FeatureBackend:

@@ -29,8 +29,8 @@ import torch
 
 from runtime.boxes import iou
 from runtime.crop import CropWindow, cut
+from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.config import RTMDNetConfig
-from runtime.rtmdnet.features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet.tracker import (
     POS_SPEC,
     covering_half_extent,

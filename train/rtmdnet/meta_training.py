@@ -46,7 +46,7 @@ from torch import nn
 from runtime.backbones import build_backbone
 from runtime.boxes import iou
 from runtime.paths import data_root
-from runtime.rtmdnet.features import RoIFeatureExtractor
+from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead, fast_low_precision
 from runtime.rtmdnet.meta import BatchSpec
 from runtime.rtmdnet.tracker import update_reach
