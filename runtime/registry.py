@@ -14,6 +14,7 @@ from typing import Any
 
 from runtime.mlt import MLTConfig, MLTTracker
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
+from runtime.nanotrack.adaptive import PLAIN, AdaptiveNanoTrackConfig, AdaptiveNanoTracker
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
 from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
@@ -99,12 +100,27 @@ def _nanotrack(preset: dict[str, object]) -> Callable[..., Tracker]:
     return factory
 
 
+def _adaptive_nanotrack(name: str, preset: dict[str, object]) -> Callable[..., Tracker]:
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        config = _config(AdaptiveNanoTrackConfig, {**preset, **options})
+        tracker = AdaptiveNanoTracker(config, data_dir=data_dir)
+        tracker.name = name
+        return tracker
+
+    return factory
+
+
 _FACTORIES: dict[str, Callable[..., Tracker]] = {
     # The full pretrained NanoTrack v3 network (backbone, BAN head) with its published tracking
     # values and our lost-target recovery; ONNX Runtime from the graph cache by default.
     "nanotrack": _nanotrack({}),
     # The same without the widened search while lost (the reference procedure exactly).
     "nanotrack-norecovery": _nanotrack({"recovery": False}),
+    # MetaRTT on the NanoTrack base (docs/nanotrack.md, "Seeds"): a target layer on the
+    # classification features, adapted by 5 + 5 steps with the shipped meta-learned rule; the
+    # same layer fine-tuned from zero with one plain rate (the baseline); the base weights frozen.
+    "metartt-nano": _adaptive_nanotrack("metartt-nano", {}),
+    "nanotrack-ft": _adaptive_nanotrack("nanotrack-ft", {"rule": PLAIN}),
     # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
     "metartt": _metartt({}),
     # MetaRTT + one-shot channel pruning: masks from the shipped pruning network at the first
@@ -126,7 +142,9 @@ _FACTORIES: dict[str, Callable[..., Tracker]] = {
 TRACKER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 # Which export folders a tracker runs from (manifest "kind"): the Siamese template/search graphs
 # (build_engine.py --tracker nanotrack) or the RT-MDNet backbone + RoI pooling (the others).
-SIAMESE_TRACKERS = frozenset(name for name in TRACKER_NAMES if name.startswith("nanotrack"))
+SIAMESE_TRACKERS = frozenset(
+    name for name in TRACKER_NAMES if name.startswith("nanotrack") or name == "metartt-nano"
+)
 
 
 def export_kind(name: str) -> str:

@@ -265,3 +265,28 @@ class SearchBranch(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits, boxes = self.net.search(crop, TemplateKernels(dw_cls, dw_reg, pw_cls, pw_reg))
         return torch.softmax(logits, dim=1)[:, 1], boxes
+
+
+class FeatureSearchBranch(nn.Module):
+    """Like :class:`SearchBranch`, for trackers that adapt a layer on the classification
+    features (runtime.nanotrack.adaptive): crop + kernels -> ``margins (B, n)`` (target minus
+    background logit per cell), ``boxes (B, 4, h, w)``, ``features (B, 96, n)``."""
+
+    def __init__(self, net: NanoTrackNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        crop: torch.Tensor,
+        dw_cls: torch.Tensor,
+        dw_reg: torch.Tensor,
+        pw_cls: torch.Tensor,
+        pw_reg: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        kernels = TemplateKernels(dw_cls, dw_reg, pw_cls, pw_reg)
+        head, xf = self.net.head, self.net.backbone(crop)
+        features = head.classify_features(kernels, xf)
+        logits = head.cls_logits(features)
+        margins = (logits[:, 1] - logits[:, 0]).flatten(1)
+        return margins, head.regress(kernels, xf), features.flatten(2)

@@ -171,9 +171,7 @@ class NanoTracker:
         c, st = self.config, self.state
         scale_z = search_scale(st.size, c)  # crop pixels per frame pixel, any crop side
         crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
-        scores_t, boxes_t = self.backend.search(self._tensor(crop), self.kernels)
-        score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
-        delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
+        score, delta = self._search(self._tensor(crop))
         points, window = self._map(st.instance_size)
         x1, y1 = points[0] - delta[0], points[1] - delta[1]
         x2, y2 = points[0] + delta[2], points[1] + delta[3]
@@ -194,6 +192,14 @@ class NanoTracker:
         st.center = np.clip(center, 0.0, [width, height])
         st.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
         return np.concatenate([st.center - st.size / 2.0, st.size]), best_score
+
+    def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """One search crop -> per-cell target probability ``(n,)`` and edge distances ``(4, n)``
+        in crop pixels (a subclass may score the cells its own way: runtime.nanotrack.adaptive)."""
+        scores_t, boxes_t = self.backend.search(crop, self.kernels)
+        score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
+        delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
+        return score, delta
 
     def _update_lost_state(self, st: TrackState, best_score: float) -> None:
         """Lost after a streak of low scores; widen the search while lost, shrink on recovery."""

@@ -1,0 +1,150 @@
+"""MetaRTT on the NanoTrack v3 base: a target-specific layer adapted by a few gradient steps.
+
+``metartt-nano`` (meta-learned ``theta_init^0`` and per-step rates, ``train/nanotrack_meta.py``)
+and ``nanotrack-ft`` (the same layer fine-tuned from zero with one plain rate, the baseline the
+paper compares with) are :class:`AdaptiveNanoTracker` with two rules. The base network and its
+tracking procedure are :class:`runtime.nanotrack.tracker.NanoTracker`'s, unchanged; only the
+per-cell score differs: ``sigmoid(margin + w . f + b)`` with the target layer of
+:mod:`runtime.nanotrack.target_layer` (``w = b = 0`` gives the base's probability exactly).
+
+- first frame: ``K_init`` steps on the search crop around the given box (labels from the box);
+- every ``online_interval`` frames: ``K_on`` steps on the first frame's sample and the last
+  ``memory_frames`` confident frames (score >= ``memory_confidence``, target not lost), labelled
+  at the tracker's own box (as RT-MDNet's online updates are).
+
+The search branch runs in torch: the layer needs the classification features, which the exported
+ONNX graphs do not output (yet); so these trackers run at the torch backend's speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.backends.manifest import checkpoint_record
+from runtime.backends.siamese import TorchSiameseBackend
+from runtime.nanotrack import model
+from runtime.nanotrack.config import NanoTrackConfig
+from runtime.nanotrack.target_layer import (
+    AdaptRule,
+    CropSample,
+    adapt,
+    cell_labels,
+    load_rule,
+)
+from runtime.nanotrack.tracker import NanoTracker, search_crop, search_scale
+from runtime.paths import data_root
+
+SHIPPED_RULE = Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_target_layer.pt"
+PLAIN = "plain"  # the rule value of nanotrack-ft
+
+
+@dataclass
+class AdaptiveNanoTrackConfig(NanoTrackConfig):
+    # A target-layer checkpoint (train/nanotrack_meta.py), "shipped" (runtime/checkpoints/), or
+    # "plain": fine-tuning from zero, `plain_rate` for every step (nanotrack-ft).
+    rule: str = "shipped"
+    plain_rate: float = 1.0  # chosen on train + train_extra (docs/nanotrack.md, "Seeds")
+    init_steps: int = 5  # K_init (MetaRTT); a meta rule brings its own count
+    online_steps: int = 5  # K_on (MetaRTT); 0: no online updates
+    online_interval: int = 10  # RT-MDNet's long-term update interval (frames)
+    memory_frames: int = 10  # confident frames kept for the online steps, besides the first
+    memory_confidence: float = 0.9  # the base's lost threshold: only frames it trusts
+    backend: str = "torch"  # the only one that gives the classification features
+
+
+class AdaptiveNanoTracker(NanoTracker):
+    name = "metartt-nano"
+
+    def __init__(self, config: AdaptiveNanoTrackConfig | None = None, data_dir=None) -> None:
+        c = config or AdaptiveNanoTrackConfig()
+        if c.backend not in ("torch", "auto"):
+            raise ValueError(
+                f"{self.name} runs its search branch in torch (the target layer needs the "
+                f"classification features, which the exported graphs do not output); "
+                f"backend {c.backend!r} is not supported"
+            )
+        weights_dir = data_root(data_dir) / "weights"
+        net = model.build_network(weights_dir).to(c.device)
+        backend = TorchSiameseBackend(model.TemplateBranch(net), model.FeatureSearchBranch(net))
+        super().__init__(c, data_dir, backend)
+        self.rule, self.rule_sha256 = self._load_rule(c, weights_dir)
+        self.w = self.rule.w0.clone()
+        self.b = self.rule.b0.clone()
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.updates = 0
+
+    @staticmethod
+    def _load_rule(c: AdaptiveNanoTrackConfig, weights_dir: Path) -> tuple[AdaptRule, str | None]:
+        if c.rule == PLAIN:
+            return AdaptRule.plain(c.init_steps, c.online_steps, c.plain_rate), None
+        path = SHIPPED_RULE if c.rule == "shipped" else Path(c.rule).expanduser()
+        base_sha = checkpoint_record("nanotrack", weights_dir)["sha256"]
+        rule, _info, sha = load_rule(path, base_sha)
+        return rule, sha
+
+    # -- the adapted score -----------------------------------------------------------------------
+    def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        margins, boxes, feats = self.backend.search(crop, self.kernels)
+        # Out of inference mode (the backend's): the online steps differentiate through these.
+        margin, feat = margins[0].cpu().clone(), feats[0].cpu().clone()
+        self._last = (feat, margin)
+        with torch.no_grad():
+            score = torch.sigmoid(margin + self.w @ feat + self.b)
+        delta = boxes.cpu().numpy().reshape(4, -1).astype(np.float64)
+        return score.numpy().astype(np.float64), delta
+
+    def _sample(self, instance_size: int, center: np.ndarray, size: np.ndarray) -> CropSample:
+        """The last searched crop as a training sample: its target at ``center`` (crop px from
+        the crop centre) with ``size`` (crop px)."""
+        assert self._last is not None
+        feat, margin = self._last
+        points, _ = self._map(instance_size)
+        return CropSample(feat, margin, cell_labels(points, center, size))
+
+    # -- tracking ------------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        super().init(frame, box)
+        c, st = self.config, self.state
+        assert st is not None
+        crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
+        self._search(self._tensor(crop))
+        scale = search_scale(st.size, c)
+        self.first = self._sample(st.instance_size, np.zeros(2), st.size * scale)
+        self.memory: list[CropSample] = []
+        rule = self.rule
+        self.w, self.b = adapt(rule.w0, rule.b0, [self.first], rule.init_rates_w, rule.init_rates_b)
+        self.frames_since_update = 0
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        c, st = self.config, self.state
+        before = None if st is None else (st.center.copy(), search_scale(st.size, c))
+        instance_size = None if st is None else st.instance_size
+        box, score = super().update(frame)
+        assert self.state is not None and before is not None and instance_size is not None
+        if self.rule.online_steps == 0:
+            return box, score
+        if not self.state.lost and score >= c.memory_confidence:
+            center, scale = before
+            sample = self._sample(
+                instance_size, (self.state.center - center) * scale, self.state.size * scale
+            )
+            self.memory = [*self.memory, sample][-c.memory_frames :]
+        self.frames_since_update += 1
+        if self.frames_since_update >= c.online_interval:
+            self.frames_since_update = 0
+            rule = self.rule
+            self.w, self.b = adapt(
+                self.w, self.b, [self.first, *self.memory], rule.online_rates_w, rule.online_rates_b
+            )
+            self.updates += 1
+        return box, score
+
+    def run_stats(self) -> dict[str, float]:
+        return {**super().run_stats(), "layer_updates": float(self.updates)}
+
+    def __repr__(self) -> str:
+        return f"AdaptiveNanoTracker({self.backend!r}, rule {self.config.rule})"
