@@ -73,6 +73,7 @@ from runtime.evaluation.one_pass import (
     truncate,
 )
 from runtime.paths import data_root
+from runtime.rtmdnet.prune import prune_setting
 from runtime.sequences import Sequence, write_boxes_file
 from runtime.tracker_api import Tracker
 
@@ -505,8 +506,6 @@ def _main(args: argparse.Namespace) -> int:
         threads = set_threads(args.threads)
         options = parse_overrides(args.overrides)
         if args.prune is not None:
-            from runtime.rtmdnet.prune import prune_setting
-
             try:
                 options["prune"] = prune_setting(args.prune)
             except ValueError as error:

@@ -5,19 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.peers import PEER_NAMES, make_peer
+from runtime.registry import TRACKER_NAMES, create_tracker
 from runtime.tracker_api import Tracker
-
-
-def _our_names() -> tuple[str, ...]:
-    # Imported lazily: the registry's trackers are optional at import time of the benchmarks.
-    from runtime.registry import TRACKER_NAMES
-
-    return TRACKER_NAMES
 
 
 def available_names() -> list[str]:
     """Every tracker name :func:`make_tracker` accepts: the OpenCV peers, then ours."""
-    return [*PEER_NAMES, *_our_names()]
+    return [*PEER_NAMES, *TRACKER_NAMES]
 
 
 def make_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
@@ -31,8 +25,6 @@ def make_tracker(name: str, data_dir: Path | None = None, **options: object) -> 
         if options:
             raise ValueError(f"{name} takes no options (got {', '.join(sorted(options))})")
         return make_peer(name, data_dir)
-    if name not in _our_names():
+    if name not in TRACKER_NAMES:
         raise ValueError(f"unknown tracker {name!r}; known: {', '.join(available_names())}")
-    from runtime.registry import create_tracker
-
     return create_tracker(name, data_dir=data_dir, **options)

@@ -49,11 +49,11 @@ from calib.sources import (
     SPLIT,
     TRACKERS,
     CalibrationRefused,
+    calibration_sequences,
     check_tracker,
     jittered,
     per_sequence_counts,
     read_settings,
-    training_sequences,
 )
 from runtime.hashing import sha256_file
 from runtime.rtmdnet.config import RTMDNetConfig
@@ -138,7 +138,7 @@ def build_calibration_set(
     ``exclude`` maps sequence names to frame indices (0-based) not to use (held-out test frames).
     """
     config = config or RTMDNetConfig()
-    folders = training_sequences(data_dir, split, extra)
+    folders = calibration_sequences(data_dir, split, extra)
     if not folders:
         raise FileNotFoundError("no training sequences found")
     rng = np.random.default_rng(seed)

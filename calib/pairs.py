@@ -5,7 +5,7 @@
 
 The nanotrack search graph (``search.onnx``) takes a search crop and the four template kernels,
 so its calibration data is pairs. Each training sequence (the ``train`` split of ``sequences/``
-plus ``train_extra/``; ``val`` is refused, :func:`calib.sources.training_sequences`) gives:
+plus ``train_extra/``; ``val`` is refused, :func:`calib.sources.calibration_sequences`) gives:
 
 - one template: its first frame at the ground truth, cut by
   :func:`runtime.nanotrack.tracker.template_crop` (127 x 127) with
@@ -38,11 +38,11 @@ import numpy as np
 from calib.sources import (
     SETTINGS_FILE,
     SPLIT,
+    calibration_sequences,
     check_tracker,
     jittered,
     per_sequence_counts,
     read_settings,
-    training_sequences,
 )
 from runtime.hashing import sha256_file
 from runtime.nanotrack.config import NanoTrackConfig
@@ -158,7 +158,7 @@ def build_pair_set(
     ``exclude`` maps sequence names to frame indices (0-based) not to use as search frames.
     """
     config = config or NanoTrackConfig()
-    folders = training_sequences(data_dir, split, extra)
+    folders = calibration_sequences(data_dir, split, extra)
     if not folders:
         raise FileNotFoundError("no training sequences found")
     rng = np.random.default_rng(seed)

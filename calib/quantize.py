@@ -86,7 +86,7 @@ class QuantizationError(RuntimeError):
 
 # --- calibration data -----------------------------------------------------------------------
 def crop_feed(crop: np.ndarray) -> np.ndarray:
-    """``H x W x 3`` uint8 BGR -> ``(1, 3, H, W)`` float32 (as runtime.roi_features.crop_to_tensor)."""
+    """``H x W x 3`` uint8 BGR -> ``(1, 3, H, W)`` float32 (as roi_features.crop_to_tensor)."""
     return np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
 
 

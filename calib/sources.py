@@ -32,7 +32,7 @@ class WrongTracker(ValueError):
     """A calibration set cut for one tracker was handed to another's quantizer."""
 
 
-def training_sequences(
+def calibration_sequences(
     data_dir: str | os.PathLike[str] | None = None, split: str = SPLIT, extra: bool = True
 ) -> list[Path]:
     """Folders of the training sequences; refuses ``val`` (or any split but ``train``)."""

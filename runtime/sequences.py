@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.boxes import from_otb
+from runtime.atomic import LineFile, write_atomic
+from runtime.boxes import from_otb, to_otb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 GROUND_TRUTH_FILE = "groundtruth_rect.txt"
@@ -55,16 +56,12 @@ def read_boxes_file(path: Path) -> np.ndarray:
 
 def format_box_row(box_0based: np.ndarray) -> str:
     """One 0-based box as the 1-based OTB row ``x,y,w,h`` of a boxes file (no newline)."""
-    from runtime.boxes import to_otb
-
     row = to_otb(np.asarray(box_0based, dtype=np.float64).reshape(1, 4))[0]
     return ",".join(f"{v:.2f}" for v in row)
 
 
 def write_boxes_file(path: Path, boxes_0based: np.ndarray) -> None:
     """Write boxes as 1-based OTB rows, one ``x,y,w,h`` per line, written atomically."""
-    from runtime.atomic import write_atomic
-
     boxes = np.asarray(boxes_0based, dtype=np.float64).reshape(-1, 4)
     lines = [format_box_row(row) for row in boxes]
     write_atomic(path, "\n".join(lines) + "\n")
@@ -78,8 +75,6 @@ class BoxesFileWriter:
     """
 
     def __init__(self, path: Path) -> None:
-        from runtime.atomic import LineFile
-
         self.path = Path(path)
         self._file = LineFile(self.path)
 

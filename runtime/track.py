@@ -34,6 +34,7 @@ import numpy as np
 
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
+from runtime.demo_clip import synthesize_clip
 from runtime.paths import data_root
 from runtime.registry import TRACKER_NAMES, create_tracker
 from runtime.run_outputs import OutputPaths, StopSignals, TrackOutputs, scores_path
@@ -255,8 +256,6 @@ def resolve_input(
             return ResolvedInput(
                 str(default), box, "--init" if given is not None else "videos.json"
             )
-        from runtime.demo_clip import synthesize_clip
-
         path, demo_box = synthesize_clip(DEMO_CLIP)
         notify(f"no video at {default}: tracking a synthesized demo clip, {path}")
         if given is not None:

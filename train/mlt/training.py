@@ -40,7 +40,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from runtime.backbones import build_backbone
 from runtime.crop import exemplar_side, square_crop
+from runtime.evaluation.one_pass import mean_auc, resolve_sequences
+from runtime.mlt import MLTConfig, MLTTracker
 from runtime.mlt.checkpoint import MLTCheckpoint, trunk_sha256
 from runtime.mlt.meta_learner import MetaLearner, conv5_gradient
 from runtime.mlt.model import (
@@ -174,8 +177,6 @@ class Trunk:
     def __init__(self, name: str, weights: Path) -> None:
         self.module = None
         if name == "nanotrack":
-            from runtime.backbones import build_backbone
-
             self.module = build_backbone("nanotrack", weights)
 
     @torch.no_grad()
@@ -184,9 +185,6 @@ class Trunk:
 
 
 def _val_auc(config: MLTTrainConfig, checkpoint: Path, root: Path) -> float:
-    from runtime.evaluation.one_pass import mean_auc, resolve_sequences
-    from runtime.mlt import MLTConfig, MLTTracker
-
     names = [n for n in config.val_sequences.split(",") if n]
     sequences = resolve_sequences(root / "sequences", names, None if names else "val")
     use_meta = config.stage == "meta"

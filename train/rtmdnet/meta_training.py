@@ -45,7 +45,9 @@ from torch import nn
 
 from runtime.backbones import build_backbone
 from runtime.boxes import iou
+from runtime.evaluation.one_pass import mean_auc, resolve_sequences
 from runtime.paths import data_root
+from runtime.registry import create_tracker
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead, fast_low_precision
 from runtime.rtmdnet.meta import BatchSpec
@@ -319,9 +321,6 @@ def plot_log(rows: list[dict[str, object]], path: Path) -> None:
 
 def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
     """OPE success AUC of the tracker with ``checkpoint`` on the val split (first frames)."""
-    from runtime.evaluation.one_pass import mean_auc, resolve_sequences
-    from runtime.registry import create_tracker
-
     sequences = resolve_sequences(root / "sequences", [], "val")
     return mean_auc(
         "metartt",
