@@ -59,7 +59,9 @@ class AdaptiveNanoTrackConfig(NanoTrackConfig):
 class AdaptiveNanoTracker(NanoTracker):
     name = "metartt-nano"
 
-    def __init__(self, config: AdaptiveNanoTrackConfig | None = None, data_dir=None) -> None:
+    def __init__(
+        self, config: AdaptiveNanoTrackConfig | None = None, data_dir: Path | None = None
+    ) -> None:
         c = config or AdaptiveNanoTrackConfig()
         if c.backend not in ("torch", "auto"):
             raise ValueError(

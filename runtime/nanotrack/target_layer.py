@@ -59,7 +59,9 @@ def cell_labels(points: np.ndarray, center: Sequence[float], size: Sequence[floa
     return torch.from_numpy(labels)
 
 
-def logits(w: torch.Tensor, b: torch.Tensor, feats: torch.Tensor, margin: torch.Tensor):
+def logits(
+    w: torch.Tensor, b: torch.Tensor, feats: torch.Tensor, margin: torch.Tensor
+) -> torch.Tensor:
     """The adapted target logits of every cell: ``margin + w . f + b``."""
     return margin + w @ feats + b
 
@@ -167,7 +169,9 @@ class TargetLayerCheckpointError(ValueError):
     """A target-layer checkpoint that is unreadable or made for other base weights."""
 
 
-def load_rule(path: str | os.PathLike[str], base_sha256: str) -> tuple[AdaptRule, dict, str]:
+def load_rule(
+    path: str | os.PathLike[str], base_sha256: str
+) -> tuple[AdaptRule, dict[str, object], str]:
     """``(rule, info, file sha256)``; refused when trained for other base weights."""
     payload, sha = load_payload(
         Path(path),

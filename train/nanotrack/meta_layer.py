@@ -57,6 +57,7 @@ from runtime.nanotrack.tracker import (
     template_crop,
 )
 from runtime.paths import data_root
+from runtime.sequences import Sequence
 from train import tooling
 from train.datasets import annotated, read_frame, training_sequences
 
@@ -96,7 +97,9 @@ def _tensor(crop: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))).float()
 
 
-def cache_video(sequence, net: NanoTrackNet, config: NanoMetaConfig, rng) -> VideoCrops | None:
+def cache_video(
+    sequence: Sequence, net: NanoTrackNet, config: NanoMetaConfig, rng: np.random.Generator
+) -> VideoCrops | None:
     """Cut and run the backbone on one video's crops (None when it has too few usable frames)."""
     base = NanoTrackConfig()
     indices = annotated(sequence)
@@ -126,7 +129,12 @@ def cache_video(sequence, net: NanoTrackNet, config: NanoMetaConfig, rng) -> Vid
     return VideoCrops(sequence.name, kernels, features.clone(), labels)
 
 
-def samples(net: NanoTrackNet, kernels: TemplateKernels, features, labels) -> list[CropSample]:
+def samples(
+    net: NanoTrackNet,
+    kernels: TemplateKernels,
+    features: torch.Tensor,
+    labels: list[torch.Tensor],
+) -> list[CropSample]:
     """The target layer's view of crops (backbone ``features``) matched with ``kernels``."""
     with torch.no_grad():
         batch = TemplateKernels(*(k.expand(len(features), *k.shape[1:]) for k in kernels))
@@ -134,6 +142,9 @@ def samples(net: NanoTrackNet, kernels: TemplateKernels, features, labels) -> li
         logits = net.head.cls_logits(cls)
     margins = (logits[:, 1] - logits[:, 0]).flatten(1)
     return [CropSample(f, m, y) for f, m, y in zip(cls.flatten(2), margins, labels, strict=True)]
+
+
+NanoMetaPlan = tooling.TrainingPlan[NanoMetaConfig]
 
 
 @dataclass
@@ -147,7 +158,7 @@ class NanoMetaRun:
     optimizer: torch.optim.Optimizer
 
 
-def _build_run(plan: tooling.TrainingPlan[NanoMetaConfig]) -> NanoMetaRun:
+def _build_run(plan: NanoMetaPlan) -> NanoMetaRun:
     c = plan.config
     net = build_network(plan.root / "weights")
     rng = np.random.default_rng(c.seed)
@@ -162,7 +173,9 @@ def _build_run(plan: tooling.TrainingPlan[NanoMetaConfig]) -> NanoMetaRun:
     return NanoMetaRun(net, videos, own, rule, torch.optim.Adam(rule.parameters(), lr=c.lr))
 
 
-def episode_loss(run: NanoMetaRun, config: NanoMetaConfig, video: int, pick: random.Random):
+def episode_loss(
+    run: NanoMetaRun, config: NanoMetaConfig, video: int, pick: random.Random
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One episode's loss: after the first-frame steps and after the online steps."""
     own = run.own[video]
     later = own[1:]
@@ -181,7 +194,7 @@ def episode_loss(run: NanoMetaRun, config: NanoMetaConfig, video: int, pick: ran
     return after_init, after_online
 
 
-def _step(plan, run: NanoMetaRun, step: int) -> tuple[float, float]:
+def _step(plan: NanoMetaPlan, run: NanoMetaRun, step: int) -> tuple[float, float]:
     c = plan.config
     pick = random.Random(hash((c.seed, step)))  # a resumed run draws what it would have
     run.optimizer.zero_grad()
@@ -198,7 +211,9 @@ def _step(plan, run: NanoMetaRun, step: int) -> tuple[float, float]:
     return init_total, online_total
 
 
-def _write_checkpoint(plan, run: NanoMetaRun, rows, step: int) -> None:
+def _write_checkpoint(
+    plan: NanoMetaPlan, run: NanoMetaRun, rows: list[dict[str, object]], step: int
+) -> None:
     info = {"step": step + 1, "config": asdict(plan.config), "videos": len(run.videos)}
     base_sha = checkpoint_record("nanotrack", plan.root / "weights")["sha256"]
     save_rule(plan.checkpoint_path, run.rule, info, base_sha)
@@ -214,7 +229,7 @@ def _write_checkpoint(plan, run: NanoMetaRun, rows, step: int) -> None:
     tooling.plot_log(rows, plan.plot_path, fields[1:3], "seconds", "seconds per step")
 
 
-def _resume_state(plan, run: NanoMetaRun) -> int:
+def _resume_state(plan: NanoMetaPlan, run: NanoMetaRun) -> int:
     state = tooling.load_state(plan.state_path, plan.config, free=("steps", "checkpoint_every"))
     with torch.no_grad():
         names = ("w0", "b0", "init_rates_w", "init_rates_b", "online_rates_w", "online_rates_b")
@@ -225,7 +240,11 @@ def _resume_state(plan, run: NanoMetaRun) -> int:
 
 
 def train(
-    config: NanoMetaConfig, root: Path, out: Path, resume: bool = False, extra_data=()
+    config: NanoMetaConfig,
+    root: Path,
+    out: Path,
+    resume: bool = False,
+    extra_data: tuple[Path, ...] | list[Path] = (),
 ) -> Path:
     """Run (or continue) the training in ``out``; returns the checkpoint's path."""
     plan = tooling.TrainingPlan.create(config, root, out, ARTIFACT, resume, extra_data)
