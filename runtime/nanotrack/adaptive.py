@@ -37,6 +37,7 @@ from runtime.nanotrack.target_layer import (
 )
 from runtime.nanotrack.tracker import NanoTracker, search_crop, search_scale
 from runtime.paths import data_root
+from runtime.tracker_api import check_init
 
 SHIPPED_RULE = Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_target_layer.pt"
 PLAIN = "plain"  # the rule value of nanotrack-ft
@@ -109,6 +110,7 @@ class AdaptiveNanoTracker(NanoTracker):
 
     # -- tracking ------------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        frame, box = check_init(frame, box)  # the frame as BGR for the crop below too
         super().init(frame, box)
         c, st = self.config, self.state
         assert st is not None
