@@ -43,8 +43,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.ope import parse_overrides, set_threads, split_list, split_spec
-from bench.trackers import available_names, make_tracker
+from bench.ope import parse_overrides, set_threads, split_spec, tracker_specs
+from bench.trackers import make_tracker
 from runtime.atomic import write_atomic
 from runtime.boxes import centers, from_otb, iou
 from runtime.evaluation.one_pass import OPEError
@@ -366,13 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.frames < 2:
             raise OPEError(f"--frames must be at least 2, got {args.frames}")
         root = data_root(args.data_root)
-        trackers = split_list(args.trackers)
-        if not trackers:
-            raise OPEError("--trackers names no tracker")
-        known = available_names()
-        unknown = [t for t in trackers if split_spec(t)[0] not in known]
-        if unknown:
-            raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
+        trackers = tracker_specs(args.trackers)
         threads = set_threads(args.threads)
         options = parse_overrides(args.overrides)
         clip_path = args.clip if args.clip is not None else root / DEFAULT_CLIP

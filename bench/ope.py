@@ -412,6 +412,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tracker_specs(text: str) -> list[str]:
+    """``--trackers`` as a list of specs, each naming a known tracker (OPEError otherwise)."""
+    trackers = split_list(text)
+    if not trackers:
+        raise OPEError("--trackers names no tracker")
+    known = available_names()
+    unknown = [t for t in trackers if split_spec(t)[0] not in known]
+    if unknown:
+        raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
+    return trackers
+
+
 def split_spec(spec: str) -> tuple[str, dict[str, object]]:
     """``"rtmdnet[backend=onnxruntime;seed=1]"`` -> ``("rtmdnet", {...})``: per-tracker overrides.
 
@@ -495,13 +507,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         root = data_root(args.data_root)
         data = args.data if args.data is not None else root / "sequences"
-        trackers = split_list(args.trackers)
-        if not trackers:
-            raise OPEError("--trackers names no tracker")
-        known = available_names()
-        unknown = [t for t in trackers if split_spec(t)[0] not in known]
-        if unknown:
-            raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
+        trackers = tracker_specs(args.trackers)
         sequences = resolve_sequences(data, split_list(args.seqs), args.split)
         threads = set_threads(args.threads)
         options = parse_overrides(args.overrides)

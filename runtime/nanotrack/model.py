@@ -267,16 +267,12 @@ class SearchBranch(nn.Module):
         return torch.softmax(logits, dim=1)[:, 1], boxes
 
 
-class FeatureSearchBranch(nn.Module):
-    """Like :class:`SearchBranch`, for trackers that adapt a layer on the classification
-    features (runtime.nanotrack.adaptive): crop + kernels -> ``margins (B, n)`` (target minus
-    background logit per cell), ``boxes (B, 4, h, w)``, ``features (B, 96, n)``."""
+class FeatureSearchBranch(SearchBranch):
+    """Like :class:`SearchBranch` (same inputs), for trackers that adapt a layer on the
+    classification features (runtime.nanotrack.adaptive): crop + kernels -> ``margins (B, n)``
+    (target minus background logit per cell), ``boxes (B, 4, h, w)``, ``features (B, 96, n)``."""
 
-    def __init__(self, net: NanoTrackNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(
+    def forward(  # type: ignore[override]  (three outputs: the features too)
         self,
         crop: torch.Tensor,
         dw_cls: torch.Tensor,
