@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from runtime.boxes import validate_init_box
+from runtime.stage_clock import StageClock
 from runtime.video import as_bgr
 
 
@@ -53,6 +54,14 @@ class RunsOnBackend(Protocol):
     its ``repr`` says which, and ``chosen_because`` (where set) why."""
 
     backend: object
+
+
+@runtime_checkable
+class TimesStages(Protocol):
+    """A tracker that times the stages of its ``update`` (:mod:`runtime.stage_clock`; off until
+    ``bench.profile`` enables it)."""
+
+    stage_clock: StageClock
 
 
 FRAME_CONTRACT = "H x W x 3 uint8 BGR, 0..255, as cv2.imread gives"

@@ -42,6 +42,7 @@ from runtime.mlt.model import (
     upsample_response,
 )
 from runtime.paths import data_root
+from runtime.stage_clock import StageClock
 from runtime.tracker_api import check_init, check_update
 
 
@@ -125,6 +126,7 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         self.started = False  # init() has run
         # The peak probability -> P(IoU > 0), fitted per variant (falls back to mlt's).
         self.scorer = ScoreCalibrator(self.name, feature_kind="logit")
+        self.stage_clock = StageClock()
 
     def backend_spec(self, data_dir: Path | None = None, **changes: object) -> FeatureBackendSpec:
         """What this tracker's trunk asks of a feature backend (:meth:`MLTConfig.backend_spec`),
@@ -190,43 +192,48 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         frame = check_update(frame, self.started, self.name)
         c = self.config
         self.frame_index += 1
+        clock = self.stage_clock
         _, x_side = self._sizes()
-        crops = [
-            square_crop(frame, self.center, x_side * s, c.search_size, self.fill)
-            for s in self.scales
-        ]
-        x4 = self.features4(crops)
-        with torch.no_grad():
+        with clock.stage("crop"):
+            crops = [
+                square_crop(frame, self.center, x_side * s, c.search_size, self.fill)
+                for s in self.scales
+            ]
+        with clock.stage("backbone"):
+            x4 = self.features4(crops)
+        with clock.stage("candidate_scoring"), torch.no_grad():
             logits = self.net.response(self.z, self._embed(x4))
-        prob = torch.sigmoid(logits)
-        resp = logits.cpu().numpy().astype(np.float32)
-        up = np.stack([upsample_response(r, c.response_up) for r in resp])
-        penalty = np.full(len(self.scales), c.scale_penalty)
-        penalty[(len(self.scales) - 1) // 2] = 1.0
-        best = int(np.argmax(up.reshape(len(up), -1).max(1) * penalty))
-        r = up[best] - up[best].min()
-        r /= max(float(r.sum()), 1e-12)
-        r = (1 - c.window_influence) * r + c.window_influence * self.window
-        loc = np.array(np.unravel_index(int(r.argmax()), r.shape))[::-1].astype(np.float64)
-        disp_up = loc - (r.shape[0] - 1) / 2.0
-        disp_crop = disp_up * self.stride / c.response_up  # search-crop pixels
-        side = x_side * self.scales[best]
-        self.center = self.center + disp_crop * side / c.search_size
-        self.center = np.clip(self.center, 0, np.array(self.frame_wh, dtype=np.float64))
-        factor = (1 - c.scale_lr) + c.scale_lr * self.scales[best]
-        self.size = np.maximum(self.size * factor, c.min_side)
+            prob = torch.sigmoid(logits)
+            resp = logits.cpu().numpy().astype(np.float32)
+            up = np.stack([upsample_response(r, c.response_up) for r in resp])
+            penalty = np.full(len(self.scales), c.scale_penalty)
+            penalty[(len(self.scales) - 1) // 2] = 1.0
+            best = int(np.argmax(up.reshape(len(up), -1).max(1) * penalty))
+            r = up[best] - up[best].min()
+            r /= max(float(r.sum()), 1e-12)
+            r = (1 - c.window_influence) * r + c.window_influence * self.window
+            loc = np.array(np.unravel_index(int(r.argmax()), r.shape))[::-1].astype(np.float64)
+        with clock.stage("box_regression"):
+            disp_up = loc - (r.shape[0] - 1) / 2.0
+            disp_crop = disp_up * self.stride / c.response_up  # search-crop pixels
+            side = x_side * self.scales[best]
+            self.center = self.center + disp_crop * side / c.search_size
+            self.center = np.clip(self.center, 0, np.array(self.frame_wh, dtype=np.float64))
+            factor = (1 - c.scale_lr) + c.scale_lr * self.scales[best]
+            self.size = np.maximum(self.size * factor, c.min_side)
         peak = float(prob[best].max())
-        if peak > c.memory_threshold:
-            entry = ContextImage(
-                x4[best].clone(), disp_crop, response_entropy(prob[best]), self.frame_index
-            )
-            self.memory.append(entry)
-            if len(self.memory) > c.memory_size:
-                self.memory.pop(1)  # the first frame's context stays
-        if self.learner is not None and self.frame_index % c.update_interval == 0:
-            self.generate_kernels()
-        if c.finetune and self.frame_index % c.ft_interval == 0:
-            self.finetune_conv5()
+        with clock.stage("online_update"):
+            if peak > c.memory_threshold:
+                entry = ContextImage(
+                    x4[best].clone(), disp_crop, response_entropy(prob[best]), self.frame_index
+                )
+                self.memory.append(entry)
+                if len(self.memory) > c.memory_size:
+                    self.memory.pop(1)  # the first frame's context stays
+            if self.learner is not None and self.frame_index % c.update_interval == 0:
+                self.generate_kernels()
+            if c.finetune and self.frame_index % c.ft_interval == 0:
+                self.finetune_conv5()
         box = np.concatenate([self.center - self.size / 2.0, self.size])
         return box, self.scorer(peak)
 

@@ -141,9 +141,14 @@ class AdaptiveNanoTracker(NanoTracker):
         if self.frames_since_update >= c.online_interval:
             self.frames_since_update = 0
             rule = self.rule
-            self.w, self.b = adapt(
-                self.w, self.b, [self.first, *self.memory], rule.online_rates_w, rule.online_rates_b
-            )
+            with self.stage_clock.stage("online_update"):
+                self.w, self.b = adapt(
+                    self.w,
+                    self.b,
+                    [self.first, *self.memory],
+                    rule.online_rates_w,
+                    rule.online_rates_b,
+                )
             self.updates += 1
         return box, score
 

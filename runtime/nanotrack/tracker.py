@@ -39,6 +39,7 @@ from runtime.backends.siamese import SiameseBackend
 from runtime.crop import exemplar_side, square_crop
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.stage_clock import StageClock
 from runtime.tracker_api import check_init, check_update
 
 
@@ -130,6 +131,7 @@ class NanoTracker:
         self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.state: TrackState | None = None
+        self.stage_clock = StageClock()
 
     @property
     def lost(self) -> bool:
@@ -168,29 +170,33 @@ class NanoTracker:
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         frame = check_update(frame, self.state is not None, self.name)
-        c, st = self.config, self.state
+        c, st, clock = self.config, self.state, self.stage_clock
         scale_z = search_scale(st.size, c)  # crop pixels per frame pixel, any crop side
-        crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
-        score, delta = self._search(self._tensor(crop))
-        points, window = self._map(st.instance_size)
-        x1, y1 = points[0] - delta[0], points[1] - delta[1]
-        x2, y2 = points[0] + delta[2], points[1] + delta[3]
-        cx, cy, w, h = (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1
+        with clock.stage("crop"):
+            patch = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
+            crop = self._tensor(patch)
+        with clock.stage("backbone"):
+            score, delta = self._search(crop)
+        with clock.stage("candidate_scoring"):
+            points, window = self._map(st.instance_size)
+            x1, y1 = points[0] - delta[0], points[1] - delta[1]
+            x2, y2 = points[0] + delta[2], points[1] + delta[3]
+            cx, cy, w, h = (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1
+            scale_change = _change(_padded_side(w, h) / _padded_side(*(st.size * scale_z)))
+            ratio_change = _change((st.size[0] / st.size[1]) / (w / h))
+            penalty = np.exp(-(ratio_change * scale_change - 1.0) * c.penalty_k)
+            pscore = penalty * score * (1.0 - c.window_influence) + window * c.window_influence
+            best = int(np.argmax(pscore))
+            best_score = float(score[best])
 
-        scale_change = _change(_padded_side(w, h) / _padded_side(*(st.size * scale_z)))
-        ratio_change = _change((st.size[0] / st.size[1]) / (w / h))
-        penalty = np.exp(-(ratio_change * scale_change - 1.0) * c.penalty_k)
-        pscore = penalty * score * (1.0 - c.window_influence) + window * c.window_influence
-        best = int(np.argmax(pscore))
-        best_score = float(score[best])
-
-        self._update_lost_state(st, best_score)
-        lr = 0.0 if st.lost and c.recovery else penalty[best] * best_score * c.lr
-        center = st.center + np.array([cx[best], cy[best]]) / scale_z
-        size = st.size * (1.0 - lr) + np.array([w[best], h[best]]) / scale_z * lr
-        height, width = self.frame_hw
-        st.center = np.clip(center, 0.0, [width, height])
-        st.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
+        with clock.stage("box_regression"):
+            self._update_lost_state(st, best_score)
+            lr = 0.0 if st.lost and c.recovery else penalty[best] * best_score * c.lr
+            center = st.center + np.array([cx[best], cy[best]]) / scale_z
+            size = st.size * (1.0 - lr) + np.array([w[best], h[best]]) / scale_z * lr
+            height, width = self.frame_hw
+            st.center = np.clip(center, 0.0, [width, height])
+            st.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
         return np.concatenate([st.center - st.size / 2.0, st.size]), best_score
 
     def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

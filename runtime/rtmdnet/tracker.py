@@ -54,6 +54,7 @@ from runtime.rtmdnet.prune import (
     layer_widths,
 )
 from runtime.sampling import draw, draw_filtered
+from runtime.stage_clock import StageClock
 from runtime.tracker_api import check_init, check_update
 
 
@@ -145,6 +146,7 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         self.bbreg = BoxRegressor(
             self.config.bbreg_alpha, self.config.overlap_bbreg, self.config.scale_bbreg
         )
+        self.stage_clock = StageClock()
 
     def backend_spec(self, data_dir: Path | None = None, **changes: object) -> FeatureBackendSpec:
         """What this tracker asks of its feature backend (:meth:`RTMDNetConfig.backend_spec`),
@@ -184,14 +186,18 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def _pool(self, fmap: torch.Tensor, window: CropWindow, boxes: np.ndarray) -> torch.Tensor:
-        rois = torch.from_numpy(window.rois(boxes, self.config.roi_padding)).float().to(self.device)
-        batch = torch.zeros(len(rois), dtype=torch.int64, device=self.device)
-        return self.backend.pool(fmap, rois, batch)
+        with self.stage_clock.stage("roi_pooling"):
+            rois = window.rois(boxes, self.config.roi_padding)
+            rois_t = torch.from_numpy(rois).float().to(self.device)
+            batch = torch.zeros(len(rois), dtype=torch.int64, device=self.device)
+            return self.backend.pool(fmap, rois_t, batch)
 
     @torch.no_grad()
     def _feature_map(self, frame: np.ndarray, window: CropWindow) -> torch.Tensor:
-        crop = cut(frame, window, self._fill)
-        return self.backend.feature_map(crop_to_tensor(crop, self.device))
+        with self.stage_clock.stage("crop"):
+            crop = crop_to_tensor(cut(frame, window, self._fill), self.device)
+        with self.stage_clock.stage("backbone"):
+            return self.backend.feature_map(crop)
 
     def _optimizer(self, lr: float) -> torch.optim.SGD:
         assert self.head is not None
@@ -394,21 +400,22 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         frame = check_update(frame, self.head is not None, self.name)
         if self.head is None:
             raise RuntimeError("call init(frame, box) before update(frame)")
-        c = self.config
+        c, clock = self.config, self.stage_clock
         self._frame_index += 1
         target = self._target
-        spec = candidate_spec(c, self._trans_f)
-        samples = draw(spec, target, c.n_samples, self._frame_wh, self._rng)
-
-        # One window serves the candidates and this frame's update negatives.
-        half = update_half_extent(target, samples, c)
-        window = search_window(target, half, c, self.extractor.stride)
+        with clock.stage("sampling"):
+            spec = candidate_spec(c, self._trans_f)
+            samples = draw(spec, target, c.n_samples, self._frame_wh, self._rng)
+            # One window serves the candidates and this frame's update negatives.
+            half = update_half_extent(target, samples, c)
+            window = search_window(target, half, c, self.extractor.stride)
         fmap = self._feature_map(frame, window)
         cand_feats = self._pool(fmap, window, samples)
-        scores = self._score(cand_feats)
-        top = scores.topk(min(c.top_k, len(scores))).indices
-        top_np = top.cpu().numpy()
-        score = float(scores[top].mean())
+        with clock.stage("candidate_scoring"):
+            scores = self._score(cand_feats)
+            top = scores.topk(min(c.top_k, len(scores))).indices
+            top_np = top.cpu().numpy()
+            score = float(scores[top].mean())
         new_target = samples[top_np].mean(axis=0)
         success = score > c.success_thr
         if not success and c.keep_size_on_failure:
@@ -423,11 +430,13 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         self._trans_f = c.trans_f if success else c.trans_f_expand
         if success:
             assert self.head is not None
-            reg_x = (cand_feats[top] * self.head.input_scale).cpu().numpy()
-            result = self.bbreg.predict(reg_x, samples[top_np]).mean(axis=0)
-            result = self._at_least_min_size(result)
+            with clock.stage("box_regression"):
+                reg_x = (cand_feats[top] * self.head.input_scale).cpu().numpy()
+                result = self.bbreg.predict(reg_x, samples[top_np]).mean(axis=0)
+                result = self._at_least_min_size(result)
             self._target = new_target
-            pos, neg = update_examples(new_target, self._frame_wh, c, self._rng)
+            with clock.stage("sampling"):
+                pos, neg = update_examples(new_target, self._frame_wh, c, self._rng)
             if len(pos) and len(neg):
                 self._pos_memory.append(self._pool(fmap, window, pos))
                 self._neg_memory.append(self._pool(fmap, window, neg))
@@ -435,12 +444,13 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
             self._target = new_target
             result = new_target
 
-        if not success:
-            recent = list(self._pos_memory)[-c.n_frames_short :]
-            neg = torch.cat(list(self._neg_memory))
-            self._online_update(torch.cat(recent), neg)
-        elif self._frame_index % c.long_interval == 0:
-            pos = torch.cat(list(self._pos_memory))
-            neg = torch.cat(list(self._neg_memory))
-            self._online_update(pos, neg)
+        with clock.stage("online_update"):
+            if not success:
+                recent = list(self._pos_memory)[-c.n_frames_short :]
+                neg = torch.cat(list(self._neg_memory))
+                self._online_update(torch.cat(recent), neg)
+            elif self._frame_index % c.long_interval == 0:
+                pos = torch.cat(list(self._pos_memory))
+                neg = torch.cat(list(self._neg_memory))
+                self._online_update(pos, neg)
         return result, self.scorer(score)
