@@ -390,7 +390,7 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         size = box[2:] * factor
         return np.concatenate([centre - size / 2, size])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _score(self, feats: torch.Tensor) -> torch.Tensor:
         assert self.head is not None
         self.head.eval()
@@ -438,8 +438,11 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
             with clock.stage("sampling"):
                 pos, neg = update_examples(new_target, self._frame_wh, c, self._rng)
             if len(pos) and len(neg):
-                self._pos_memory.append(self._pool(fmap, window, pos))
-                self._neg_memory.append(self._pool(fmap, window, neg))
+                # One RoIAlign call for both (each call has a fixed cost; bench.profile).
+                feats = self._pool(fmap, window, np.concatenate([pos, neg]))
+                # A copy: a view would keep the negatives alive as long as the positives.
+                self._pos_memory.append(feats[: len(pos)].clone())
+                self._neg_memory.append(feats[len(pos) :])
         else:
             self._target = new_target
             result = new_target
