@@ -18,9 +18,9 @@ from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker, geometry
 from runtime.rtmdnet.geometry import (
     BBREG_SPEC,
     NEG_INIT,
-    NEG_UPDATE,
     candidate_spec,
     covering_half_extent,
+    neg_update_spec,
     search_window,
     tracker_crop,
     update_half_extent,
@@ -49,9 +49,10 @@ def _inside(window, boxes: np.ndarray, padding: float) -> bool:
     )
 
 
+@pytest.mark.parametrize("reach", [1.5, 0.6])  # the update negatives' reach
 @pytest.mark.parametrize("max_side", [4000, 320])  # 320: the scale drops, nothing falls out
-def test_window_covers_every_padded_box(max_side):
-    config = RTMDNetConfig(max_crop_side=max_side)
+def test_window_covers_every_padded_box(max_side, reach):
+    config = RTMDNetConfig(max_crop_side=max_side, neg_update_reach=reach)
     rng = np.random.default_rng(0)
     for _ in range(50):
         target = np.r_[rng.uniform(0, 500, 2), rng.uniform(8, 150, 2)]
@@ -66,7 +67,8 @@ def test_window_covers_every_padded_box(max_side):
         # The per-frame window also holds every update negative (the samples' full reach).
         window = search_window(target, update_half_extent(target, boxes, config), config, 16)
         assert _inside(window, boxes, config.roi_padding)
-        negatives = draw(NEG_UPDATE, target, 300, (10**5, 10**5), rng)  # not clipped by a frame
+        # not clipped by a frame:
+        negatives = draw(neg_update_spec(config), target, 300, (10**5, 10**5), rng)
         assert np.all(update_half_extent(target, boxes, config) >= update_reach(target, config))
         assert _inside(window, negatives, config.roi_padding)
 

@@ -89,6 +89,37 @@ def test_tracking_step_equals_the_meta_training_step():
         assert not tracked[name].requires_grad
 
 
+def test_low_precision_steps_stay_close_to_float32_and_keep_float32_weights():
+    """update_precision=bfloat16: the same samples (same RNG), the step's arithmetic in bf16."""
+    learner = _learner(dim=20, width=16)
+    gen = torch.Generator().manual_seed(3)
+    pos, neg = torch.randn(40, 20, generator=gen) + 1, torch.randn(300, 20, generator=gen) - 1
+    spec = BatchSpec(batch_pos=8, batch_neg=16, batch_neg_cand=64)
+    start = {n: p.detach().clone() for n, p in learner.initial_params().items()}
+    rates = [{n: r.detach() for n, r in step.items()} for step in learner.rates("init")]
+    exact = adapt(learner.head, start, pos, neg, rates, spec, np.random.default_rng(5))
+    low = adapt(
+        learner.head,
+        start,
+        pos,
+        neg,
+        rates,
+        spec,
+        np.random.default_rng(5),
+        step_dtype=torch.bfloat16,
+    )
+    for name, p in exact.items():
+        assert low[name].dtype == torch.float32
+        moved = (p - start[name]).norm()
+        assert (low[name] - p).norm() < 0.05 * moved + 1e-6, name
+        assert not torch.equal(low[name], p)  # it did run in bf16
+
+
+def test_an_unknown_precision_is_refused_when_the_tracker_is_built():
+    with pytest.raises(ValueError, match="unknown precision 'float8'"):
+        RTMDNetTracker(RTMDNetConfig(update_precision="float8"))
+
+
 def _crossing(n: int):
     sequence = load_sequence(data_root() / "sequences" / "Crossing")
     frames = [cv2.imread(str(p)) for p in sequence.frame_paths[:n]]

@@ -74,6 +74,9 @@ class RTMDNetConfig:
     n_neg_update: int = 200
     overlap_pos_update: tuple[float, float] = (0.7, 1.0)
     overlap_neg_update: tuple[float, float] = (0.0, 0.3)
+    # Update negatives drawn uniformly within this many target sides (RT-MDNet: 1.5). The
+    # per-frame crop covers them, so this sets the backbone's input size (docs/speed.md).
+    neg_update_reach: float = 1.5
     n_frames_short: int = 20
     n_frames_long: int = 100
     long_interval: int = 10
@@ -84,6 +87,9 @@ class RTMDNetConfig:
     batch_neg_cand: int = 1024  # hard negative mining: the 96 highest-scoring of 1024
     batch_test: int = 1024  # RT-MDNet: 256 (a GPU memory bound); one call is faster on a CPU
     mining_precision: str = "auto"  # "auto": bfloat16 ranking where native, else "float32"
+    # MetaRTT's online steps (forward + backward of each step; the weights stay float32):
+    # "float32", "bfloat16", or "auto" (bfloat16 where native). Chosen on val (docs/speed.md).
+    update_precision: str = "float32"
     momentum: float = 0.9
     weight_decay: float = 0.0005
     grad_clip: float = 10.0

@@ -24,9 +24,6 @@ from runtime.crop import CropWindow, cut, window_around
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.sampling import SampleSpec, draw
 
-# How far the update negatives reach (RT-MDNet: uniform, 1.5 target sides, scale 1.2); the crop
-# covers them so one backbone pass per frame serves scoring and the update samples alike.
-NEG_UPDATE = SampleSpec("uniform", 1.5, 1.2)
 POS_SPEC = SampleSpec("gaussian", 0.1, 1.2)
 NEG_INIT = SampleSpec("uniform", 1.0, 2.0, aspect_f=1.1)
 BBREG_SPEC = SampleSpec("uniform", 0.3, 1.5, aspect_f=1.1)
@@ -42,6 +39,13 @@ def candidate_spec(config: RTMDNetConfig, trans_f: float | None = None) -> Sampl
     )
 
 
+def neg_update_spec(config: RTMDNetConfig) -> SampleSpec:
+    """How the online-update negatives are drawn: uniform within ``config.neg_update_reach``
+    target sides, scale 1.2 (RT-MDNet). The per-frame window covers them, so one backbone pass
+    serves the candidates and the update samples alike."""
+    return SampleSpec("uniform", config.neg_update_reach, 1.2)
+
+
 def covering_half_extent(box: np.ndarray, boxes: np.ndarray, padding: float) -> np.ndarray:
     """Half extent (x, y), around ``box``'s centre, that holds every box of ``boxes`` enlarged
     ``padding`` times about its own centre (as :meth:`runtime.crop.CropWindow.rois` pads)."""
@@ -54,9 +58,8 @@ def covering_half_extent(box: np.ndarray, boxes: np.ndarray, padding: float) -> 
 
 def update_reach(target: np.ndarray, config: RTMDNetConfig) -> np.ndarray:
     """Half extent, around ``target``'s centre, that holds every padded update negative."""
-    return NEG_UPDATE.trans_f * target[2:].mean() + target[2:] * NEG_UPDATE.scale_f * (
-        config.roi_padding / 2.0
-    )
+    spec = neg_update_spec(config)
+    return spec.trans_f * target[2:].mean() + target[2:] * spec.scale_f * (config.roi_padding / 2.0)
 
 
 def update_half_extent(
@@ -143,11 +146,11 @@ __all__ = [
     "BBREG_SPEC",
     "KINDS",
     "NEG_INIT",
-    "NEG_UPDATE",
     "POS_SPEC",
     "TrackerCrop",
     "candidate_spec",
     "covering_half_extent",
+    "neg_update_spec",
     "search_window",
     "tracker_crop",
     "update_half_extent",

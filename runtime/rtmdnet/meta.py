@@ -93,18 +93,23 @@ def adapt(
     *,
     create_graph: bool = False,
     mining_dtype: torch.dtype | None = None,
+    step_dtype: torch.dtype | None = None,
 ) -> Params:
     """``len(rates)`` steps ``theta <- theta - A[k] * grad``; differentiable if ``create_graph``.
 
     ``head`` must be in eval mode (no dropout): the adapted weights are then a deterministic
     function of the meta-parameters, which the second-order meta-gradient relies on.
+    ``step_dtype`` (e.g. bfloat16) runs each step's forward and backward under autocast; the
+    weights, their gradients and the update stay float32.
     """
+    dtype = step_dtype or torch.float32
+    low = torch.autocast(pos.device.type, dtype=dtype, enabled=step_dtype is not None)
     for step_rates in rates:
         if not create_graph:
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
         pos_batch, neg_batch = draw_batch(head, params, pos, neg, spec, rng, mining_dtype)
-        with torch.enable_grad():
-            logits = forward_with(head, params, torch.cat([pos_batch, neg_batch]))
+        with torch.enable_grad(), low:
+            logits = forward_with(head, params, torch.cat([pos_batch, neg_batch])).float()
             loss = classification_loss(logits[: len(pos_batch)], logits[len(pos_batch) :])
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
         params = {

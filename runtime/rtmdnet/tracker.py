@@ -36,10 +36,10 @@ from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.geometry import (  # the sample specs and windows live there
     BBREG_SPEC,
     NEG_INIT,
-    NEG_UPDATE,
     POS_SPEC,
     candidate_spec,
     covering_half_extent,
+    neg_update_spec,
     search_window,
     update_half_extent,
     update_reach,  # noqa: F401  (re-exported: train/meta.py imports it from here)
@@ -92,9 +92,26 @@ def update_examples(
         POS_SPEC, box, n_pos or config.n_pos_update, frame_wh, rng, config.overlap_pos_update
     )
     neg = draw_filtered(
-        NEG_UPDATE, box, n_neg or config.n_neg_update, frame_wh, rng, config.overlap_neg_update
+        neg_update_spec(config),
+        box,
+        n_neg or config.n_neg_update,
+        frame_wh,
+        rng,
+        config.overlap_neg_update,
     )
     return pos, neg
+
+
+def _low_precision(setting: str, device: torch.device) -> torch.dtype | None:
+    """A precision setting ("auto", "float32", "bfloat16", ...) as an autocast dtype (None: off)."""
+    if setting == "auto":
+        return fast_low_precision(device)
+    if setting == "float32":
+        return None
+    dtype = getattr(torch, setting, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown precision {setting!r}; use auto, float32 or bfloat16")
+    return dtype
 
 
 class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
@@ -123,12 +140,8 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
             backend = create_backend(spec, extractor=self.extractor, verbose=False)
         self.backend = backend
         self.head: FCHead | None = None
-        if self.config.mining_precision == "auto":
-            self._mining_dtype = fast_low_precision(self.device)
-        elif self.config.mining_precision == "float32":
-            self._mining_dtype = None
-        else:
-            self._mining_dtype = getattr(torch, self.config.mining_precision)
+        self._mining_dtype = _low_precision(self.config.mining_precision, self.device)
+        self._update_dtype = _low_precision(self.config.update_precision, self.device)
         self.meta: MetaCheckpoint | None = None
         if self.config.meta is not None:
             self.meta = MetaCheckpoint.from_file(self.config.meta)
@@ -364,7 +377,15 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         spec = BatchSpec(c.batch_pos, c.batch_neg, c.batch_neg_cand)
         rates = self._meta_rates[which]
         return adapt(
-            self.head, params, pos, neg, rates, spec, self._rng, mining_dtype=self._mining_dtype
+            self.head,
+            params,
+            pos,
+            neg,
+            rates,
+            spec,
+            self._rng,
+            mining_dtype=self._mining_dtype,
+            step_dtype=self._update_dtype if which == "on" else None,
         )
 
     @torch.no_grad()
