@@ -42,6 +42,7 @@ from runtime.mlt.model import (
     upsample_response,
 )
 from runtime.paths import data_root
+from runtime.response_maps import response_entropy
 from runtime.stage_clock import StageClock
 from runtime.tracker_api import check_init, check_update
 
@@ -68,12 +69,6 @@ class _ModuleTrunk:
 
     def __repr__(self) -> str:
         return "PaperTrunk(torch)"
-
-
-def response_entropy(prob: torch.Tensor) -> float:
-    p = prob.flatten().double()
-    p = p / p.sum().clamp_min(1e-12)
-    return float(-(p * torch.log(p.clamp_min(1e-12))).sum())
 
 
 class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer

@@ -29,6 +29,7 @@ from runtime.backends.siamese import TorchSiameseBackend
 from runtime.nanotrack import model
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.target_layer import (
+    FEATURES,
     AdaptRule,
     CropSample,
     adapt,
@@ -37,6 +38,7 @@ from runtime.nanotrack.target_layer import (
 )
 from runtime.nanotrack.tracker import NanoTracker, search_crop, search_scale
 from runtime.paths import data_root
+from runtime.response_maps import response_entropy
 from runtime.tracker_api import check_init
 
 SHIPPED_RULE = Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_target_layer.pt"
@@ -44,41 +46,137 @@ PLAIN = "plain"  # the rule value of nanotrack-ft
 
 
 @dataclass
-class AdaptiveNanoTrackConfig(NanoTrackConfig):
-    # A target-layer checkpoint (train/nanotrack_meta.py), "shipped" (runtime/checkpoints/), or
-    # "plain": fine-tuning from zero, `plain_rate` for every step (nanotrack-ft).
-    rule: str = "shipped"
-    plain_rate: float = 1.0  # chosen on train + train_extra (docs/nanotrack.md, "Seeds")
-    init_steps: int = 5  # K_init (MetaRTT); a meta rule brings its own count
-    online_steps: int = 5  # K_on (MetaRTT); 0: no online updates
+class TargetLayerConfig(NanoTrackConfig):
+    """What every tracker with a target layer on the base shares: its memory of confident
+    frames and the torch search branch."""
+
     online_interval: int = 10  # RT-MDNet's long-term update interval (frames)
     memory_frames: int = 10  # confident frames kept for the online steps, besides the first
     memory_confidence: float = 0.9  # the base's lost threshold: only frames it trusts
     backend: str = "torch"  # the only one that gives the classification features
 
 
-class AdaptiveNanoTracker(NanoTracker):
+@dataclass
+class AdaptiveNanoTrackConfig(TargetLayerConfig):
+    # A target-layer checkpoint (train/nanotrack_meta.py), "shipped" (runtime/checkpoints/), or
+    # "plain": fine-tuning from zero, `plain_rate` for every step (nanotrack-ft).
+    rule: str = "shipped"
+    plain_rate: float = 1.0  # chosen on train + train_extra (docs/nanotrack.md, "Seeds")
+    init_steps: int = 5  # K_init (MetaRTT); a meta rule brings its own count
+    online_steps: int = 5  # K_on (MetaRTT); 0: no online updates
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """A confident frame's crop as a training sample, and its response map's entropy."""
+
+    sample: CropSample
+    entropy: float
+
+
+class TargetLayerTracker(NanoTracker):
+    """The base tracker scoring cells with ``sigmoid(margin + w . f + b)``; how ``w, b`` are set
+    at the first frame and online is the subclass's (:meth:`_first_layer`, :meth:`_online_layer`).
+    """
+
+    name = "target-layer"
+
+    def __init__(self, config: TargetLayerConfig, data_dir: Path | None = None) -> None:
+        if config.backend not in ("torch", "auto"):
+            raise ValueError(
+                f"{self.name} runs its search branch in torch (the target layer needs the "
+                f"classification features, which the exported graphs do not output); "
+                f"backend {config.backend!r} is not supported"
+            )
+        self.weights_dir = data_root(data_dir) / "weights"
+        net = model.build_network(self.weights_dir).to(config.device)
+        backend = TorchSiameseBackend(model.TemplateBranch(net), model.FeatureSearchBranch(net))
+        super().__init__(config, data_dir, backend)
+        self.net = net
+        self.w = torch.zeros(FEATURES)
+        self.b = torch.zeros(())
+        self._last: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.updates = 0
+
+    # -- the adapted score -----------------------------------------------------------------------
+    def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        margins, boxes, feats = self.backend.search(crop, self.kernels)
+        # Out of inference mode (the backend's): the online steps differentiate through these.
+        margin, feat = margins[0].cpu().clone(), feats[0].cpu().clone()
+        with torch.no_grad():
+            score = torch.sigmoid(margin + self.w @ feat + self.b)
+        self._last = (feat, margin, response_entropy(score))
+        delta = boxes.cpu().numpy().reshape(4, -1).astype(np.float64)
+        return score.numpy().astype(np.float64), delta
+
+    def _sample(self, instance_size: int, center: np.ndarray, size: np.ndarray) -> MemoryEntry:
+        """The last searched crop as a training sample: its target at ``center`` (crop px from
+        the crop centre) with ``size`` (crop px)."""
+        assert self._last is not None
+        feat, margin, entropy = self._last
+        points, _ = self._map(instance_size)
+        return MemoryEntry(CropSample(feat, margin, cell_labels(points, center, size)), entropy)
+
+    # -- what subclasses decide --------------------------------------------------------------------
+    def _first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``w, b`` after the first frame (``self.first`` is its sample)."""
+        raise NotImplementedError
+
+    def _online_layer(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``w, b`` after this frame's online step, or None when none is due."""
+        raise NotImplementedError
+
+    # -- tracking ------------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        frame, box = check_init(frame, box)  # the frame as BGR for the crop below too
+        super().init(frame, box)
+        c, st = self.config, self.state
+        assert st is not None
+        self.w, self.b = torch.zeros(FEATURES), torch.zeros(())
+        crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
+        self._search(self._tensor(crop))
+        scale = search_scale(st.size, c)
+        self.first = self._sample(st.instance_size, np.zeros(2), st.size * scale)
+        self.memory: list[MemoryEntry] = []
+        self.frames_since_update = 0
+        self.updates = 0
+        self.w, self.b = self._first_layer()
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        c, st = self.config, self.state
+        before = None if st is None else (st.center.copy(), search_scale(st.size, c))
+        instance_size = None if st is None else st.instance_size
+        box, score = super().update(frame)
+        assert self.state is not None and before is not None and instance_size is not None
+        if not self.state.lost and score >= c.memory_confidence:
+            center, scale = before
+            entry = self._sample(
+                instance_size, (self.state.center - center) * scale, self.state.size * scale
+            )
+            self.memory = [*self.memory, entry][-c.memory_frames :]
+        self.frames_since_update += 1
+        with self.stage_clock.stage("online_update"):
+            layer = self._online_layer()
+        if layer is not None:
+            self.w, self.b = layer
+            self.frames_since_update = 0
+            self.updates += 1
+        return box, score
+
+    def run_stats(self) -> dict[str, float]:
+        return {**super().run_stats(), "layer_updates": float(self.updates)}
+
+
+class AdaptiveNanoTracker(TargetLayerTracker):
+    """MetaRTT on the base: ``w, b`` adapted by gradient steps with an :class:`AdaptRule`."""
+
     name = "metartt-nano"
 
     def __init__(
         self, config: AdaptiveNanoTrackConfig | None = None, data_dir: Path | None = None
     ) -> None:
-        c = config or AdaptiveNanoTrackConfig()
-        if c.backend not in ("torch", "auto"):
-            raise ValueError(
-                f"{self.name} runs its search branch in torch (the target layer needs the "
-                f"classification features, which the exported graphs do not output); "
-                f"backend {c.backend!r} is not supported"
-            )
-        weights_dir = data_root(data_dir) / "weights"
-        net = model.build_network(weights_dir).to(c.device)
-        backend = TorchSiameseBackend(model.TemplateBranch(net), model.FeatureSearchBranch(net))
-        super().__init__(c, data_dir, backend)
-        self.rule, self.rule_sha256 = self._load_rule(c, weights_dir)
-        self.w = self.rule.w0.clone()
-        self.b = self.rule.b0.clone()
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.updates = 0
+        super().__init__(config or AdaptiveNanoTrackConfig(), data_dir)
+        self.rule, self.rule_sha256 = self._load_rule(self.config, self.weights_dir)
 
     @staticmethod
     def _load_rule(c: AdaptiveNanoTrackConfig, weights_dir: Path) -> tuple[AdaptRule, str | None]:
@@ -89,71 +187,16 @@ class AdaptiveNanoTracker(NanoTracker):
         rule, _info, sha = load_rule(path, base_sha)
         return rule, sha
 
-    # -- the adapted score -----------------------------------------------------------------------
-    def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        margins, boxes, feats = self.backend.search(crop, self.kernels)
-        # Out of inference mode (the backend's): the online steps differentiate through these.
-        margin, feat = margins[0].cpu().clone(), feats[0].cpu().clone()
-        self._last = (feat, margin)
-        with torch.no_grad():
-            score = torch.sigmoid(margin + self.w @ feat + self.b)
-        delta = boxes.cpu().numpy().reshape(4, -1).astype(np.float64)
-        return score.numpy().astype(np.float64), delta
-
-    def _sample(self, instance_size: int, center: np.ndarray, size: np.ndarray) -> CropSample:
-        """The last searched crop as a training sample: its target at ``center`` (crop px from
-        the crop centre) with ``size`` (crop px)."""
-        assert self._last is not None
-        feat, margin = self._last
-        points, _ = self._map(instance_size)
-        return CropSample(feat, margin, cell_labels(points, center, size))
-
-    # -- tracking ------------------------------------------------------------------------------
-    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
-        frame, box = check_init(frame, box)  # the frame as BGR for the crop below too
-        super().init(frame, box)
-        c, st = self.config, self.state
-        assert st is not None
-        crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
-        self._search(self._tensor(crop))
-        scale = search_scale(st.size, c)
-        self.first = self._sample(st.instance_size, np.zeros(2), st.size * scale)
-        self.memory: list[CropSample] = []
+    def _first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
         rule = self.rule
-        self.w, self.b = adapt(rule.w0, rule.b0, [self.first], rule.init_rates_w, rule.init_rates_b)
-        self.frames_since_update = 0
+        return adapt(rule.w0, rule.b0, [self.first.sample], rule.init_rates_w, rule.init_rates_b)
 
-    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        c, st = self.config, self.state
-        before = None if st is None else (st.center.copy(), search_scale(st.size, c))
-        instance_size = None if st is None else st.instance_size
-        box, score = super().update(frame)
-        assert self.state is not None and before is not None and instance_size is not None
-        if self.rule.online_steps == 0:
-            return box, score
-        if not self.state.lost and score >= c.memory_confidence:
-            center, scale = before
-            sample = self._sample(
-                instance_size, (self.state.center - center) * scale, self.state.size * scale
-            )
-            self.memory = [*self.memory, sample][-c.memory_frames :]
-        self.frames_since_update += 1
-        if self.frames_since_update >= c.online_interval:
-            self.frames_since_update = 0
-            rule = self.rule
-            with self.stage_clock.stage("online_update"):
-                self.w, self.b = adapt(
-                    self.w,
-                    self.b,
-                    [self.first, *self.memory],
-                    rule.online_rates_w,
-                    rule.online_rates_b,
-                )
-            self.updates += 1
-        return box, score
-
-    def run_stats(self) -> dict[str, float]:
-        return {**super().run_stats(), "layer_updates": float(self.updates)}
+    def _online_layer(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        rule = self.rule
+        if rule.online_steps == 0 or self.frames_since_update < self.config.online_interval:
+            return None
+        samples = [self.first.sample, *(e.sample for e in self.memory)]
+        return adapt(self.w, self.b, samples, rule.online_rates_w, rule.online_rates_b)
 
     def __repr__(self) -> str:
         return f"AdaptiveNanoTracker({self.backend!r}, rule {self.config.rule})"
