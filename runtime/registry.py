@@ -153,7 +153,9 @@ TRACKER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 # Which export folders a tracker runs from (manifest "kind"): the Siamese template/search graphs
 # (build_engine.py --tracker nanotrack) or the RT-MDNet backbone + RoI pooling (the others).
 SIAMESE_TRACKERS = frozenset(
-    name for name in TRACKER_NAMES if "nano" in name  # nanotrack*, metartt-nano, mlt-nano*
+    name
+    for name in TRACKER_NAMES
+    if "nano" in name  # nanotrack*, metartt-nano, mlt-nano*
 )
 
 
