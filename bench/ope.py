@@ -1,7 +1,7 @@
 """One-pass evaluation (OPE, as OTB): every tracker on every sequence, same frames, one process.
 
     python -m bench.ope --data DIR [--seqs A,B] [--split val] --trackers NAME[,NAME...] \\
-        --json OUT [--plots DIR] [--results DIR] [--max-frames N] [--threads N]
+        --json OUT [--plots DIR] [--results DIR] [--report DIR] [--max-frames N] [--threads N]
 
 For each sequence the frames are decoded once (``cv2.imread``, BGR) into memory; then each tracker,
 built fresh for that sequence, is initialized on frame 0 with the ground-truth box and updated on
@@ -36,6 +36,7 @@ A tracker with ``run_stats()`` adds its per-video figures to each sequence's ent
 ``mean_<key>``/``std_<key>`` over sequences to its own (MetaRTT+Prune: ``prune_rate``,
 ``kept_conv``, ``kept_fc4``, ``kept_fc5``).
 ``--results DIR`` writes ``DIR/<tracker>/<seq>.txt``, one 1-based OTB ``x,y,w,h`` row per frame.
+``--report DIR`` writes the run's HTML report there at the end (:mod:`bench.report`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import cv2
 import numpy as np
 
 from bench.peers import PEER_NAMES
+from bench.report import ReportError, write_report
 from bench.trackers import available_names, make_tracker
 from runtime.atomic import write_atomic
 from runtime.evaluation.metrics import evaluate_sequence, mean_curves
@@ -370,6 +372,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, required=True, help="where to write the results")
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG plots")
     parser.add_argument("--results", type=Path, default=None, help="folder for per-frame boxes")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="folder for the run's HTML report (bench.report)"
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="first N frames only")
     parser.add_argument(
         "--threads",
@@ -543,7 +548,9 @@ def _main(args: argparse.Namespace) -> int:
             # What the runs depend on beyond trackers and sequences: a resume must match it.
             config={"set": sorted(args.overrides), "prune": args.prune},
         )
-    except OPEError as error:
+        if args.report is not None:
+            write_report([args.json], args.report, data=data, attributes_required=False)
+    except (OPEError, ReportError) as error:
         print(f"bench.ope: error: {error}", file=sys.stderr)
         return 2
     print(markdown_table(summary))

@@ -1,4 +1,5 @@
-"""Success, precision and normalized precision plots (OTB / LaSOT style), PNG via matplotlib Agg.
+"""Success, precision and normalized precision plots (OTB / LaSOT style), and per-attribute bars,
+PNG via matplotlib Agg.
 
 The figures are built with :class:`matplotlib.figure.Figure` directly, never through pyplot, so
 no GUI backend is touched and nothing global is changed (safe in tests and headless servers).
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -62,8 +64,12 @@ def _save_curves(
     ax.grid(True, alpha=0.3)
     ax.legend(loc=legend_loc, fontsize="small")
     fig.tight_layout()
+    return _write_png(fig, path)
+
+
+def _write_png(fig: Figure, path: Path, **savefig: object) -> Path:
     image = io.BytesIO()
-    fig.savefig(image, format="png")
+    fig.savefig(image, format="png", **savefig)
     write_atomic(path, image.getvalue())
     return path
 
@@ -124,3 +130,44 @@ def plot_all(curves: Mapping[str, MeanCurves], folder: Path, suffix: str = "") -
             curves, folder / "norm_precision.png", "Normalized precision of OPE (AUC)" + title_tail
         ),
     ]
+
+
+def plot_attributes(
+    values: Mapping[str, Mapping[str, tuple[float, float | None]]],
+    counts: Mapping[str, int],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """Grouped bars of the mean AUC per attribute: ``values[tracker][attribute] = (mean, std)``.
+
+    One group per attribute of ``counts`` (its number of sequences under the label), one bar per
+    tracker in ``values``' order; a std that is not None (spread over seeds) is an error bar.
+    """
+    attributes = list(counts)
+    x = np.arange(len(attributes), dtype=np.float64)
+    width = 0.8 / max(len(values), 1)
+    fig = Figure(figsize=(max(6.4, 0.9 * len(attributes) + 2.0), 4.8), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # Past 10 trackers the default cycle repeats its colours; tab20 keeps the bars apart.
+    colors = colormaps["tab20" if len(values) > 10 else "tab10"].colors
+    for i, (name, by_attribute) in enumerate(values.items()):
+        stats = [by_attribute.get(a, (np.nan, None)) for a in attributes]
+        errors = [std if std is not None else 0.0 for _, std in stats]
+        ax.bar(
+            x + (i - (len(values) - 1) / 2) * width,
+            [mean for mean, _ in stats],
+            width,
+            yerr=errors if any(errors) else None,
+            capsize=2,
+            color=colors[i % len(colors)],
+            label=legend_name(name),
+        )
+    ax.set_xticks(x, [f"{a}\n({counts[a]})" for a in attributes])
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("AUC (success)")
+    ax.set_title(title or "Success AUC per attribute (sequences)")
+    ax.grid(True, axis="y", alpha=0.3)
+    # Below the axes: specs can be long, and inside they would hide the bars.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="x-small")
+    return _write_png(fig, Path(path), bbox_inches="tight")

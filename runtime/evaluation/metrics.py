@@ -26,6 +26,8 @@ Definitions (OTB-2013 toolkit, LaSOT toolkit):
   the reported value is the area under that curve over ``[0, 0.5]`` (the mean of the curve, as
   the LaSOT toolkit ranks trackers). Note that some toolkits (pytracking) instead report the
   curve's value at ``t = 0.2``; that number is :attr:`SequenceResult.norm_precision_at_020`.
+* **Success rate** (GOT-10k's SR_0.5): the success curve at ``t = 0.5``, the fraction of frames
+  with ``IoU > 0.5`` (:attr:`MeanCurves.success_rate` averages it over sequences).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ CENTER_THRESHOLDS: np.ndarray = np.arange(0, 51, dtype=np.float64)  # pixels
 NORM_THRESHOLDS: np.ndarray = np.linspace(0.0, 0.5, 51)  # fraction of the ground-truth size
 PRECISION_AT_PX = 20.0
 NORM_PRECISION_AT = 0.2
+SUCCESS_RATE_AT = 0.5  # IoU threshold of the success rate
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,11 @@ class MeanCurves:
     @property
     def norm_precision_auc(self) -> float:
         return float(np.mean(self.norm_precision))
+
+    @property
+    def success_rate(self) -> float:
+        """Mean over sequences of the fraction of frames with IoU > 0.5 (SR_0.5)."""
+        return _value_at(self.success, IOU_THRESHOLDS, SUCCESS_RATE_AT)
 
 
 def mean_curves(results: Sequence[SequenceResult]) -> MeanCurves:
