@@ -48,11 +48,15 @@ class KernelGenerator(nn.Module):
     """The meta-learner: a base gradient ``(97,)`` -> the effective residual ``(w (96,), b ())``.
 
     ``direction`` is the base's target-minus-background direction of ``cls_logits`` (96,), which
-    the channel attention scales.
+    the channel attention scales; ``attention=False`` generates the kernel and bias only (an
+    ablation).
     """
 
-    def __init__(self, direction: torch.Tensor, hidden: int = HIDDEN) -> None:
+    def __init__(
+        self, direction: torch.Tensor, hidden: int = HIDDEN, attention: bool = True
+    ) -> None:
         super().__init__()
+        self.attention = attention
         self.register_buffer("direction", direction.detach().clone().float())
         self.net = nn.Sequential(
             nn.Linear(FEATURES + 2, hidden), nn.ReLU(), nn.Linear(hidden, 2 * FEATURES + 1)
@@ -66,6 +70,8 @@ class KernelGenerator(nn.Module):
         x = torch.cat([gradient / norm, norm.log()[None]])
         out = self.net(x)
         dw, db, attention_logits = out[:FEATURES], out[FEATURES], out[FEATURES + 1 :]
+        if not self.attention:
+            return dw, db
         attention = 2.0 * torch.sigmoid(attention_logits)
         return dw + (attention - 1.0) * self.direction, db
 
@@ -84,6 +90,7 @@ def save_generator(
     """Write a checkpoint bound to the base weights it was trained on (atomic)."""
     state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "state": state, "base_sha256": base_sha256}
+    payload["attention"] = generator.attention
     save_payload(path, payload | {"info": info})
 
 
@@ -110,7 +117,8 @@ def load_generator(
             f"python train/mlt_nano.py"
         )
     state = payload["state"]
-    generator = KernelGenerator(state["direction"], hidden=state["net.0.weight"].shape[0])
+    hidden = state["net.0.weight"].shape[0]
+    generator = KernelGenerator(state["direction"], hidden, bool(payload.get("attention", True)))
     generator.load_state_dict(state)
     generator.requires_grad_(False)  # used for inference only
     return generator.eval(), dict(payload.get("info", {})), sha

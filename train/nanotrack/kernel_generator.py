@@ -55,6 +55,7 @@ class MLTNanoTrainConfig:
     lr: float = 1e-3  # Adam on the generator
     episodes_per_step: int = 4
     hidden: int = 256  # the generator's hidden width
+    attention: bool = True  # generate the channel attention too (False: kernel and bias only)
     m_context: int = 8  # M (MLT)
     m_prime: int = 16  # M' (MLT's regularization)
     distractor_crops: int = 2
@@ -99,7 +100,7 @@ def _build_run(plan: Plan) -> MLTNanoRun:
     bar = tqdm(training_sequences(plan.root, plan.extra_data), desc="caching crops")
     videos = [v for v in (cache_video(s, net, crops, rng) for s in bar) if v is not None]
     own = [samples(net, v.kernels, v.features, v.labels) for v in videos]
-    generator = KernelGenerator(_direction(net), c.hidden)
+    generator = KernelGenerator(_direction(net), c.hidden, c.attention)
     optimizer = torch.optim.Adam(generator.parameters(), lr=c.lr)
     return MLTNanoRun(net, videos, own, generator, optimizer)
 
