@@ -49,3 +49,24 @@ def load_payload(
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise error(f"{path} is not a {what} (format {fmt!r}); {hint}")
     return payload, hashlib.sha256(data).hexdigest()
+
+
+def load_bound_payload(
+    path: Path | str,
+    fmt: str,
+    error: type[Exception],
+    role: str,
+    what: str,
+    train_command: str,
+    base_sha256: str,
+) -> tuple[dict, str]:
+    """:func:`load_payload` for a checkpoint trained on a frozen base network: refused (``error``)
+    unless its ``base_sha256`` is the base weights' (``train_command`` makes a new one)."""
+    payload, sha = load_payload(path, fmt, error, role, what, f"make one with {train_command}")
+    if payload.get("base_sha256") != base_sha256:
+        raise error(
+            f"{path} was trained for NanoTrack v3 weights with sha256 "
+            f"{payload.get('base_sha256')}, these have {base_sha256}; retrain it with "
+            f"{train_command}"
+        )
+    return payload, sha

@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,6 +191,31 @@ def open_log(plan: TrainingPlan, start: int) -> list[dict[str, object]]:
         text = json.dumps(asdict(plan.config), indent=2) + "\n"  # type: ignore[call-overload]
         write_atomic(plan.out / "config.json", text)
     return rows
+
+
+def run_steps(
+    plan: TrainingPlan,
+    desc: str,
+    resume_state: Callable[[], int],
+    step: Callable[[int], dict[str, float]],
+    write_checkpoint: Callable[[list[dict[str, object]], int], None],
+) -> Path:
+    """The training loop of a single-process run: from :func:`start_step` to the plan's last step,
+    each ``step(i)``'s figures logged (with ``step`` and ``seconds``) and shown on the bar, and
+    ``write_checkpoint(rows, i)`` on the plan's schedule. Returns the checkpoint's path."""
+    start = start_step(plan, resume_state)
+    rows = open_log(plan, start)
+    bar = progress(plan, start, desc)
+    for index in bar:
+        began = time.perf_counter()
+        figures = step(index)
+        rows.append(
+            {"step": index + 1, **figures, "seconds": round(time.perf_counter() - began, 4)}
+        )
+        bar.set_postfix(figures)
+        if plan.schedule.writes_checkpoint(index):
+            write_checkpoint(rows, index)
+    return plan.checkpoint_path
 
 
 def progress(plan: TrainingPlan, start: int, desc: str) -> tqdm:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from runtime.checkpoint_io import load_payload, save_payload
+from runtime.checkpoint_io import load_bound_payload, save_payload
 from runtime.nanotrack.target_layer import FEATURES, CropSample, balanced_loss
 
 CHECKPOINT_FORMAT = "nanotrack-kernel-generator/1"
@@ -102,20 +101,15 @@ def load_generator(
     path: str | os.PathLike[str], base_sha256: str
 ) -> tuple[KernelGenerator, dict[str, object], str]:
     """``(generator, info, file sha256)``; refused when trained for other base weights."""
-    payload, sha = load_payload(
-        Path(path),
+    payload, sha = load_bound_payload(
+        path,
         CHECKPOINT_FORMAT,
         KernelGeneratorCheckpointError,
         "kernel-generator checkpoint",
         "NanoTrack kernel-generator checkpoint",
-        "make one with python train/mlt_nano.py",
+        "python train/mlt_nano.py",
+        base_sha256,
     )
-    if payload.get("base_sha256") != base_sha256:
-        raise KernelGeneratorCheckpointError(
-            f"{path} was trained for NanoTrack v3 weights with sha256 "
-            f"{payload.get('base_sha256')}, these have {base_sha256}; retrain it with "
-            f"python train/mlt_nano.py"
-        )
     state = payload["state"]
     hidden = state["net.0.weight"].shape[0]
     generator = KernelGenerator(state["direction"], hidden, bool(payload.get("attention", True)))

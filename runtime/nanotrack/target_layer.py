@@ -24,13 +24,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from runtime.checkpoint_io import load_payload, save_payload
+from runtime.checkpoint_io import load_bound_payload, save_payload
 
 FEATURES = 96  # the classification tower's width (runtime.nanotrack.model.CHANNELS)
 CHECKPOINT_FORMAT = "nanotrack-target-layer/1"
@@ -173,20 +172,15 @@ def load_rule(
     path: str | os.PathLike[str], base_sha256: str
 ) -> tuple[AdaptRule, dict[str, object], str]:
     """``(rule, info, file sha256)``; refused when trained for other base weights."""
-    payload, sha = load_payload(
-        Path(path),
+    payload, sha = load_bound_payload(
+        path,
         CHECKPOINT_FORMAT,
         TargetLayerCheckpointError,
         "target-layer checkpoint",
         "NanoTrack target-layer checkpoint",
-        "make one with python train/nanotrack_meta.py",
+        "python train/nanotrack_meta.py",
+        base_sha256,
     )
-    if payload.get("base_sha256") != base_sha256:
-        raise TargetLayerCheckpointError(
-            f"{path} was trained for NanoTrack v3 weights with sha256 "
-            f"{payload.get('base_sha256')}, these have {base_sha256}; retrain it with "
-            f"python train/nanotrack_meta.py"
-        )
     state = payload["rule"]
     rule = AdaptRule(**{k: torch.as_tensor(v, dtype=torch.float32) for k, v in state.items()})
     return rule, dict(payload.get("info", {})), sha

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -176,23 +175,18 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     run = _build_run(plan)
-    start = tooling.start_step(plan, lambda: _resume_state(plan, run))
-    rows = tooling.open_log(plan, start)
-    bar = tooling.progress(plan, start, "mlt-nano")
-    for step in bar:
-        t0 = time.perf_counter()
-        first, online = _step(plan, run, step)
-        row = {
-            "step": step + 1,
-            "loss_first_frame": round(first, 6),
-            "loss_context": round(online, 6),
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
-        rows.append(row)
-        bar.set_postfix(first=row["loss_first_frame"], context=row["loss_context"])
-        if plan.schedule.writes_checkpoint(step):
-            _write_checkpoint(plan, run, rows, step)
-    return plan.checkpoint_path
+
+    def step(index: int) -> dict[str, float]:
+        first, online = _step(plan, run, index)
+        return {"loss_first_frame": round(first, 6), "loss_context": round(online, 6)}
+
+    return tooling.run_steps(
+        plan,
+        "mlt-nano",
+        lambda: _resume_state(plan, run),
+        step,
+        lambda rows, index: _write_checkpoint(plan, run, rows, index),
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

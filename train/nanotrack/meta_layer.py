@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,23 +250,21 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     run = _build_run(plan)
-    start = tooling.start_step(plan, lambda: _resume_state(plan, run))
-    rows = tooling.open_log(plan, start)
-    bar = tooling.progress(plan, start, "nanotrack-meta")
-    for step in bar:
-        t0 = time.perf_counter()
-        after_init, after_online = _step(plan, run, step)
-        row = {
-            "step": step + 1,
+
+    def step(index: int) -> dict[str, float]:
+        after_init, after_online = _step(plan, run, index)
+        return {
             "loss_after_init": round(after_init, 6),
             "loss_after_online": round(after_online, 6),
-            "seconds": round(time.perf_counter() - t0, 4),
         }
-        rows.append(row)
-        bar.set_postfix(init=row["loss_after_init"], online=row["loss_after_online"])
-        if plan.schedule.writes_checkpoint(step):
-            _write_checkpoint(plan, run, rows, step)
-    return plan.checkpoint_path
+
+    return tooling.run_steps(
+        plan,
+        "nanotrack-meta",
+        lambda: _resume_state(plan, run),
+        step,
+        lambda rows, index: _write_checkpoint(plan, run, rows, index),
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
