@@ -88,13 +88,14 @@ from runtime.evaluation.one_pass import (
     build_tracker,
     evaluate,
     resolve_sequences,
+    run_trackers,
     summarize,
     truncate,
 )
 from runtime.evaluation.restarts import (
     RestartSequence,
     RestartSettings,
-    evaluate_restarts,
+    restart_runner,
     summarize_restarts,
 )
 from runtime.paths import data_root
@@ -199,9 +200,8 @@ def write_plots(runs: dict[str, list[TrackedSequence]], folder: Path) -> list[Pa
 
 
 class _Session(Generic[R]):
-    """What a one-pass and a restart invocation share: the trackers checked and built before any
-    file is touched, the saved runs (fresh or resumed) and the runs finished so far, each saved
-    and summarized (``on_change``) as it comes."""
+    """One invocation's bookkeeping, one-pass or restart: the trackers checked and built before
+    any file is touched, the saved runs (fresh or resumed) and the runs finished so far."""
 
     def __init__(
         self,
@@ -250,16 +250,17 @@ class _Session(Generic[R]):
         for (name, _), run in self.done.items():
             self.finished[name].append(run)
         self._order = {s.name: i for i, s in enumerate(sequences)}
-        self.on_change: Callable[[dict[str, list[R]]], None] | None = None
 
     def add(self, run: R) -> None:
-        """A run just finished: save it, keep it in sequence order, bring the files up to date."""
+        """A run just finished: save it, keep it with the others in sequence order."""
         if self.store is not None:
             self.store.save(run)
         self.finished[run.tracker].append(run)
         self.finished[run.tracker].sort(key=lambda r: self._order.get(r.sequence, len(self._order)))
-        if self.on_change is not None:
-            self.on_change({k: v for k, v in self.finished.items() if v})
+
+    def finished_so_far(self) -> dict[str, list[R]]:
+        """The runs finished (saved or new), per tracker that has any."""
+        return {name: runs for name, runs in self.finished.items() if runs}
 
 
 def run_ope(
@@ -277,6 +278,7 @@ def run_ope(
     resume: bool = False,
     runs_dir: Path | None = None,
     config: dict[str, object] | None = None,
+    restart: RestartSettings | None = None,
     warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, dict]:
     """Evaluate ``trackers`` (names) on ``sequences``; returns the JSON-shaped summary.
@@ -290,13 +292,22 @@ def run_ope(
     (default :func:`runs_dir_for`), the JSON and the ``results_dir`` files are brought up to date
     after each run, and ``resume`` continues an earlier run there (``config``: the settings the
     runs depend on beyond trackers, sequences and ``max_frames``; a resume must match them).
+
+    With ``restart``, the supervised experiment instead of one pass (``--restart``): the summary
+    is :func:`runtime.evaluation.restarts.summarize_restarts`'s, the JSON :func:`restart_json`'s,
+    the settings join ``config`` (a resume must have the same ones) and ``results_dir`` and
+    ``plots_dir`` are refused.
     """
     if results_format not in WRITE_FORMATS:
         raise OPEError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {results_format}")
+    if restart is not None and (results_dir is not None or plots_dir is not None):
+        raise OPEError("--restart writes no --results or --plots (no one-pass boxes)")
+    if restart is not None:
+        config = {**(config or {}), "restart": {"skip": restart.skip, "burn_in": restart.burn_in}}
     session = _Session(
         trackers,
         sequences,
-        ONE_PASS,
+        ONE_PASS if restart is None else restart_format(restart),
         data_dir=data_dir,
         factory=factory,
         max_frames=max_frames,
@@ -307,14 +318,26 @@ def run_ope(
         warn=warn,
     )
 
-    def on_done(tracked: TrackedSequence) -> None:
-        session.add(tracked)
-        if results_dir is not None:
-            write_results({tracked.tracker: [tracked]}, results_dir, results_format)
+    def summary_of(runs: dict) -> dict[str, dict]:
+        return summarize(runs) if restart is None else summarize_restarts(runs)
 
-    if json_path is not None:
-        session.on_change = lambda finished: write_json(summarize(finished), json_path)
-    runs = evaluate(
+    def write(summary: dict[str, dict]) -> None:
+        if json_path is not None:
+            write_json(summary if restart is None else restart_json(summary, restart), json_path)
+
+    def on_done(run: TrackedSequence | RestartSequence) -> None:
+        session.add(run)
+        if json_path is not None:
+            write(summary_of(session.finished_so_far()))
+        if results_dir is not None:
+            write_results({run.tracker: [run]}, results_dir, results_format)
+
+    run_all = (
+        partial(evaluate, warn=warn)
+        if restart is None
+        else partial(run_trackers, run_one=restart_runner(restart))
+    )
+    runs = run_all(
         session.trackers,
         sequences,
         session.build,
@@ -322,74 +345,15 @@ def run_ope(
         progress=progress,
         done=session.done,
         on_done=on_done,
-        warn=warn,
         built=session.built,
     )
-    summary = summarize(runs)
-    if json_path is not None:
-        write_json(summary, json_path)
+    summary = summary_of(runs)
+    write(summary)
     if results_dir is not None:
         write_results(runs, results_dir, results_format)
     if plots_dir is not None:
         write_plots(runs, plots_dir)
         (Path(plots_dir) / "summary.md").write_text(markdown_table(summary) + "\n")
-    return summary
-
-
-def run_restart(
-    trackers: list[str],
-    sequences: list[Sequence],
-    *,
-    settings: RestartSettings | None = None,
-    data_dir: Path | None = None,
-    factory: TrackerFactory | None = None,
-    max_frames: int | None = None,
-    json_path: Path | None = None,
-    progress: bool = True,
-    resume: bool = False,
-    runs_dir: Path | None = None,
-    config: dict[str, object] | None = None,
-    warn: Callable[[str], None] = _stderr_warning,
-) -> dict[str, dict]:
-    """The restart experiment (``--restart``) for ``trackers`` on ``sequences``; returns the
-    per-tracker summary (:func:`runtime.evaluation.restarts.summarize_restarts`). The JSON
-    (:func:`restart_json`), saving and ``resume`` work as in :func:`run_ope`; the restart
-    settings join ``config``, so a resume must have the same ones."""
-    settings = settings or RestartSettings()
-    restart = {"skip": settings.skip, "burn_in": settings.burn_in}
-    session: _Session[RestartSequence] = _Session(
-        trackers,
-        sequences,
-        restart_format(settings),
-        data_dir=data_dir,
-        factory=factory,
-        max_frames=max_frames,
-        json_path=json_path,
-        resume=resume,
-        runs_dir=runs_dir,
-        config={**(config or {}), "restart": restart},
-        warn=warn,
-    )
-
-    def write(finished: dict[str, list[RestartSequence]]) -> None:
-        write_json(restart_json(summarize_restarts(finished), settings), json_path)
-
-    if json_path is not None:
-        session.on_change = write
-    runs = evaluate_restarts(
-        session.trackers,
-        sequences,
-        session.build,
-        settings=settings,
-        max_frames=max_frames,
-        progress=progress,
-        done=session.done,
-        on_done=session.add,
-        built=session.built,
-    )
-    summary = summarize_restarts(runs)
-    if json_path is not None:
-        write_json(restart_json(summary, settings), json_path)
     return summary
 
 
@@ -587,8 +551,6 @@ def _main(args: argparse.Namespace) -> int:
                 return make_tracker(name, data_dir=root, **own)
             return make_tracker(name, data_dir=root, **{**options, **own})
 
-        if args.restart and (args.results is not None or args.plots is not None):
-            raise OPEError("--restart writes no --results or --plots (no one-pass boxes)")
         if args.results is None and args.results_format != "otb":
             raise OPEError("--format is the layout of --results; give --results DIR too")
         if not args.quiet:
@@ -597,34 +559,27 @@ def _main(args: argparse.Namespace) -> int:
                 f"{len(sequences)} sequence(s), {threads} thread(s)",
                 file=sys.stderr,
             )
-        common = {
-            "data_dir": root,
-            "factory": factory,
-            "max_frames": args.max_frames,
-            "json_path": args.json,
-            "progress": not args.quiet,
-            "resume": args.resume,
+        restart = RestartSettings() if args.restart else None
+        summary = run_ope(
+            trackers,
+            sequences,
+            data_dir=root,
+            factory=factory,
+            max_frames=args.max_frames,
+            json_path=args.json,
+            results_dir=args.results,
+            results_format=args.results_format,
+            plots_dir=args.plots,
+            progress=not args.quiet,
+            resume=args.resume,
             # What the runs depend on beyond trackers and sequences: a resume must match it.
-            "config": {"set": sorted(args.overrides), "prune": args.prune},
-        }
-        if args.restart:
-            settings = RestartSettings()
-            summary = run_restart(trackers, sequences, settings=settings, **common)
-            table = restart_table(summary, settings)
-        else:
-            summary = run_ope(
-                trackers,
-                sequences,
-                results_dir=args.results,
-                results_format=args.results_format,
-                plots_dir=args.plots,
-                **common,
-            )
-            table = markdown_table(summary)
+            config={"set": sorted(args.overrides), "prune": args.prune},
+            restart=restart,
+        )
     except OPEError as error:
         print(f"bench.ope: error: {error}", file=sys.stderr)
         return 2
-    print(table)
+    print(markdown_table(summary) if restart is None else restart_table(summary, restart))
     return 0
 
 

@@ -4,12 +4,13 @@ with a scripted test-double tracker, then ``bench.ope --restart`` (JSON, table, 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.ope import OPEError, main, restart_table, run_ope, run_restart
+from bench.ope import OPEError, main, restart_table, run_ope
 from runtime.evaluation.restarts import (
     FrameState,
     RestartSettings,
@@ -153,6 +154,9 @@ def test_settings_are_checked() -> None:
 class Jumpy(StaticTracker):
     """Stays on its init box, so on the synthetic clip (4 px per frame, 24 px wide) the IoU
     falls to 0 on the 6th frame after each init: a failure every 6 + 5 frames."""
+
+
+run_restart = partial(run_ope, restart=RestartSettings())
 
 
 def _sequences(root: Path, names: tuple[str, ...] = ("A", "B")) -> list:

@@ -32,12 +32,13 @@ Over sequences (:func:`summarize_restarts`): ``accuracy`` and ``eao`` are means 
 sequences (each weighs the same, as the OTB means; NaN ones left out), ``robustness`` is
 failures per 100 frames, pooled (``100 * total failures / total frames``, as pysot's
 ``ar_benchmark``), ``failures`` the total. FPS counts the ``init``/``update`` calls made.
+:func:`restart_runner` is the experiment for :func:`runtime.evaluation.one_pass.run_trackers`
+(every tracker on every sequence, same frames; ``bench.ope --restart`` is its command line).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -45,7 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.boxes import iou
-from runtime.evaluation.one_pass import TrackerFactory, run_trackers
+from runtime.evaluation.one_pass import RunOne
 from runtime.sequences import Sequence
 from runtime.tracker_api import Tracker
 
@@ -108,12 +109,13 @@ def track_with_restarts(
     tracker: Tracker,
     frames: list[np.ndarray],
     ground_truth: np.ndarray,
-    settings: RestartSettings = RestartSettings(),
+    settings: RestartSettings | None = None,
     bar: tqdm | None = None,
 ) -> RestartRun:
     """Run one tracker over decoded frames, re-initializing it from ``ground_truth`` (0-based,
     frame-aligned) ``settings.skip`` frames after each failure. The same tracker object is
     initialized again (``init`` starts tracking afresh, as VOT's protocol does)."""
+    settings = settings or RestartSettings()
     gt = np.asarray(ground_truth, dtype=np.float64).reshape(-1, 4)
     if len(gt) != len(frames):
         raise ValueError(f"{len(frames)} frames but {len(gt)} ground-truth boxes")
@@ -176,9 +178,10 @@ def _since_init(states: np.ndarray) -> np.ndarray:
 
 
 def score_restarts(
-    run: RestartRun, ground_truth: np.ndarray, settings: RestartSettings = RestartSettings()
+    run: RestartRun, ground_truth: np.ndarray, settings: RestartSettings | None = None
 ) -> RestartScores:
     """Failures, accuracy and the EAO-style average overlap of one run (module docstring)."""
+    settings = settings or RestartSettings()
     overlaps = frame_overlaps(run.boxes, ground_truth)
     visible = ~np.isnan(overlaps)
     states = np.asarray(run.states)
@@ -211,20 +214,10 @@ class RestartSequence:
     scores: RestartScores
 
 
-def evaluate_restarts(
-    trackers: list[str],
-    sequences: Iterable[Sequence],
-    factory: TrackerFactory,
-    *,
-    settings: RestartSettings = RestartSettings(),
-    max_frames: int | None = None,
-    progress: bool = True,
-    done: dict[tuple[str, str], RestartSequence] | None = None,
-    on_done: Callable[[RestartSequence], None] | None = None,
-    built: dict[str, Tracker] | None = None,
-) -> dict[str, list[RestartSequence]]:
-    """The restart experiment for every tracker on every sequence (same frames, one process);
-    ``done``, ``on_done`` and ``built`` as in :func:`runtime.evaluation.one_pass.run_trackers`."""
+def restart_runner(settings: RestartSettings | None = None) -> RunOne[RestartSequence]:
+    """One restart run per (tracker, sequence), for :func:`runtime.evaluation.one_pass.run_trackers`
+    (every tracker on every sequence, on the same decoded frames, in one process)."""
+    settings = settings or RestartSettings()
 
     def one_run(
         name: str, tracker: Tracker, sequence: Sequence, frames: list[np.ndarray], bar: tqdm
@@ -234,17 +227,7 @@ def evaluate_restarts(
         bar.set_postfix(failures=scores.failures, refresh=False)
         return RestartSequence(name, sequence.name, run, scores)
 
-    return run_trackers(
-        trackers,
-        sequences,
-        factory,
-        one_run,
-        max_frames=max_frames,
-        progress=progress,
-        done=done,
-        on_done=on_done,
-        built=built,
-    )
+    return one_run
 
 
 def summarize_restarts(runs: dict[str, list[RestartSequence]]) -> dict[str, dict]:
