@@ -1,7 +1,8 @@
 """One-pass evaluation (OPE, as OTB): every tracker on every sequence, same frames, one process.
 
     python -m bench.ope --data DIR [--seqs A,B] [--split val] --trackers NAME[,NAME...] \\
-        --json OUT [--plots DIR] [--results DIR] [--report DIR] [--max-frames N] [--threads N]
+        --json OUT [--plots DIR] [--results DIR [--format otb|got10k]] [--report DIR] \\
+        [--max-frames N] [--threads N] [--restart] [--resume]
 
 For each sequence the frames are decoded once (``cv2.imread``, BGR) into memory; then each tracker,
 built fresh for that sequence, is initialized on frame 0 with the ground-truth box and updated on
@@ -21,21 +22,40 @@ where ``frames`` is the number of frames tracked (init frame included; the same 
 included) and the metrics are those of :mod:`runtime.evaluation.metrics` (AUC of a perfect
 tracker = 20/21 = 0.952). A sequence with no scored frame after the first (its score is frame 1's
 given box alone) is reported with a warning, kept in ``per_sequence`` and left out of
-``mean_auc``, ``mean_precision`` and the plots (``excluded_from_means`` lists it; FPS still
-counts). Tracking and scoring are :mod:`runtime.evaluation.one_pass` (shared with training's
-validation); this module adds the command line, saved and resumable runs and the files.
+``mean_auc``, ``mean_precision``, the table's mean normalized precision and the plots
+(``excluded_from_means`` lists it; FPS still counts). Tracking and scoring are
+:mod:`runtime.evaluation.one_pass` (shared with training's validation); this module adds the
+command line, saved and resumable runs and the files.
 
 Progress is kept as it is made: after every tracker's run over a sequence, that run (its boxes,
-scores and time) is saved atomically to ``<json stem>.runs/`` beside the JSON, the ``--json`` file
-is rewritten atomically with the summary of the runs done so far and ``--results`` gets that
-run's boxes file. A killed run thus keeps everything finished; ``--resume`` continues it, running
-only the (tracker, sequence) pairs not yet saved, and refuses (one line) when the trackers, the
-sequences, ``--max-frames`` or the config overrides differ from the saved run's. Without
-``--resume`` the saved runs of an earlier invocation are cleared first.
+scores and per-frame times) is saved atomically to ``<json stem>.runs/`` beside the JSON
+(:mod:`bench.run_store`), the ``--json`` file is rewritten atomically with the summary of the runs
+done so far and ``--results`` gets that run's files. A killed run thus keeps everything finished;
+``--resume`` continues it, running only the (tracker, sequence) pairs not yet saved, and refuses
+(one line) when the trackers, the sequences, ``--max-frames`` or the config overrides differ from
+the saved run's. Without ``--resume`` the saved runs of an earlier invocation are cleared first.
 A tracker with ``run_stats()`` adds its per-video figures to each sequence's entry and their
 ``mean_<key>``/``std_<key>`` over sequences to its own (MetaRTT+Prune: ``prune_rate``,
 ``kept_conv``, ``kept_fc4``, ``kept_fc5``).
-``--results DIR`` writes ``DIR/<tracker>/<seq>.txt``, one 1-based OTB ``x,y,w,h`` row per frame.
+``--results DIR`` writes one 1-based ``x,y,w,h`` row per frame (:mod:`bench.result_files`):
+``--format otb`` (the default) ``DIR/<tracker>/<seq>.txt``, ``--format got10k`` the GOT-10k
+toolkit's ``DIR/<tracker>/<seq>/<seq>_001.txt`` and ``<seq>_time.txt`` (per-frame seconds).
+
+``--restart`` runs the supervised, VOT-style experiment instead of one pass
+(:mod:`runtime.evaluation.restarts`: re-init from the ground truth 5 frames after each failure,
+IoU 0; accuracy, robustness, failures and an EAO-style average overlap, all defined there). Its
+runs are saved and resumed like the one-pass ones (a restart run and a one-pass run never resume
+each other: the manifest's config says which). It prints its own table and writes::
+
+    {"restart": {"skip_frames": 5, "burn_in": 10,
+                 "trackers": {"<tracker>": {"per_sequence": {"<seq>": {"frames": n,
+                                  "failures": n, "accuracy": f, "accuracy_frames": n,
+                                  "average_overlap": f, "overlap_frames": n, "fps": f}},
+                              "accuracy": f, "robustness": f, "failures": n, "frames": n,
+                              "eao": f, "median_fps": f}}}}
+
+(``robustness``: failures per 100 frames; ``fps``: init/update calls per second). With
+``--restart``, ``--results`` and ``--plots`` are refused: there are no one-pass boxes or curves.
 ``--report DIR`` writes the run's HTML report there at the end (:mod:`bench.report`).
 """
 
@@ -43,27 +63,26 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
-import io
 import json
-import re
 import signal
 import sys
 import threading
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Generic
 
 import cv2
 import numpy as np
 
 from bench.peers import PEER_NAMES
 from bench.report import ReportError, write_report
+from bench.result_files import WRITE_FORMATS, write_results
+from bench.run_store import ONE_PASS, R, RunFormat, RunStore, restart_format, runs_dir_for
 from bench.trackers import available_names, make_tracker
 from runtime.atomic import write_atomic
-from runtime.evaluation.metrics import evaluate_sequence, mean_curves
+from runtime.evaluation.metrics import mean_curves
 from runtime.evaluation.one_pass import (
     OPEError,
     TrackedSequence,
@@ -71,12 +90,19 @@ from runtime.evaluation.one_pass import (
     build_tracker,
     evaluate,
     resolve_sequences,
+    run_trackers,
     summarize,
     truncate,
 )
+from runtime.evaluation.restarts import (
+    RestartSequence,
+    RestartSettings,
+    restart_runner,
+    summarize_restarts,
+)
 from runtime.paths import data_root
 from runtime.rtmdnet.prune import prune_setting
-from runtime.sequences import Sequence, write_boxes_file
+from runtime.sequences import Sequence
 from runtime.tracker_api import Tracker
 
 
@@ -84,21 +110,33 @@ def _stderr_warning(message: str) -> None:
     print(f"bench.ope: {message}", file=sys.stderr)
 
 
+def _fps(value: float) -> str:
+    # Results read from another toolkit's files may hold no times (bench.score): no FPS then.
+    return "-" if np.isnan(value) else f"{value:.1f}"
+
+
 def markdown_table(summary: dict[str, dict]) -> str:
-    """Tracker, mean AUC, mean precision (20 px), median FPS, one row per tracker.
+    """Tracker, mean AUC, mean precision (20 px), mean normalized precision, median FPS, one row
+    per tracker (the normalized precision averaged over the same sequences as the AUC).
 
     A prune-rate column (mean ± std over the sequences) joins when a tracker reports one.
     """
     pruning = any("mean_prune_rate" in entry for entry in summary.values())
     lines = [
-        "| tracker | mean AUC | mean precision@20px | median FPS |"
+        "| tracker | mean AUC | mean precision@20px | mean norm. precision | median FPS |"
         + (" prune rate |" if pruning else ""),
-        "| --- | ---: | ---: | ---: |" + (" ---: |" if pruning else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if pruning else ""),
     ]
     for name, entry in summary.items():
+        kept = [
+            per["norm_precision"]
+            for seq, per in entry["per_sequence"].items()
+            if seq not in entry["excluded_from_means"]
+        ]
+        norm = float(np.mean(kept)) if kept else float("nan")
         row = (
-            f"| {name} | {entry['mean_auc']:.3f} | {entry['mean_precision']:.3f} "
-            f"| {entry['median_fps']:.1f} |"
+            f"| {name} | {entry['mean_auc']:.3f} | {entry['mean_precision']:.3f} | {norm:.3f} "
+            f"| {_fps(entry['median_fps'])} |"
         )
         if pruning:
             rate = entry.get("mean_prune_rate")
@@ -113,16 +151,42 @@ def markdown_table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def restart_json(summary: dict[str, dict], settings: RestartSettings) -> dict[str, dict]:
+    """The ``--restart`` JSON (module docstring): the settings beside the per-tracker figures."""
+    return {
+        "restart": {
+            "skip_frames": settings.skip,
+            "burn_in": settings.burn_in,
+            "trackers": summary,
+        }
+    }
+
+
+def restart_table(summary: dict[str, dict], settings: RestartSettings) -> str:
+    """Tracker, accuracy, robustness, failures, EAO-style average overlap, median FPS."""
+    lines = [
+        "| tracker | accuracy | robustness (failures / 100 frames) | failures | EAO-style "
+        "| median FPS |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, entry in summary.items():
+        lines.append(
+            f"| {name} | {entry['accuracy']:.3f} | {entry['robustness']:.2f} "
+            f"| {entry['failures']} | {entry['eao']:.3f} | {_fps(entry['median_fps'])} |"
+        )
+    frames = max((entry["frames"] for entry in summary.values()), default=0)
+    lines += [
+        "",
+        f"{frames} frames; re-init {settings.skip} frames after each failure (IoU 0); accuracy "
+        f"leaves out {settings.burn_in} burn-in frames from each init; EAO-style: the mean "
+        "overlap with the frames from a failure to its re-init as 0 (not VOT's EAO).",
+    ]
+    return "\n".join(lines)
+
+
 def write_json(summary: dict[str, dict], path: Path) -> None:
     """Write the summary atomically (temporary file, then rename)."""
     write_atomic(path, json.dumps(summary, indent=2) + "\n")
-
-
-def write_results(runs: dict[str, list[TrackedSequence]], folder: Path) -> None:
-    """``folder/<tracker>/<seq>.txt``: one 1-based OTB row per frame (converted by the writer)."""
-    for name, tracked in runs.items():
-        for t in tracked:
-            write_boxes_file(Path(folder) / name / f"{t.sequence}.txt", t.boxes)
 
 
 def write_plots(runs: dict[str, list[TrackedSequence]], folder: Path) -> list[Path]:
@@ -137,121 +201,68 @@ def write_plots(runs: dict[str, list[TrackedSequence]], folder: Path) -> list[Pa
     return plot_all(curves, folder, suffix=f"{len(sequences)} sequences")
 
 
-def runs_dir_for(json_path: Path) -> Path:
-    """Where a run writing ``json_path`` keeps its finished (tracker, sequence) runs."""
-    json_path = Path(json_path)
-    return json_path.with_name(f"{json_path.stem}.runs")
+class _Session(Generic[R]):
+    """One invocation's bookkeeping, one-pass or restart: the trackers checked and built before
+    any file is touched, the saved runs (fresh or resumed) and the runs finished so far."""
 
-
-def _slug(spec: str) -> str:
-    """A file-name-safe, collision-free folder name for a tracker spec (specs hold / [ ; =)."""
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("._")[:60] or "tracker"
-    return f"{readable}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"
-
-
-class RunStore:
-    """Finished runs on disk, one ``<tracker slug>/<sequence>.npz`` each, plus ``manifest.json``
-    naming the trackers, sequences, frame limit and config the runs belong to."""
-
-    MANIFEST = "manifest.json"
-    VERSION = 1
-
-    def __init__(self, folder: Path, manifest: dict[str, object]) -> None:
-        self.folder = Path(folder)
-        self.manifest = {"version": self.VERSION, **manifest}
-
-    def _path(self, tracker: str, sequence: str) -> Path:
-        return self.folder / _slug(tracker) / f"{sequence}.npz"
-
-    def start(self) -> None:
-        """A fresh run: forget the runs of an earlier one here, write this run's manifest."""
-        if self.folder.is_dir():
-            for old in self.folder.glob("*/*.npz"):
-                old.unlink(missing_ok=True)
-            for sub in self.folder.iterdir():
-                if sub.is_dir() and not any(sub.iterdir()):
-                    sub.rmdir()
-        write_atomic(self.folder / self.MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
-
-    def resume(self, sequences: list[Sequence], notify: Callable[[str], None]) -> dict:
-        """The runs saved by an earlier, identical run: {(tracker, sequence): TrackedSequence}.
-
-        Raises OPEError (one line) when the saved run had other trackers, sequences, frame limit
-        or config. With nothing saved, starts afresh and says so.
-        """
-        manifest_path = self.folder / self.MANIFEST
-        if not manifest_path.is_file():
-            notify(f"--resume: no earlier run in {self.folder}; starting from the beginning")
-            self.start()
-            return {}
-        try:
-            saved = json.loads(manifest_path.read_text())
-        except ValueError as error:
-            raise OPEError(f"--resume: cannot read {manifest_path}: {error}") from None
-        for key, what in (
-            ("trackers", "--trackers"),
-            ("sequences", "sequences"),
-            ("max_frames", "--max-frames"),
-            ("config", "--set/--prune"),
-        ):
-            old, new = saved.get(key), self.manifest.get(key)
-            if isinstance(old, list) and isinstance(new, list):
-                same = sorted(map(str, old)) == sorted(map(str, new))
+    def __init__(
+        self,
+        trackers: list[str],
+        sequences: list[Sequence],
+        run_format: RunFormat[R],
+        *,
+        data_dir: Path | None,
+        factory: TrackerFactory | None,
+        max_frames: int | None,
+        json_path: Path | None,
+        resume: bool,
+        runs_dir: Path | None,
+        config: dict[str, object] | None,
+        warn: Callable[[str], None],
+    ) -> None:
+        if not trackers:
+            raise OPEError("no trackers given")
+        if not sequences:
+            raise OPEError("no sequences given")
+        self.trackers = list(dict.fromkeys(trackers))  # a name twice would only overwrite
+        if max_frames is not None and max_frames < 1:
+            raise OPEError(f"--max-frames must be at least 1, got {max_frames}")
+        self.build = factory or partial(make_tracker, data_dir=data_dir)
+        # Build every tracker before touching any file: a bad name or missing weights fails first.
+        self.built = {name: build_tracker(self.build, name) for name in self.trackers}
+        if runs_dir is None and json_path is not None:
+            runs_dir = runs_dir_for(json_path)
+        self.store: RunStore[R] | None = None
+        self.done: dict[tuple[str, str], R] = {}
+        if runs_dir is not None:
+            manifest = {
+                "trackers": self.trackers,
+                "sequences": [s.name for s in sequences],
+                "max_frames": max_frames,
+                "config": config or {},
+            }
+            self.store = RunStore(runs_dir, manifest, run_format)
+            if resume:
+                self.done = self.store.resume([truncate(s, max_frames) for s in sequences], warn)
             else:
-                same = old == new
-            if not same:
-                raise OPEError(
-                    f"--resume: {self.folder} holds a run with {what} {_shown(old)}, this one "
-                    f"has {_shown(new)}; give the same, or leave out --resume to start again"
-                )
-        by_name = {s.name: s for s in sequences}
-        done: dict[tuple[str, str], TrackedSequence] = {}
-        for tracker in self.manifest["trackers"]:  # type: ignore[union-attr]
-            for name, sequence in by_name.items():
-                path = self._path(tracker, name)
-                if path.is_file():
-                    loaded = self._load(path, tracker, sequence)
-                    if loaded is not None:
-                        done[(tracker, name)] = loaded
-        total = len(by_name) * len(self.manifest["trackers"])  # type: ignore[arg-type]
-        notify(f"--resume: {len(done)} of {total} runs already done in {self.folder}")
-        return done
+                self.store.start()
+        elif resume:
+            raise OPEError("--resume needs --json (the runs are kept beside it)")
+        self.finished: dict[str, list[R]] = {name: [] for name in self.trackers}
+        for (name, _), run in self.done.items():
+            self.finished[name].append(run)
+        self._order = {s.name: i for i, s in enumerate(sequences)}
 
-    def save(self, tracked: TrackedSequence) -> None:
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            boxes=tracked.boxes,
-            scores=tracked.scores,
-            seconds=np.float64(tracked.seconds),
-            stats=np.array(json.dumps(tracked.stats)),
-            tracker=np.array(tracked.tracker),
-            sequence=np.array(tracked.sequence),
-        )
-        write_atomic(self._path(tracked.tracker, tracked.sequence), buffer.getvalue())
+    def add(self, run: R) -> None:
+        """A run just finished: save it, keep it with the others in sequence order."""
+        if self.store is not None:
+            self.store.save(run)
+        self.finished[run.tracker].append(run)
+        self.finished[run.tracker].sort(key=lambda r: self._order.get(r.sequence, len(self._order)))
 
-    @staticmethod
-    def _load(path: Path, tracker: str, sequence: Sequence) -> TrackedSequence | None:
-        """A saved run, or None (it is then run again) if it is unreadable or does not fit."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                boxes = np.asarray(data["boxes"], dtype=np.float64).reshape(-1, 4)
-                scores = np.asarray(data["scores"], dtype=np.float64).reshape(-1)
-                seconds = float(data["seconds"])
-                stats = json.loads(str(data["stats"]))
-                same = str(data["tracker"]) == tracker and str(data["sequence"]) == sequence.name
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return None
-        if not same or len(boxes) != len(sequence) or len(scores) != len(boxes):
-            return None
-        result = evaluate_sequence(boxes, sequence.ground_truth, sequence.name)
-        return TrackedSequence(tracker, sequence.name, boxes, scores, seconds, result, stats)
-
-
-def _shown(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value)) or "(none)"
-    return json.dumps(value)
+    def finished_so_far(self) -> dict[str, list[R]]:
+        """The runs finished (saved or new), per tracker that has any."""
+        return {name: runs for name, runs in self.finished.items() if runs}
 
 
 def run_ope(
@@ -263,83 +274,85 @@ def run_ope(
     max_frames: int | None = None,
     json_path: Path | None = None,
     results_dir: Path | None = None,
+    results_format: str = "otb",
     plots_dir: Path | None = None,
     progress: bool = True,
     resume: bool = False,
     runs_dir: Path | None = None,
     config: dict[str, object] | None = None,
+    restart: RestartSettings | None = None,
     warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, dict]:
     """Evaluate ``trackers`` (names) on ``sequences``; returns the JSON-shaped summary.
 
     ``factory(name)`` builds a fresh tracker (default: :func:`bench.trackers.make_tracker` with
     ``data_dir``, the shared data root for weights). Optionally writes the JSON, the per-frame
-    result files and the plots. Raises :class:`OPEError` for a tracker that cannot be built.
+    result files (``results_format``: ``otb`` or ``got10k``) and the plots. Raises
+    :class:`OPEError` for a tracker that cannot be built.
 
     With ``json_path`` (or ``runs_dir``) every finished run is saved at once in ``runs_dir``
     (default :func:`runs_dir_for`), the JSON and the ``results_dir`` files are brought up to date
     after each run, and ``resume`` continues an earlier run there (``config``: the settings the
     runs depend on beyond trackers, sequences and ``max_frames``; a resume must match them).
+
+    With ``restart``, the supervised experiment instead of one pass (``--restart``): the summary
+    is :func:`runtime.evaluation.restarts.summarize_restarts`'s, the JSON :func:`restart_json`'s,
+    the settings join ``config`` (a resume must have the same ones) and ``results_dir`` and
+    ``plots_dir`` are refused.
     """
-    if not trackers:
-        raise OPEError("no trackers given")
-    if not sequences:
-        raise OPEError("no sequences given")
-    trackers = list(dict.fromkeys(trackers))  # a name twice would only overwrite its results
-    if max_frames is not None and max_frames < 1:
-        raise OPEError(f"--max-frames must be at least 1, got {max_frames}")
-    build = factory or partial(make_tracker, data_dir=data_dir)
-    # Build every tracker before touching any file: a bad name or missing weights fails first.
-    built = {name: build_tracker(build, name) for name in trackers}
-    if runs_dir is None and json_path is not None:
-        runs_dir = runs_dir_for(json_path)
-    store = None
-    done: dict[tuple[str, str], TrackedSequence] = {}
-    if runs_dir is not None:
-        manifest = {
-            "trackers": trackers,
-            "sequences": [s.name for s in sequences],
-            "max_frames": max_frames,
-            "config": config or {},
-        }
-        store = RunStore(runs_dir, manifest)
-        if resume:
-            done = store.resume([truncate(s, max_frames) for s in sequences], warn)
-        else:
-            store.start()
-    elif resume:
-        raise OPEError("--resume needs --json (the runs are kept beside it)")
-    finished: dict[str, list[TrackedSequence]] = {name: [] for name in trackers}
-    for (name, _), tracked in done.items():
-        finished[name].append(tracked)
-    order = {s.name: i for i, s in enumerate(sequences)}
-
-    def on_done(tracked: TrackedSequence) -> None:
-        if store is not None:
-            store.save(tracked)
-        finished[tracked.tracker].append(tracked)
-        finished[tracked.tracker].sort(key=lambda t: order.get(t.sequence, len(order)))
-        if json_path is not None:
-            write_json(summarize({k: v for k, v in finished.items() if v}), json_path)
-        if results_dir is not None:
-            write_results({tracked.tracker: [tracked]}, results_dir)
-
-    runs = evaluate(
+    if results_format not in WRITE_FORMATS:
+        raise OPEError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {results_format}")
+    if restart is not None and (results_dir is not None or plots_dir is not None):
+        raise OPEError("--restart writes no --results or --plots (no one-pass boxes)")
+    if restart is not None:
+        config = {**(config or {}), "restart": {"skip": restart.skip, "burn_in": restart.burn_in}}
+    session = _Session(
         trackers,
         sequences,
-        build,
+        ONE_PASS if restart is None else restart_format(restart),
+        data_dir=data_dir,
+        factory=factory,
+        max_frames=max_frames,
+        json_path=json_path,
+        resume=resume,
+        runs_dir=runs_dir,
+        config=config,
+        warn=warn,
+    )
+
+    def summary_of(runs: dict) -> dict[str, dict]:
+        return summarize(runs) if restart is None else summarize_restarts(runs)
+
+    def write(summary: dict[str, dict]) -> None:
+        if json_path is not None:
+            write_json(summary if restart is None else restart_json(summary, restart), json_path)
+
+    def on_done(run: TrackedSequence | RestartSequence) -> None:
+        session.add(run)
+        if json_path is not None:
+            write(summary_of(session.finished_so_far()))
+        if results_dir is not None:
+            write_results({run.tracker: [run]}, results_dir, results_format)
+
+    run_all = (
+        partial(evaluate, warn=warn)
+        if restart is None
+        else partial(run_trackers, run_one=restart_runner(restart))
+    )
+    runs = run_all(
+        session.trackers,
+        sequences,
+        session.build,
         max_frames=max_frames,
         progress=progress,
-        done=done,
+        done=session.done,
         on_done=on_done,
-        warn=warn,
-        built=built,
+        built=session.built,
     )
-    summary = summarize(runs)
-    if json_path is not None:
-        write_json(summary, json_path)
+    summary = summary_of(runs)
+    write(summary)
     if results_dir is not None:
-        write_results(runs, results_dir)
+        write_results(runs, results_dir, results_format)
     if plots_dir is not None:
         write_plots(runs, plots_dir)
         (Path(plots_dir) / "summary.md").write_text(markdown_table(summary) + "\n")
@@ -374,6 +387,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=None, help="folder for per-frame boxes")
     parser.add_argument(
         "--report", type=Path, default=None, help="folder for the run's HTML report (bench.report)"
+    )
+    parser.add_argument(
+        "--format",
+        dest="results_format",
+        choices=WRITE_FORMATS,
+        default="otb",
+        help="layout of --results: otb (DIR/<tracker>/<seq>.txt, the default) or got10k "
+        "(DIR/<tracker>/<seq>/<seq>_001.txt and <seq>_time.txt, the GOT-10k toolkit's)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="supervised VOT-style experiment instead of one pass: re-init from the ground "
+        "truth 5 frames after each failure (IoU 0); reports accuracy, robustness, failures "
+        "and an EAO-style average overlap",
     )
     parser.add_argument("--max-frames", type=int, default=None, help="first N frames only")
     parser.add_argument(
@@ -528,12 +556,15 @@ def _main(args: argparse.Namespace) -> int:
                 return make_tracker(name, data_dir=root, **own)
             return make_tracker(name, data_dir=root, **{**options, **own})
 
+        if args.results is None and args.results_format != "otb":
+            raise OPEError("--format is the layout of --results; give --results DIR too")
         if not args.quiet:
             print(
-                f"OPE: {len(trackers)} tracker(s) x {len(sequences)} sequence(s), "
-                f"{threads} thread(s)",
+                f"{'Restart' if args.restart else 'OPE'}: {len(trackers)} tracker(s) x "
+                f"{len(sequences)} sequence(s), {threads} thread(s)",
                 file=sys.stderr,
             )
+        restart = RestartSettings() if args.restart else None
         summary = run_ope(
             trackers,
             sequences,
@@ -542,18 +573,20 @@ def _main(args: argparse.Namespace) -> int:
             max_frames=args.max_frames,
             json_path=args.json,
             results_dir=args.results,
+            results_format=args.results_format,
             plots_dir=args.plots,
             progress=not args.quiet,
             resume=args.resume,
             # What the runs depend on beyond trackers and sequences: a resume must match it.
             config={"set": sorted(args.overrides), "prune": args.prune},
+            restart=restart,
         )
         if args.report is not None:
             write_report([args.json], args.report, data=data, attributes_required=False)
     except (OPEError, ReportError) as error:
         print(f"bench.ope: error: {error}", file=sys.stderr)
         return 2
-    print(markdown_table(summary))
+    print(markdown_table(summary) if restart is None else restart_table(summary, restart))
     return 0
 
 

@@ -9,8 +9,8 @@ the sequence folder by :func:`runtime.evaluation.metrics.evaluate_sequence`, exa
 scored them. The recomputed AUC is checked against the JSON's: a tracker whose saved run is
 missing, does not fit or scores otherwise (other ground truth) gets no curves, with the reason.
 
-``bench.ope`` imports :mod:`bench.report`, so nothing here imports ``bench.ope``: the two facts
-about its saved runs used here (the folder's name, the npz keys) are restated, with this note.
+The saved runs' folder comes from :mod:`bench.run_store` (``runs_dir_for``); the npz key read
+here is its ``boxes``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.run_store import runs_dir_for
 from runtime.evaluation.metrics import MeanCurves, SequenceResult, evaluate_sequence, mean_curves
 from runtime.sequences import load_sequence
 
@@ -146,8 +147,8 @@ def read_result(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def runs_folder(json_path: Path) -> Path:
-    """Where ``bench.ope --json json_path`` saved its runs (``bench.ope.runs_dir_for``)."""
-    return json_path.with_name(f"{json_path.stem}.runs")
+    """Where ``bench.ope --json json_path`` saved its runs."""
+    return runs_dir_for(json_path)
 
 
 def saved_boxes(folder: Path) -> dict[tuple[str, str], np.ndarray]:

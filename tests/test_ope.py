@@ -5,77 +5,27 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from bench.ope import OPEError, markdown_table, resolve_sequences, run_ope
-from runtime.boxes import to_otb
 from runtime.paths import PROJECT_ROOT
 from runtime.sequences import Sequence, load_sequence, read_boxes_file
-from runtime.tracker_api import Tracker
-
-N_FRAMES = 12
-SEQ_NAME = "Synth"
-
-
-def _write_sequence(root: Path, name: str = SEQ_NAME, n: int = N_FRAMES) -> Path:
-    """A grey frame with a white rectangle moving 4 px right and 2 px down per frame."""
-    folder = root / name
-    (folder / "img").mkdir(parents=True)
-    boxes = []
-    for i in range(n):
-        frame = np.full((96, 128, 3), 60, dtype=np.uint8)
-        x, y, w, h = 10 + 4 * i, 20 + 2 * i, 24, 16
-        cv2.rectangle(frame, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), thickness=-1)
-        cv2.imwrite(str(folder / "img" / f"{i + 1:04d}.png"), frame)
-        boxes.append([x, y, w, h])
-    # Integer 0-based boxes, written 1-based as OTB files are.
-    rows = to_otb(np.asarray(boxes, dtype=np.float64))
-    (folder / "groundtruth_rect.txt").write_text(
-        "\n".join(",".join(f"{v:g}" for v in row) for row in rows) + "\n"
-    )
-    return folder
-
-
-class OracleTracker:
-    """Returns the ground truth of the sequence it was given, frame by frame."""
-
-    name = "oracle"
-
-    def __init__(self, ground_truth: np.ndarray) -> None:
-        self._gt = ground_truth
-        self._index = 0
-
-    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
-        assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
-        np.testing.assert_allclose(box, self._gt[0])
-        self._index = 0
-
-    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        self._index += 1
-        return self._gt[self._index].copy(), 1.0
-
-
-class StaticTracker:
-    """Never moves from the initial box."""
-
-    name = "static"
-
-    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
-        self._box = np.asarray(box, dtype=np.float64).copy()
-
-    def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        return self._box.copy(), 0.5
+from tests.synthetic import (
+    N_FRAMES,
+    SEQ_NAME,
+    StaticTracker,
+    tracker_factory,
+    write_sequence,
+)
 
 
 @pytest.fixture()
 def data(tmp_path: Path) -> Path:
     root = tmp_path / "sequences"
-    _write_sequence(root)
+    write_sequence(root)
     return root
 
 
@@ -84,23 +34,12 @@ def sequence(data: Path) -> Sequence:
     return load_sequence(data / SEQ_NAME)
 
 
-def _factory(sequence: Sequence) -> Callable[[str], Tracker]:
-    def build(name: str) -> Tracker:
-        if name == "oracle":
-            return OracleTracker(sequence.ground_truth)
-        if name == "static":
-            return StaticTracker()
-        raise ValueError(f"unknown tracker {name!r}")
-
-    return build
-
-
 def test_run_ope_json_results_and_plots(tmp_path: Path, sequence: Sequence) -> None:
     out_json = tmp_path / "out" / "ope.json"
     summary = run_ope(
         ["oracle", "static"],
         [sequence],
-        factory=_factory(sequence),
+        factory=tracker_factory(sequence),
         json_path=out_json,
         results_dir=tmp_path / "res",
         plots_dir=tmp_path / "plots",
@@ -157,7 +96,7 @@ def test_run_ope_json_results_and_plots(tmp_path: Path, sequence: Sequence) -> N
 
 def test_max_frames_truncates(sequence: Sequence) -> None:
     summary = run_ope(
-        ["static"], [sequence], factory=_factory(sequence), max_frames=5, progress=False
+        ["static"], [sequence], factory=tracker_factory(sequence), max_frames=5, progress=False
     )
     assert summary["static"]["per_sequence"][SEQ_NAME]["frames"] == 5
     assert summary["static"]["per_sequence"][SEQ_NAME]["precision"] == 1.0
@@ -165,8 +104,8 @@ def test_max_frames_truncates(sequence: Sequence) -> None:
 
 def test_fresh_tracker_per_sequence(tmp_path: Path) -> None:
     root = tmp_path / "seqs"
-    _write_sequence(root, "A")
-    _write_sequence(root, "B", n=6)
+    write_sequence(root, "A")
+    write_sequence(root, "B", n=6)
     built: list[str] = []
 
     def build(name: str) -> StaticTracker:
@@ -191,8 +130,8 @@ class PrunedStaticTracker(StaticTracker):
 
 def test_per_video_stats_reach_the_summary_and_the_table(tmp_path: Path) -> None:
     root = tmp_path / "seqs"
-    _write_sequence(root, "A")
-    _write_sequence(root, "B", n=6)
+    write_sequence(root, "A")
+    write_sequence(root, "B", n=6)
     rates = iter([0.4, 0.6])
     build = {"pruned": lambda: PrunedStaticTracker(next(rates)), "static": StaticTracker}
     sequences = resolve_sequences(root, [], None)
@@ -209,7 +148,7 @@ def test_per_video_stats_reach_the_summary_and_the_table(tmp_path: Path) -> None
 
 def test_unknown_tracker_in_run_ope(sequence: Sequence) -> None:
     with pytest.raises(OPEError, match="nope"):
-        run_ope(["nope"], [sequence], factory=_factory(sequence), progress=False)
+        run_ope(["nope"], [sequence], factory=tracker_factory(sequence), progress=False)
 
 
 def test_resolve_sequences_errors(data: Path, tmp_path: Path) -> None:

@@ -4,8 +4,11 @@ Every tracker on every sequence, on the same decoded frames, in this process: fr
 (``cv2.imread``, BGR) per sequence; each tracker built fresh for that sequence, initialized on
 frame 0 with the ground-truth box and updated on every later frame; the box reported for frame 0
 is the given one. Speed counts tracking only (``time.perf_counter`` around each ``init`` and
-``update``); the scores are :mod:`runtime.evaluation.metrics`. :func:`summarize` gives the
-JSON-shaped summary that ``bench.ope`` writes (its module docstring states the shape).
+``update``; :func:`track_timed` keeps each frame's seconds, :func:`track` their sum); the scores
+are :mod:`runtime.evaluation.metrics`. :func:`summarize` gives the JSON-shaped summary that
+``bench.ope`` writes (its module docstring states the shape). :func:`run_trackers` is the loop over
+trackers and sequences itself, shared with the restart experiment
+(:mod:`runtime.evaluation.restarts`).
 
 ``bench.ope`` (the command line: saving, resuming, plots, tables) and training's validation
 (``train.rtmdnet.meta_training``, ``train.mlt.training``: :func:`mean_auc`) both build on this.
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -28,6 +32,9 @@ from runtime.sequences import Sequence, load_sequence, sequence_names
 from runtime.tracker_api import Tracker
 
 TrackerFactory = Callable[[str], Tracker]
+Run = TypeVar("Run")
+# One tracker's run over one sequence's decoded frames: (name, tracker, sequence, frames, bar).
+RunOne = Callable[[str, Tracker, Sequence, list[np.ndarray], tqdm], Run]
 
 # How often (frames) the progress bar's fps figure is refreshed: often enough to watch, rare
 # enough that tqdm's formatting stays negligible (it is outside the timed calls anyway).
@@ -49,6 +56,8 @@ class TrackedSequence:
     seconds: float  # time inside init + update calls only
     result: SequenceResult
     stats: dict[str, float] = field(default_factory=dict)  # the tracker's run_stats(), if any
+    # (N,) seconds of each frame's init/update call (sum: ``seconds``); None where not known.
+    frame_seconds: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
@@ -84,6 +93,43 @@ def decode_frames(sequence: Sequence) -> list[np.ndarray]:
     return frames
 
 
+def track_timed(
+    tracker: Tracker,
+    frames: list[np.ndarray],
+    init_box: np.ndarray,
+    bar: tqdm | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run one tracker over decoded frames: (boxes, scores, seconds of each frame's call).
+
+    Frame 0's seconds are the ``init`` call's, as the GOT-10k toolkit times them.
+    """
+    boxes = np.empty((len(frames), 4), dtype=np.float64)
+    scores = np.empty(len(frames), dtype=np.float64)
+    frame_seconds = np.zeros(len(frames), dtype=np.float64)
+    boxes[0] = np.asarray(init_box, dtype=np.float64).reshape(4)
+    scores[0] = 1.0
+
+    start = time.perf_counter()
+    tracker.init(frames[0], boxes[0].copy())
+    frame_seconds[0] = time.perf_counter() - start
+    seconds = float(frame_seconds[0])
+    if bar is not None:
+        bar.update(1)
+
+    for index in range(1, len(frames)):
+        start = time.perf_counter()
+        box, score = tracker.update(frames[index])
+        frame_seconds[index] = time.perf_counter() - start
+        seconds += float(frame_seconds[index])
+        boxes[index] = np.asarray(box, dtype=np.float64).reshape(4)
+        scores[index] = float(score)
+        if bar is not None:
+            bar.update(1)
+            if index % _POSTFIX_EVERY == 0 or index == len(frames) - 1:
+                bar.set_postfix(fps=f"{(index + 1) / max(seconds, 1e-9):.1f}", refresh=False)
+    return boxes, scores, frame_seconds
+
+
 def track(
     tracker: Tracker,
     frames: list[np.ndarray],
@@ -91,28 +137,8 @@ def track(
     bar: tqdm | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Run one tracker over decoded frames: (boxes, scores, seconds spent in init/update)."""
-    boxes = np.empty((len(frames), 4), dtype=np.float64)
-    scores = np.empty(len(frames), dtype=np.float64)
-    boxes[0] = np.asarray(init_box, dtype=np.float64).reshape(4)
-    scores[0] = 1.0
-
-    start = time.perf_counter()
-    tracker.init(frames[0], boxes[0].copy())
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.update(1)
-
-    for index in range(1, len(frames)):
-        start = time.perf_counter()
-        box, score = tracker.update(frames[index])
-        seconds += time.perf_counter() - start
-        boxes[index] = np.asarray(box, dtype=np.float64).reshape(4)
-        scores[index] = float(score)
-        if bar is not None:
-            bar.update(1)
-            if index % _POSTFIX_EVERY == 0 or index == len(frames) - 1:
-                bar.set_postfix(fps=f"{(index + 1) / max(seconds, 1e-9):.1f}", refresh=False)
-    return boxes, scores, seconds
+    boxes, scores, frame_seconds = track_timed(tracker, frames, init_box, bar)
+    return boxes, scores, float(frame_seconds.sum())
 
 
 def build_tracker(factory: TrackerFactory, name: str) -> Tracker:
@@ -136,23 +162,27 @@ def uninformative_warning(sequence: str, result: SequenceResult) -> str:
     )
 
 
-def evaluate(
+def run_trackers(
     trackers: list[str],
     sequences: Iterable[Sequence],
     factory: TrackerFactory,
+    run_one: RunOne[Run],
     *,
     max_frames: int | None = None,
     progress: bool = True,
-    done: dict[tuple[str, str], TrackedSequence] | None = None,
-    on_done: Callable[[TrackedSequence], None] | None = None,
-    warn: Callable[[str], None] = print_warning,
+    done: dict[tuple[str, str], Run] | None = None,
+    on_done: Callable[[Run], None] | None = None,
+    on_each: Callable[[Run], None] | None = None,
     built: dict[str, Tracker] | None = None,
-) -> dict[str, list[TrackedSequence]]:
-    """Run every tracker on every sequence; returns runs per tracker, in sequence order.
+) -> dict[str, list[Run]]:
+    """Every tracker on every sequence, on the same decoded frames; runs per tracker, in sequence
+    order. ``run_one(name, tracker, sequence, frames, bar)`` makes one run (the tracker is fresh
+    for that sequence; ``bar`` counts its frames).
 
     ``done`` holds runs already made (``--resume``), keyed by (tracker, sequence): they are taken
-    as they are, not run again. ``on_done`` is called with each new run as soon as it finishes.
-    ``built``: trackers already built (never initialized) to use for the first sequence.
+    as they are, not run again. ``on_done`` is called with each new run as soon as it finishes,
+    ``on_each`` with every run, done or new, in order. ``built``: trackers already built (never
+    initialized) to use for the first sequence.
     """
     # Build each tracker once up front so a bad name or missing weights fails before any work;
     # that instance, never initialized, is used for the first sequence.
@@ -162,21 +192,15 @@ def evaluate(
         else {name: build_tracker(factory, name) for name in trackers}
     )
     done = done or {}
-    runs: dict[str, list[TrackedSequence]] = {name: [] for name in trackers}
-    warned: set[str] = set()
-
-    def check(t: TrackedSequence) -> None:
-        if not t.result.informative and t.sequence not in warned:
-            warned.add(t.sequence)
-            warn(uninformative_warning(t.sequence, t.result))
-
+    runs: dict[str, list[Run]] = {name: [] for name in trackers}
     for sequence in sequences:
         sequence = truncate(sequence, max_frames)
         todo = [name for name in trackers if (name, sequence.name) not in done]
         for name in trackers:
             if (name, sequence.name) in done:
                 runs[name].append(done[(name, sequence.name)])
-                check(done[(name, sequence.name)])
+                if on_each is not None:
+                    on_each(done[(name, sequence.name)])
         if not todo:
             continue
         frames = decode_frames(sequence)
@@ -192,19 +216,63 @@ def evaluate(
                 file=sys.stderr,
                 dynamic_ncols=True,
             ) as bar:
-                boxes, scores, seconds = track(tracker, frames, sequence.init_box, bar)
-            result = evaluate_sequence(boxes, sequence.ground_truth, sequence.name)
-            # Per-video figures a tracker reports about itself (e.g. its prune rate).
-            stats = tracker.run_stats() if hasattr(tracker, "run_stats") else {}
-            tracked = TrackedSequence(
-                name, sequence.name, boxes, scores, seconds, result, dict(stats)
-            )
-            runs[name].append(tracked)
-            check(tracked)
+                run = run_one(name, tracker, sequence, frames, bar)
+            runs[name].append(run)
+            if on_each is not None:
+                on_each(run)
             if on_done is not None:
-                on_done(tracked)
+                on_done(run)
         del frames  # one sequence in memory at a time
     return runs
+
+
+def evaluate(
+    trackers: list[str],
+    sequences: Iterable[Sequence],
+    factory: TrackerFactory,
+    *,
+    max_frames: int | None = None,
+    progress: bool = True,
+    done: dict[tuple[str, str], TrackedSequence] | None = None,
+    on_done: Callable[[TrackedSequence], None] | None = None,
+    warn: Callable[[str], None] = print_warning,
+    built: dict[str, Tracker] | None = None,
+) -> dict[str, list[TrackedSequence]]:
+    """Run every tracker on every sequence (one pass); returns runs per tracker, in sequence order.
+
+    ``done``, ``on_done`` and ``built`` as in :func:`run_trackers`.
+    """
+    warned: set[str] = set()
+
+    def check(t: TrackedSequence) -> None:
+        if not t.result.informative and t.sequence not in warned:
+            warned.add(t.sequence)
+            warn(uninformative_warning(t.sequence, t.result))
+
+    def one_pass(
+        name: str, tracker: Tracker, sequence: Sequence, frames: list[np.ndarray], bar: tqdm
+    ) -> TrackedSequence:
+        boxes, scores, frame_seconds = track_timed(tracker, frames, sequence.init_box, bar)
+        result = evaluate_sequence(boxes, sequence.ground_truth, sequence.name)
+        # Per-video figures a tracker reports about itself (e.g. its prune rate).
+        stats = tracker.run_stats() if hasattr(tracker, "run_stats") else {}
+        seconds = float(frame_seconds.sum())
+        return TrackedSequence(
+            name, sequence.name, boxes, scores, seconds, result, dict(stats), frame_seconds
+        )
+
+    return run_trackers(
+        trackers,
+        sequences,
+        factory,
+        one_pass,
+        max_frames=max_frames,
+        progress=progress,
+        done=done,
+        on_done=on_done,
+        on_each=check,
+        built=built,
+    )
 
 
 def summarize(runs: dict[str, list[TrackedSequence]]) -> dict[str, dict]:
