@@ -22,7 +22,7 @@ from bench.report_inputs import load_runs, otb_attributes
 from runtime.evaluation.metrics import overlaps
 from runtime.paths import PROJECT_ROOT
 from runtime.sequences import load_sequence
-from tests.test_ope import OracleTracker, StaticTracker, _write_sequence
+from tests.synthetic import OracleTracker, StaticTracker, write_sequence
 
 # Brackets, semicolons, slashes as real specs have, and what must never reach the page raw.
 ODD = 'oracle[dir=a/b;note=</td><b>"x"&y]'
@@ -43,7 +43,7 @@ class ShiftedTracker(StaticTracker):
 
 def _data(root: Path, attributes: dict[str, str | None]) -> Path:
     for name, field in attributes.items():
-        folder = _write_sequence(root, name)
+        folder = write_sequence(root, name)
         if field is not None:
             (folder / "meta.json").write_text(json.dumps({"name": name, "otb_attributes": field}))
     return root
