@@ -255,3 +255,24 @@ def test_a_pruning_checkpoint_for_another_meta_checkpoint_is_refused(tmp_path):
     PruneCheckpoint(net.state_dict(), widths, net.config, "0" * 64).to_file(tmp_path / "p.pt")
     with pytest.raises(PruneCheckpointError, match="trained for meta checkpoint 000000000000"):
         RTMDNetTracker(RTMDNetConfig(meta=str(SHIPPED_CHECKPOINT), prune=str(tmp_path / "p.pt")))
+
+
+@needs_weights
+def test_the_pruning_guard_keeps_the_whole_network_when_pruning_costs_first_frame_loss():
+    sequence = load_sequence(DATA / "sequences" / "Gym")
+    frame, box = cv2.imread(str(sequence.frame_paths[0])), sequence.ground_truth[0]
+    strong = {"meta": str(SHIPPED_CHECKPOINT), "prune": "fit", "prune_fit_sparsity": 0.5, **FAST}
+    pruned = RTMDNetTracker(RTMDNetConfig(**strong))
+    pruned.init(frame, box)
+    stats = pruned.run_stats()
+    full, cut = stats["first_loss_unpruned"], stats["first_loss_pruned"]
+    assert cut > full > 0.0  # half the channels gone: the first frame fits worse
+    assert pruned.selection.prune_rate > 0.0
+    # A guard looser than the loss ratio lets the same pruning through; a tighter one refuses.
+    loose = RTMDNetTracker(RTMDNetConfig(prune_guard=cut / full, **strong))
+    loose.init(frame, box)
+    assert loose.selection.kept() == pruned.selection.kept()
+    guarded = RTMDNetTracker(RTMDNetConfig(prune_guard=0.5 * (cut / full - 1.0), **strong))
+    guarded.init(frame, box)
+    assert guarded.selection.prune_rate == 0.0
+    assert guarded.run_stats()["first_loss_pruned"] == pytest.approx(cut)  # what it tested

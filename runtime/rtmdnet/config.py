@@ -108,6 +108,9 @@ class RTMDNetConfig:
     # the last conv layer and the FC layers for the rest of the video (runtime.rtmdnet.prune).
     # "fit": masks minimizing Eq. 9-10 on the first frame's samples alone (no meta-learning).
     prune: str | None = None
+    # Pruning guard: when the pruned head's first-frame loss exceeds the unpruned head's by more
+    # than this fraction, the video keeps the whole network (None: never; docs/speed.md).
+    prune_guard: float | None = None
     # L1 weight of the "fit" variant: ~half the channels go (0.05: 49% on 6 train first frames)
     prune_fit_sparsity: float = 0.05
     prune_fit_steps: int = 100  # Adam steps on the mask logits, at the first frame

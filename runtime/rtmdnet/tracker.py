@@ -45,7 +45,7 @@ from runtime.rtmdnet.geometry import (  # the sample specs and windows live ther
     update_reach,  # noqa: F401  (re-exported: train/meta.py imports it from here)
 )
 from runtime.rtmdnet.head import FCHead, fast_low_precision, train_head
-from runtime.rtmdnet.meta import BatchSpec, MetaCheckpoint, Params, adapt
+from runtime.rtmdnet.meta import BatchSpec, MetaCheckpoint, Params, adapt, classification_loss
 from runtime.rtmdnet.prune import (
     ChannelSelection,
     PruneCheckpoint,
@@ -341,8 +341,18 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
             )
         # A backend built at a fixed kept width (TensorRT, refitted per video) takes exactly that.
         budget = getattr(self._backend, "channel_budget", None)
-        selection = ChannelSelection.from_masks(masks, {"conv": budget} if budget else None)
-        self.head = selection.slice_head(self.head, params, cells)
+        widths = {"conv": budget} if budget else None
+        selection = ChannelSelection.from_masks(masks, widths)
+        pruned_head = selection.slice_head(self.head, params, cells)
+        self._prune_losses = self._first_frame_losses(pruned_head, selection, pos, neg)
+        full, pruned = self._prune_losses
+        if c.prune_guard is not None and pruned > full * (1.0 + c.prune_guard):
+            # The masks cut channels this video needs: keep the whole network (issue 17).
+            selection = ChannelSelection.from_masks(
+                {k: torch.ones_like(m) for k, m in masks.items()}, widths
+            )
+            pruned_head = selection.slice_head(self.head, params, cells)
+        self.head = pruned_head
         if self.meta is not None:
             self._theta_init = {n: p.detach().clone() for n, p in self.head.named_parameters()}
             self._meta_rates = {
@@ -357,12 +367,28 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         self.selection = selection
         return selection
 
+    @torch.no_grad()
+    def _first_frame_losses(
+        self, pruned_head: FCHead, selection: ChannelSelection, pos: torch.Tensor, neg: torch.Tensor
+    ) -> tuple[float, float]:
+        """The first frame's classification loss with the unpruned head and with the pruned one
+        (on the kept feature columns): the pruning guard's test."""
+        assert self.head is not None
+        columns = selection.feature_columns(self._roi_cells)
+        losses = []
+        for head, p, n in ((self.head, pos, neg), (pruned_head, pos[:, columns], neg[:, columns])):
+            head.eval()
+            losses.append(float(classification_loss(head(p), head(n))))
+        return losses[0], losses[1]
+
     def run_stats(self) -> dict[str, float]:
         """Per-video figures for benchmarks: the share of channels pruned (when pruning)."""
         stats = {"lost_frames": float(self.scorer.state.lost_frames)}
         if self.selection is None:
             return stats
         stats |= {"prune_rate": self.selection.prune_rate, "slice_seconds": self._slice_seconds}
+        full, pruned = self._prune_losses
+        stats |= {"first_loss_unpruned": full, "first_loss_pruned": pruned}
         widths = {layer: len(m) for layer, m in self.selection.masks.items()}
         for layer, kept in self.selection.kept().items():
             stats[f"kept_{layer}"] = kept / widths[layer]
