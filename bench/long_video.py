@@ -43,11 +43,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.ope import parse_overrides, set_threads, split_spec, tracker_specs
-from bench.trackers import make_tracker
+from bench.ope import add_set_argument, parse_overrides, set_threads, spec_factory, tracker_specs
 from runtime.atomic import write_atomic
 from runtime.boxes import centers, from_otb, iou
-from runtime.evaluation.one_pass import OPEError
+from runtime.evaluation.one_pass import OPEError, build_tracker
 from runtime.paths import data_root
 from runtime.sequences import GROUND_TRUTH_FILE, list_frames, read_boxes_file
 from runtime.tracker_api import Tracker
@@ -347,14 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-root", type=Path, default=None, help="shared data (default $TRACKER_DATA)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field of our trackers (repeatable)",
-    )
+    add_set_argument(parser, "override a config field of our trackers (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
@@ -379,11 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         summaries: dict[str, LongSummary] = {}
         for spec in trackers:
-            name, own = split_spec(spec)
-            try:
-                tracker = make_tracker(name, data_dir=root, **{**options, **own})
-            except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-                raise OPEError(f"cannot build tracker {spec!r}: {error}") from error
+            tracker = build_tracker(spec_factory(root, options), spec)
             run = run_long(tracker, clip, args.frames, spec, notify)
             del tracker
             gc.collect()

@@ -417,13 +417,9 @@ def _parser() -> argparse.ArgumentParser:
         help="shared data folder with weights and "
         "peer models (default: $TRACKER_DATA or ../shared/data)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field of our trackers (repeatable), e.g. --set lr_init=0.001 "
+    add_set_argument(
+        parser,
+        "override a config field of our trackers (repeatable), e.g. --set lr_init=0.001 "
         "--set seed=1; OpenCV peers ignore it",
     )
     parser.add_argument(
@@ -470,6 +466,26 @@ def split_spec(spec: str) -> tuple[str, dict[str, object]]:
         raise OPEError(f"tracker spec {spec!r}: expected NAME[KEY=VALUE;...]")
     items = [item for item in rest[:-1].split(";") if item.strip()]
     return name, parse_overrides(items)
+
+
+def spec_factory(root: Path, options: dict[str, object]) -> Callable[[str], Tracker]:
+    """Builds a fresh tracker from a ``--trackers`` spec: its own ``[KEY=VALUE]`` overrides over
+    ``options`` (``--set``), which OpenCV's peers do not take; ``root``: the shared data."""
+
+    def factory(spec: str) -> Tracker:
+        name, own = split_spec(spec)
+        if name in PEER_NAMES:
+            return make_tracker(name, data_dir=root, **own)
+        return make_tracker(name, data_dir=root, **{**options, **own})
+
+    return factory
+
+
+def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The ``--set KEY=VALUE`` option (repeatable) of every benchmark that builds our trackers."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -550,11 +566,7 @@ def _main(args: argparse.Namespace) -> int:
             except ValueError as error:
                 raise OPEError(str(error)) from None
 
-        def factory(spec: str) -> Tracker:
-            name, own = split_spec(spec)
-            if name in PEER_NAMES:
-                return make_tracker(name, data_dir=root, **own)
-            return make_tracker(name, data_dir=root, **{**options, **own})
+        factory = spec_factory(root, options)
 
         if args.results is None and args.results_format != "otb":
             raise OPEError("--format is the layout of --results; give --results DIR too")

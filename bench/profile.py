@@ -28,10 +28,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.ope import parse_overrides, set_threads, split_list, split_spec, tracker_specs
-from bench.trackers import make_tracker
+from bench.ope import (
+    add_set_argument,
+    parse_overrides,
+    set_threads,
+    spec_factory,
+    split_list,
+    tracker_specs,
+)
 from runtime.atomic import write_atomic
-from runtime.evaluation.one_pass import OPEError, decode_frames, resolve_sequences, truncate
+from runtime.evaluation.one_pass import (
+    OPEError,
+    build_tracker,
+    decode_frames,
+    resolve_sequences,
+    truncate,
+)
 from runtime.paths import data_root
 from runtime.sequences import Sequence
 from runtime.stage_clock import OTHER, STAGES
@@ -154,14 +166,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="shared data folder (default: $TRACKER_DATA or ../shared/data)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field of our trackers (repeatable)",
-    )
+    add_set_argument(parser, "override a config field of our trackers (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -179,11 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         updates = sum(len(frames) - 1 for _, frames in sequences)
         profiles = []
         for spec in trackers:
-            name, own = split_spec(spec)
-            try:
-                tracker = make_tracker(name, data_dir=root, **{**options, **own})
-            except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-                raise OPEError(f"cannot build tracker {spec!r}: {error}") from error
+            tracker = build_tracker(spec_factory(root, options), spec)
             with tqdm(
                 total=updates, desc=spec, unit="frame", disable=args.quiet, file=sys.stderr
             ) as bar:

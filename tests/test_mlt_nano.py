@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,18 +18,9 @@ from runtime.nanotrack.kernel_generator import (
 )
 from runtime.nanotrack.mlt_nano import FINETUNE, MLTNanoConfig, MLTNanoTracker
 from runtime.nanotrack.target_layer import FEATURES, CropSample, balanced_loss
-from runtime.paths import data_root
 from runtime.registry import create_tracker
-from runtime.sequences import load_sequence
+from tests.nanotrack_fixtures import DATA, crossing_frames, needs_weights
 from train.nanotrack.kernel_generator import MLTNanoTrainConfig, train
-
-DATA = data_root()
-NPZ = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-CROSSING = DATA / "sequences" / "Crossing"
-needs_weights = pytest.mark.skipif(
-    not (NPZ.is_file() and CROSSING.is_dir()),
-    reason=f"needs the NanoTrack v3 weights at {NPZ} and {CROSSING} (set TRACKER_DATA)",
-)
 
 
 def _sample(seed: int = 0) -> CropSample:
@@ -84,14 +74,9 @@ def test_checkpoints_round_trip_and_are_bound_to_the_base(tmp_path):
         load_generator(tmp_path / "bad.pt", "abc")
 
 
-def _frames(n: int) -> tuple[list[np.ndarray], np.ndarray]:
-    seq = load_sequence(CROSSING)
-    return [cv2.imread(str(p)) for p in seq.frame_paths[:n]], seq.ground_truth[:n]
-
-
 @needs_weights
 def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path):
-    frames, gt = _frames(8)
+    frames, gt = crossing_frames(8)
     direction = torch.randn(FEATURES)
     base_sha = checkpoint_record("nanotrack", DATA / "weights")["sha256"]
     save_generator(tmp_path / "zero.pt", KernelGenerator(direction), {}, base_sha)
@@ -109,7 +94,7 @@ def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path):
 
 @needs_weights
 def test_the_shipped_trackers_generate_or_fine_tune_on_schedule():
-    frames, gt = _frames(8)
+    frames, gt = crossing_frames(8)
     generated = create_tracker("mlt-nano", online_interval=3)
     tuned = create_tracker("mlt-nano-ft", ft_interval=4, ft_steps=3)
     assert isinstance(tuned, MLTNanoTracker) and tuned.config.generator == FINETUNE

@@ -3,7 +3,6 @@ that adapts it, and the meta-training's resume."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,17 +21,8 @@ from runtime.nanotrack.target_layer import (
     save_rule,
 )
 from runtime.nanotrack.tracker import cell_points, map_side
-from runtime.paths import data_root
-from runtime.sequences import load_sequence
+from tests.nanotrack_fixtures import DATA, crossing_frames, needs_weights
 from train.nanotrack.meta_layer import NanoMetaConfig, train
-
-DATA = data_root()
-NPZ = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-CROSSING = DATA / "sequences" / "Crossing"
-needs_weights = pytest.mark.skipif(
-    not (NPZ.is_file() and CROSSING.is_dir()),
-    reason=f"needs the NanoTrack v3 weights at {NPZ} and {CROSSING} (set TRACKER_DATA)",
-)
 
 
 def test_cells_inside_the_central_half_are_target_outside_the_box_background():
@@ -88,14 +78,9 @@ def test_a_rule_checkpoint_round_trips_and_refuses_other_base_weights(tmp_path):
         load_rule(path, "a" * 64)
 
 
-def _frames(n: int) -> tuple[list[np.ndarray], np.ndarray]:
-    seq = load_sequence(CROSSING)
-    return [cv2.imread(str(p)) for p in seq.frame_paths[:n]], seq.ground_truth[:n]
-
-
 @needs_weights
 def test_a_layer_that_never_moves_tracks_exactly_as_the_base():
-    frames, gt = _frames(12)
+    frames, gt = crossing_frames(12)
     base = NanoTracker(NanoTrackConfig(backend="torch"))
     still = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(rule=PLAIN, plain_rate=0.0))
     for tracker in (base, still):
@@ -111,7 +96,7 @@ def test_a_layer_that_never_moves_tracks_exactly_as_the_base():
 def test_the_shipped_rule_is_bound_to_the_base_weights_and_adapts_online():
     tracker = AdaptiveNanoTracker(AdaptiveNanoTrackConfig())
     assert tracker.rule_sha256 is not None and tracker.rule.init_steps == 5
-    frames, gt = _frames(22)
+    frames, gt = crossing_frames(22)
     tracker.init(frames[0], gt[0])
     boxes = [tracker.update(f)[0] for f in frames[1:]]
     assert tracker.updates == 2 and np.all(np.isfinite(boxes))
