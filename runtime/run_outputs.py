@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.atomic import LineFile
 from runtime.sequences import BoxesFileWriter
-from runtime.video import AnnotatedVideoWriter, OutputError
+from runtime.video import AnnotatedVideoWriter, OutputError, TargetMark
 
 
 @dataclass
@@ -95,13 +95,36 @@ def format_scores_row(index: int, score: float, lost: bool | None) -> str:
     return f"{index + 1},{'' if np.isnan(score) else f'{score:.4f}'},{lost_text}"
 
 
+def target_boxes_paths(boxes: Path, count: int) -> list[Path]:
+    """Where each target's boxes go: ``boxes`` itself for one target; for several,
+    ``<stem>_t1<suffix>``, ``<stem>_t2<suffix>``, ... (1-based, the order of ``--init``)."""
+    if count == 1:
+        return [boxes]
+    return [boxes.with_name(f"{boxes.stem}_t{k}{boxes.suffix}") for k in range(1, count + 1)]
+
+
+@dataclass
+class _TargetFiles:
+    """One target's boxes file and its ``_scores.csv`` side file."""
+
+    boxes: BoxesFileWriter
+    scores: LineFile
+
+    @classmethod
+    def open(cls, path: Path) -> _TargetFiles:
+        files = cls(BoxesFileWriter(path), LineFile(scores_path(path)))
+        files.scores.write_line(SCORES_HEADER)
+        return files
+
+
 class TrackOutputs:
     """The run's outputs, written frame by frame as the boxes come.
 
-    The boxes file and its ``_scores.csv`` side file get one row per frame, each on disk before
-    the next frame is tracked, so a killed run (even SIGKILL) leaves them complete for the frames
-    tracked. The annotated video is finalised (playable) by :meth:`close`, which the CLI calls on
-    a normal end, on Ctrl-C/SIGTERM and after a bad frame; a SIGKILL leaves only its
+    Per target, the boxes file and its ``_scores.csv`` side file get one row per frame, each on
+    disk before the next frame is tracked, so a killed run (even SIGKILL) leaves them complete
+    for the frames tracked (several targets: one pair of files each, :func:`target_boxes_paths`).
+    The annotated video (every target in it) is finalised (playable) by :meth:`close`, which the
+    CLI calls on a normal end, on Ctrl-C/SIGTERM and after a bad frame; a SIGKILL leaves only its
     ``.partial`` file (an MP4 is not readable before its index is written at the end).
     """
 
@@ -111,63 +134,53 @@ class TrackOutputs:
         fps: float | None,
         size: tuple[int, int],
         *,
+        targets: int = 1,
         notify: Callable[[str], None],
     ) -> None:
-        self._boxes_path = paths.boxes
-        self.boxes: BoxesFileWriter | None = None
-        self.scores: LineFile | None = None
+        self._boxes_paths = [] if paths.boxes is None else target_boxes_paths(paths.boxes, targets)
+        self.files: list[_TargetFiles] = []
         self.video: AnnotatedVideoWriter | None = None
         if paths.video is not None:
             self.video = AnnotatedVideoWriter(paths.video, fps, size, notify=notify)
         self.frames = 0  # frames whose outputs are all written
 
-    def _open_text_files(self, path: Path) -> None:
-        # Opened with the first frame's results, so a run stopped before it (a slow model
-        # load, Ctrl-C) leaves an earlier file of that name as it was.
-        self.boxes = BoxesFileWriter(path)
-        self.scores = LineFile(scores_path(path))
-        self.scores.write_line(SCORES_HEADER)
-
     def write(
         self,
         frame: np.ndarray,
         index: int,
-        box: np.ndarray,
-        score: float,
-        lost: bool | None,
+        targets: Sequence[TargetMark],
         *,
         fps: float,
         total: int | None,
-        target_lost: bool,
     ) -> np.ndarray | None:
         """Write one frame's outputs; returns the annotated image when a video is written."""
         image = None
         try:
-            if self._boxes_path is not None:
-                if self.boxes is None:
-                    self._open_text_files(self._boxes_path)
-                assert self.boxes is not None and self.scores is not None
-                self.boxes.write(box)
-                self.scores.write_line(format_scores_row(index, score, lost))
+            if not self.files:
+                # Opened with the first frame's results, so a run stopped before it (a slow
+                # model load, Ctrl-C) leaves earlier files of these names as they were.
+                self.files = [_TargetFiles.open(path) for path in self._boxes_paths]
+            for files, target in zip(self.files, targets, strict=True):
+                files.boxes.write(target.box)
+                files.scores.write_line(format_scores_row(index, target.score, target.lost))
             if self.video is not None:
-                image = self.video.write(
-                    frame, index, box, score=score, fps=fps, total=total, target_lost=target_lost
-                )
+                image = self.video.write_targets(frame, index, targets, fps=fps, total=total)
         except OutputError:
             raise
         except OSError as exc:  # a full disk, a file system gone read-only
-            where = exc.filename or self._boxes_path or "output"
+            where = exc.filename or (self._boxes_paths or ["output"])[0]
             raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
         self.frames += 1
         return image
+
+    def _text_files(self) -> list[BoxesFileWriter | LineFile]:
+        return [item for files in self.files for item in (files.boxes, files.scores)]
 
     def close(self) -> list[Path]:
         """Finish every output (sync the text files, finalise the video); returns their paths."""
         written: list[Path] = []
         errors: list[BaseException] = []
-        for item in (self.boxes, self.scores):
-            if item is None:
-                continue
+        for item in self._text_files():
             try:
                 item.close()
                 written.append(item.path)
@@ -184,9 +197,8 @@ class TrackOutputs:
 
     def discard(self) -> None:
         """Remove every output (nothing was tracked, so nothing is worth keeping)."""
-        for item in (self.boxes, self.scores):
-            if item is not None:
-                item.close()
-                item.path.unlink(missing_ok=True)
+        for item in self._text_files():
+            item.close()
+            item.path.unlink(missing_ok=True)
         if self.video is not None:
             self.video.abort()

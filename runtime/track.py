@@ -30,14 +30,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+import cv2
 import numpy as np
 
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
 from runtime.demo_clip import synthesize_clip
+from runtime.multi_target import MultiTracker
 from runtime.paths import data_root
 from runtime.registry import TRACKER_NAMES, create_tracker
-from runtime.run_outputs import OutputPaths, StopSignals, TrackOutputs, scores_path
+from runtime.run_outputs import (
+    OutputPaths,
+    StopSignals,
+    TrackOutputs,
+    scores_path,
+    target_boxes_paths,
+)
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
 from runtime.threads import default_threads
 from runtime.track_request import (
@@ -47,17 +55,19 @@ from runtime.track_request import (
     TrackRequest,
     UsageError,
 )
-from runtime.tracker_api import ReportsLost, ReportsRunStats, RunsOnBackend, Tracker
+from runtime.tracker_api import ReportsRunStats, RunsOnBackend, Tracker
 from runtime.video import (
     BadFrameError,
     FrameSizeError,
     FrameSource,
     InputError,
     OutputError,
-    draw_annotations,
+    TargetMark,
+    draw_targets,
     open_source,
     quiet_opencv_logs,
 )
+from runtime.viewer import Key, OpenCVWindow, Window, window_unavailable
 
 DEFAULT_VIDEO = "pysot_bag.avi"
 OUTPUT_DIR = Path("outputs")  # relative to the current directory, like any CLI's outputs
@@ -69,6 +79,10 @@ EXIT_INCOMPLETE = 3  # an image of a folder was unusable mid-way: outputs cover 
 
 TrackerFactory = Callable[..., Tracker]
 """Builds a tracker from its name and the data folder (``None``: the tracker's own default)."""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,10 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--init",
         metavar="X,Y,W,H",
+        action="append",
+        default=[],
         help=(
             "first-frame box, 1-based pixels (OTB convention, as in videos.json); needed unless "
-            "the input is listed in videos.json or is an OTB folder with groundtruth_rect.txt. "
-            "Write --init=-5,10,40,40 when x is negative."
+            "the input is listed in videos.json or is an OTB folder with groundtruth_rect.txt, "
+            "or --show lets you draw it. Repeat it to track several targets at once (one "
+            "boxes file each: <boxes stem>_t1.txt, _t2.txt, ...). Write --init=-5,10,40,40 "
+            "when x is negative."
         ),
     )
     parser.add_argument(
@@ -134,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write 1-based x,y,w,h boxes here, one row per frame including the first",
     )
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
-    parser.add_argument("--show", action="store_true", help="show frames in a window if possible")
+    parser.add_argument(
+        "--show",
+        action="store_true",
+        help="show the tracked frames in a window, with FPS, score and lost state; without "
+        "--init (a camera, say) draw the first box(es) with the mouse first; keys: r re-draws "
+        "the boxes and starts over from that frame, q or Esc stops",
+    )
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument(
         "--data",
@@ -235,33 +259,45 @@ def _sequence_first_box(folder: Path) -> np.ndarray | None:
     return rows[0]
 
 
+DRAWN = "the window"  # box_origin of boxes the user draws (--show without --init)
+
+
 @dataclass
 class ResolvedInput:
     spec: str  # what open_source gets
-    init_box_1based: np.ndarray
-    box_origin: str  # where the box came from, for the log
+    init_boxes_1based: list[np.ndarray]  # one per target; empty: to be drawn (--show)
+    box_origin: str  # where the boxes came from, for the log
 
 
 def resolve_input(
-    input_arg: str | None, init_arg: str | None, data: Path, notify: Callable[[str], None]
+    input_arg: str | None,
+    init_args: Sequence[str],
+    data: Path,
+    notify: Callable[[str], None],
+    *,
+    can_draw: bool = False,
 ) -> ResolvedInput:
-    """Decide what to open and which first-frame box to use (still 1-based)."""
-    given = parse_box(init_arg) if init_arg is not None else None
+    """Decide what to open and which first-frame boxes to use (still 1-based).
+
+    ``can_draw`` (``--show``): where no box is given or known, leave the boxes to be drawn on the
+    first frame instead of refusing.
+    """
+    given = [parse_box(text) for text in init_args]
     if input_arg is None:
         default = data / "videos" / DEFAULT_VIDEO
         if default.is_file():
-            box = given if given is not None else _known_video_box(default, data)
+            if given:
+                return ResolvedInput(str(default), given, "--init")
+            box = _known_video_box(default, data)
             if box is None:
                 raise UsageError(f"no first-frame box for {default} in videos.json; give --init")
-            return ResolvedInput(
-                str(default), box, "--init" if given is not None else "videos.json"
-            )
+            return ResolvedInput(str(default), [box], "videos.json")
         path, demo_box = synthesize_clip(DEMO_CLIP)
         notify(f"no video at {default}: tracking a synthesized demo clip, {path}")
-        if given is not None:
+        if given:
             return ResolvedInput(str(path), given, "--init")
-        return ResolvedInput(str(path), demo_box, "demo clip")
-    if given is not None:
+        return ResolvedInput(str(path), [demo_box], "demo clip")
+    if given:
         return ResolvedInput(input_arg, given, "--init")
     path = Path(input_arg).expanduser()
     box: np.ndarray | None = None
@@ -270,13 +306,16 @@ def resolve_input(
         box, origin = _known_video_box(path, data), "videos.json"
     elif path.is_dir():
         box, origin = _sequence_first_box(path), GROUND_TRUTH_FILE
-    if box is None:
-        if not path.exists() and not input_arg.strip().isdigit():
-            raise InputError(f"no such file or folder: {path}")
-        raise UsageError(
-            f"no known first-frame box for {input_arg}; give one with --init x,y,w,h (1-based)"
-        )
-    return ResolvedInput(input_arg, box, origin)
+    if box is not None:
+        return ResolvedInput(input_arg, [box], origin)
+    if not path.exists() and not input_arg.strip().isdigit():
+        raise InputError(f"no such file or folder: {path}")
+    if can_draw:
+        return ResolvedInput(input_arg, [], DRAWN)
+    raise UsageError(
+        f"no known first-frame box for {input_arg}; give one with --init x,y,w,h (1-based), "
+        f"or draw it with --show"
+    )
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -288,53 +327,76 @@ def output_paths(boxes: Path | None, video: Path | None, stem: str) -> OutputPat
     return OutputPaths(boxes, video)
 
 
-def display_available() -> bool:
-    """Whether a window can be opened (on Linux, only with an X11 or Wayland display)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+class Display:
+    """The ``--show`` window, where one can be opened; otherwise nothing (one warning)."""
 
-
-class Viewer:
-    """``cv2.imshow`` when it can work; otherwise one warning and nothing more."""
-
-    WINDOW = "runtime.track"
-
-    def __init__(self, enabled: bool, warn: Callable[[str], None]) -> None:
-        self.enabled = enabled and display_available()
+    def __init__(self, window: Window | None, warn: Callable[[str], None]) -> None:
+        self.window = window
         self._warn = warn
-        if enabled and not self.enabled:
-            warn("warning: --show: no display (DISPLAY/WAYLAND_DISPLAY unset); not showing frames")
 
-    def show(self, image: np.ndarray) -> bool:
-        """Show one frame; returns False when the user asked to stop (q or Esc)."""
-        if not self.enabled:
-            return True
-        import cv2
+    @property
+    def enabled(self) -> bool:
+        return self.window is not None
 
+    def show(self, image: np.ndarray) -> Key:
+        if self.window is None:
+            return Key.NONE
         try:
-            cv2.imshow(self.WINDOW, image)
-            key = cv2.waitKey(1) & 0xFF
-        except cv2.error:  # headless OpenCV builds have no GUI at all
-            self.enabled = False
-            self._warn("warning: --show: this OpenCV build cannot open windows; not showing frames")
-            return True
-        return key not in (ord("q"), 27)
+            return self.window.show(image)
+        except cv2.error as exc:  # the window system went away mid-run
+            self.window = None
+            self._warn(f"warning: --show: cannot show frames any more ({exc.err}); tracking on")
+            return Key.NONE
+
+    def pick_boxes(self, image: np.ndarray, prompt: str) -> list[np.ndarray]:
+        """Boxes drawn on ``image`` (0-based), or UsageError when none can be drawn here."""
+        if self.window is None:
+            raise UsageError("--show: no window to draw the box in")
+        try:
+            return self.window.pick_boxes(image, prompt)
+        except cv2.error as exc:
+            raise UsageError(
+                f"--show: cannot open a window to draw the box in ({exc.err})"
+            ) from None
 
     def close(self) -> None:
-        if self.enabled:
-            import cv2
+        if self.window is not None:
+            with suppress(cv2.error):
+                self.window.close()
 
-            cv2.destroyAllWindows()
+
+def open_display(
+    show: bool, must_draw: bool, warn: Callable[[str], None], window: Window | None
+) -> Display:
+    """The ``--show`` display: ``window`` if given (tests), else OpenCV's where it can open.
+
+    Without a display or a GUI build of OpenCV, a run that needs boxes drawn (``must_draw``) ends
+    with one ``error:`` line; any other run tracks on after one warning.
+    """
+    if not show:
+        return Display(None, warn)
+    if window is None:
+        reason = window_unavailable()
+        if reason is not None:
+            if must_draw:
+                raise UsageError(
+                    f"--show: cannot open a window to draw the first box: {reason}; give the "
+                    f"box with --init x,y,w,h (1-based) instead"
+                )
+            warn(f"warning: --show: {reason}; not showing frames")
+            return Display(None, warn)
+        window = OpenCVWindow()
+    return Display(window, warn)
 
 
 @dataclass
 class RunResult:
-    boxes: list[np.ndarray] = field(default_factory=list)  # 0-based, one per frame
-    scores: list[float] = field(default_factory=list)  # the tracker's score (NaN on frame 1)
-    lost: list[bool] | None = None  # per frame, for trackers that report it (ReportsLost)
+    boxes: list[np.ndarray] = field(default_factory=list)  # per frame, (targets, 4), 0-based
+    scores: list[np.ndarray] = field(default_factory=list)  # per frame and target (NaN: frame 1)
+    lost: list[list[bool]] | None = None  # per frame and target, where trackers report it
     init_seconds: float = 0.0
     update_seconds: list[float] = field(default_factory=list)
+    redrawn_at: list[int] = field(default_factory=list)  # 0-based frames the user re-drew on
     interrupted: bool = False  # Ctrl-C, SIGINT or SIGTERM
     bad_frame: BadFrameError | None = None  # an image folder's frame that stopped the run
     short_read: tuple[int, int] | None = None  # (frames read, frames the video declares)
@@ -344,23 +406,54 @@ def _live_fps(recent: deque[float]) -> float:
     return len(recent) / sum(recent) if recent and sum(recent) > 0 else float("nan")
 
 
+def _redraw(
+    group: MultiTracker,
+    display: Display,
+    frame: np.ndarray,
+    index: int,
+    warn: Callable[[str], None],
+) -> bool:
+    """Let the user draw the targets again on ``frame`` and start over from it; whether it did
+    (the same number of boxes as targets, each usable; otherwise tracking goes on unchanged)."""
+    count = len(group.targets)
+    try:
+        boxes = display.pick_boxes(frame, f"frame {index + 1}: draw the {count} box(es) again")
+    except UsageError as exc:
+        warn(f"warning: {exc}; tracking on unchanged")
+        return False
+    if not boxes:
+        return False
+    if len(boxes) != count:
+        warn(f"warning: {len(boxes)} boxes drawn for {count} targets; tracking on unchanged")
+        return False
+    try:
+        group.init(frame, boxes)
+    except ValueError as exc:
+        warn(f"warning: cannot start over from the boxes drawn ({exc}); tracking on unchanged")
+        return False
+    return True
+
+
 def track_source(
-    tracker: Tracker,
+    group: MultiTracker,
     source: FrameSource,
-    init_box: np.ndarray,
+    init_boxes: Sequence[np.ndarray],
     *,
     max_frames: int | None,
     outputs: TrackOutputs | None,
-    viewer: Viewer,
+    display: Display,
     quiet: bool,
     stop: StopSignals | None = None,
+    warn: Callable[[str], None] = _stderr,
 ) -> RunResult:
-    """Run the tracker over the source, writing each frame's outputs as it is tracked.
+    """Run the trackers over the source, writing each frame's outputs as it is tracked.
 
-    Only tracker.init/update count as tracking time. Ctrl-C (or SIGTERM, through ``stop``) ends
-    the loop with ``interrupted`` set; a bad frame of an image folder ends it with ``bad_frame``
-    set; a video that ends before the frame count it declares sets ``short_read``. In every case
-    the outputs hold exactly the frames in ``boxes``.
+    Only the trackers' init/update count as tracking time. Ctrl-C (or SIGTERM, through
+    ``stop``) ends the loop with ``interrupted`` set; a bad frame of an image folder ends it with
+    ``bad_frame`` set; a video that ends before the frame count it declares sets ``short_read``;
+    q or Esc in the window ends it as a normal end. In every case the outputs hold exactly the
+    frames in ``boxes``. r in the window re-draws the boxes: the trackers start over from that
+    frame (its own row keeps the boxes tracked on it).
     """
     from tqdm import tqdm
 
@@ -368,7 +461,7 @@ def track_source(
     total = source.frame_count
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    result = RunResult(lost=[] if isinstance(tracker, ReportsLost) else None)
+    result = RunResult()
     recent: deque[float] = deque(maxlen=LIVE_FPS_WINDOW)
     bar = tqdm(total=total, disable=quiet, unit="frame", file=sys.stderr, dynamic_ncols=True)
     try:
@@ -377,14 +470,23 @@ def track_source(
                 break
             start = time.perf_counter()
             if index == 0:
-                tracker.init(frame, init_box.copy())
-                box, score = init_box.copy(), float("nan")
+                group.init(frame, [box.copy() for box in init_boxes])
+                found = [(box.copy(), float("nan")) for box in init_boxes]
                 init_seconds = time.perf_counter() - start
             else:
-                raw_box, score = tracker.update(frame)
+                found = group.update(frame)
                 elapsed = time.perf_counter() - start
-                box = np.asarray(raw_box, dtype=np.float64).reshape(4)
-            lost = index > 0 and isinstance(tracker, ReportsLost) and bool(tracker.lost)
+            lost = group.lost
+            if lost is not None and index == 0:
+                lost = [False] * len(found)
+            marks = [
+                TargetMark(
+                    np.asarray(box, dtype=np.float64).reshape(4),
+                    float(score),
+                    None if lost is None else lost[k],
+                )
+                for k, (box, score) in enumerate(found)
+            ]
             fps = float("nan")
             image = None
             with stop.held():  # this frame's results go everywhere, or nowhere
@@ -394,19 +496,21 @@ def track_source(
                     result.update_seconds.append(elapsed)
                     recent.append(elapsed)
                 fps = _live_fps(recent)
-                result.boxes.append(box)
-                result.scores.append(float(score))
-                if result.lost is not None:
-                    result.lost.append(lost)
-                shown = {"fps": fps, "total": total, "target_lost": lost}
+                result.boxes.append(np.stack([mark.box for mark in marks]))
+                result.scores.append(np.array([mark.score for mark in marks]))
+                if lost is not None:
+                    result.lost = result.lost if result.lost is not None else []
+                    result.lost.append(list(lost))
                 if outputs is not None:
-                    reported = lost if result.lost is not None else None
-                    image = outputs.write(frame, index, box, float(score), reported, **shown)
-            if viewer.enabled:
+                    image = outputs.write(frame, index, marks, fps=fps, total=total)
+            if display.enabled:
                 if image is None:
-                    image = draw_annotations(frame, index, box, score=score, **shown)
-                if not viewer.show(image):
+                    image = draw_targets(frame, index, marks, fps=fps, total=total)
+                key = display.show(image)
+                if key is Key.QUIT:
                     break
+                if key is Key.REDRAW and _redraw(group, display, frame, index, warn):
+                    result.redrawn_at.append(index)
             if recent:  # refresh=False: the bar redraws at its own pace, not per frame
                 bar.set_postfix_str(f"{fps:.1f} fps", refresh=False)
             bar.update(1)
@@ -425,27 +529,38 @@ def track_source(
     return result
 
 
+def _lost_line(lost: Sequence[bool], frames: int, who: str) -> str:
+    lost_at = [i + 1 for i, flag in enumerate(lost) if flag]
+    first = f" (first at frame {lost_at[0]})" if lost_at else ""
+    return f"{who} reported lost in {len(lost_at)} of {frames} frames{first}"
+
+
 def summarize(result: RunResult, source_name: str, tracker_name: str, wall: float) -> list[str]:
     n = len(result.boxes)
-    lines = [f"tracked {n} frames of {source_name} with {tracker_name}"]
+    targets = result.boxes[0].shape[0] if result.boxes else 1
+    several = f" ({targets} targets)" if targets > 1 else ""
+    lines = [f"tracked {n} frames of {source_name} with {tracker_name}{several}"]
     if result.update_seconds:
         times = result.update_seconds
         mean_fps = len(times) / sum(times) if sum(times) > 0 else float("inf")
         median_time = statistics.median(times)
         median_fps = 1.0 / median_time if median_time > 0 else float("inf")
+        every = f", all {targets} targets" if targets > 1 else ""
         lines.append(
             f"tracking speed over {len(times)} update frames: mean {mean_fps:.1f} fps, "
-            f"median {median_fps:.1f} fps (tracker time only); "
+            f"median {median_fps:.1f} fps (tracker time only{every}); "
             f"init {result.init_seconds * 1e3:.0f} ms"
         )
     else:
         lines.append(f"init {result.init_seconds * 1e3:.0f} ms; no update frames, so no FPS")
     if result.lost is not None:
-        lost_at = [i + 1 for i, lost in enumerate(result.lost) if lost]
-        lines.append(
-            f"target reported lost in {len(lost_at)} of {n} frames"
-            + (f" (first at frame {lost_at[0]})" if lost_at else "")
-        )
+        per_target = list(zip(*result.lost, strict=True))
+        for number, lost in enumerate(per_target, start=1):
+            who = "target" if targets == 1 else f"target {number}"
+            lines.append(_lost_line(lost, n, who))
+    if result.redrawn_at:
+        frames = ", ".join(str(i + 1) for i in result.redrawn_at)
+        lines.append(f"boxes re-drawn at frame {frames}")
     lines.append(f"wall time {wall:.2f} s (including decoding, drawing and encoding)")
     return lines
 
@@ -466,10 +581,6 @@ def degraded_input_message(result: RunResult, source_name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- main
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def _set_threads(threads: int) -> None:
@@ -502,14 +613,16 @@ def _check_writable(path: Path) -> None:
     os.unlink(probe)
 
 
-def _check_outputs(outputs: OutputPaths) -> None:
+def _check_outputs(outputs: OutputPaths, targets: int) -> None:
     """Fail before tracking, not after it, when an output cannot be written where asked."""
-    paths = [p for p in (outputs.boxes, outputs.video) if p is not None]
+    paths = []
     if outputs.boxes is not None:
-        paths.insert(1, scores_path(outputs.boxes))
-    both = outputs.boxes is not None and outputs.video is not None
-    if both and outputs.boxes.resolve() == outputs.video.resolve():
-        raise UsageError(f"--boxes and --output are the same file: {outputs.boxes}")
+        for boxes in target_boxes_paths(outputs.boxes, targets):
+            paths += [boxes, scores_path(boxes)]
+    if outputs.video is not None:
+        if outputs.video.resolve() in {path.resolve() for path in paths}:
+            raise UsageError(f"--boxes and --output are the same file: {outputs.video}")
+        paths.append(outputs.video)
     for path in paths:
         _check_writable(path)
 
@@ -539,65 +652,101 @@ def build_tracker(
         return _build_tracker(factory, fallback, request.data), fallback
 
 
+def _first_boxes(
+    resolved: ResolvedInput, source: FrameSource, display: Display
+) -> list[np.ndarray]:
+    """The targets' first-frame boxes, 0-based and checked: as given, or drawn by the user."""
+    if resolved.init_boxes_1based:
+        boxes = [from_otb(box) for box in resolved.init_boxes_1based]
+    else:
+        boxes = display.pick_boxes(source.first_frame, "draw the target's box")
+        if not boxes:
+            raise UsageError("no box drawn on the first frame; nothing tracked")
+    for number, box in enumerate(boxes, start=1):
+        try:
+            validate_init_box(box, source.first_frame.shape)
+        except ValueError as exc:
+            which = "first-frame box" if len(boxes) == 1 else f"first-frame box {number}"
+            raise UsageError(f"bad {which} (from {resolved.box_origin}): {exc}") from None
+    return boxes
+
+
 def run(
-    request: TrackRequest, factory: TrackerFactory = create_tracker, stop: StopSignals | None = None
+    request: TrackRequest,
+    factory: TrackerFactory = create_tracker,
+    stop: StopSignals | None = None,
+    window: Window | None = None,
 ) -> int:
+    """One CLI run; ``window`` replaces OpenCV's ``--show`` window (tests)."""
     wall_start = time.perf_counter()
     stop = stop or StopSignals()
     notify: Callable[[str], None] = (lambda _m: None) if request.quiet else _stderr
     _set_threads(request.threads if request.threads is not None else default_threads())
     data = data_root(request.data)
-    resolved = resolve_input(request.input, request.init, data, notify)
-    with open_source(resolved.spec) as source:
-        init_box = from_otb(resolved.init_box_1based)
-        try:
-            validate_init_box(init_box, source.first_frame.shape)
-        except ValueError as exc:
-            raise UsageError(f"bad first-frame box (from {resolved.box_origin}): {exc}") from None
-        paths = output_paths(request.boxes, request.output, source.name)
-        _check_outputs(paths)
-        tracker, choice = build_tracker(request, factory, notify)
-        if isinstance(tracker, RunsOnBackend):
-            why = getattr(tracker.backend, "chosen_because", "")
-            notify(f"{choice.name}: {tracker.backend!r}" + (f" ({why})" if why else ""))
-        viewer = Viewer(request.show, _stderr)
-        outputs: TrackOutputs | None = None
-        result: RunResult | None = None
-        try:
-            outputs = TrackOutputs(paths, source.fps, source.size, notify=notify)
-            result = track_source(
-                tracker,
-                source,
-                init_box,
-                max_frames=request.max_frames,
-                outputs=outputs,
-                viewer=viewer,
-                quiet=request.quiet,
-                stop=stop,
-            )
-        except BaseException:
-            # A tracker error or a failing output: keep what was tracked (the files are valid
-            # for those frames), finalise the video so it plays, then report the error.
-            if outputs is not None:
-                with stop.held(raise_pending=False):
-                    if outputs.frames:
-                        _stderr(f"note: outputs kept for the {outputs.frames} frames tracked")
-                        # The error that stopped the run is the one to report.
-                        with suppress(OutputError):
-                            outputs.close()
-                    else:
-                        outputs.discard()
-            raise
-        finally:
-            viewer.close()
-        with stop.held(raise_pending=False):  # a second Ctrl-C cannot spoil the finalisation
-            if not result.boxes:  # interrupted before the first frame was tracked
-                outputs.discard()
-                _stderr("interrupted before the first frame; nothing written")
-                return EXIT_INTERRUPTED
-            written = outputs.close()
-        if stop.pending is not None:
-            result.interrupted = True
+    resolved = resolve_input(request.input, request.init, data, notify, can_draw=request.show)
+    display = open_display(request.show, not resolved.init_boxes_1based, _stderr, window)
+    try:
+        with open_source(resolved.spec) as source:
+            return _track(request, factory, stop, resolved, source, display, notify, wall_start)
+    finally:
+        display.close()
+
+
+def _track(
+    request: TrackRequest,
+    factory: TrackerFactory,
+    stop: StopSignals,
+    resolved: ResolvedInput,
+    source: FrameSource,
+    display: Display,
+    notify: Callable[[str], None],
+    wall_start: float,
+) -> int:
+    init_boxes = _first_boxes(resolved, source, display)
+    paths = output_paths(request.boxes, request.output, source.name)
+    _check_outputs(paths, len(init_boxes))
+    tracker, choice = build_tracker(request, factory, notify)
+    if isinstance(tracker, RunsOnBackend):
+        why = getattr(tracker.backend, "chosen_because", "")
+        notify(f"{choice.name}: {tracker.backend!r}" + (f" ({why})" if why else ""))
+    group = MultiTracker(lambda: _build_tracker(factory, choice, request.data), first=tracker)
+    outputs: TrackOutputs | None = None
+    result: RunResult | None = None
+    try:
+        outputs = TrackOutputs(
+            paths, source.fps, source.size, targets=len(init_boxes), notify=notify
+        )
+        result = track_source(
+            group,
+            source,
+            init_boxes,
+            max_frames=request.max_frames,
+            outputs=outputs,
+            display=display,
+            quiet=request.quiet,
+            stop=stop,
+        )
+    except BaseException:
+        # A tracker error or a failing output: keep what was tracked (the files are valid
+        # for those frames), finalise the video so it plays, then report the error.
+        if outputs is not None:
+            with stop.held(raise_pending=False):
+                if outputs.frames:
+                    _stderr(f"note: outputs kept for the {outputs.frames} frames tracked")
+                    # The error that stopped the run is the one to report.
+                    with suppress(OutputError):
+                        outputs.close()
+                else:
+                    outputs.discard()
+        raise
+    with stop.held(raise_pending=False):  # a second Ctrl-C cannot spoil the finalisation
+        if not result.boxes:  # interrupted before the first frame was tracked
+            outputs.discard()
+            _stderr("interrupted before the first frame; nothing written")
+            return EXIT_INTERRUPTED
+        written = outputs.close()
+    if stop.pending is not None:
+        result.interrupted = True
     degraded = degraded_input_message(result, source.name)
     if degraded is not None:  # shown even with --quiet: the outputs do not cover the input
         _stderr(degraded)
@@ -605,7 +754,8 @@ def run(
         lines = summarize(result, source.name, choice.name, time.perf_counter() - wall_start)
         if result.interrupted:
             lines.insert(0, f"interrupted: outputs cover the first {len(result.boxes)} frames")
-        stats = tracker.run_stats() if isinstance(tracker, ReportsRunStats) else {}
+        single = len(group.targets) == 1
+        stats = tracker.run_stats() if single and isinstance(tracker, ReportsRunStats) else {}
         if "prune_rate" in stats:
             kept = ", ".join(f"{k[5:]} {v:.0%}" for k, v in stats.items() if k.startswith("kept_"))
             lines.append(f"pruned {stats['prune_rate']:.0%} of the channels (kept: {kept})")
@@ -618,15 +768,20 @@ def run(
     return 0
 
 
-def main(argv: Sequence[str] | None = None, tracker_factory: TrackerFactory | None = None) -> int:
-    """Run the CLI; returns the exit code. ``tracker_factory`` replaces the registry (tests)."""
+def main(
+    argv: Sequence[str] | None = None,
+    tracker_factory: TrackerFactory | None = None,
+    window: Window | None = None,
+) -> int:
+    """Run the CLI; returns the exit code. ``tracker_factory`` replaces the registry and
+    ``window`` the ``--show`` window (tests)."""
     quiet_opencv_logs()
     # SIGTERM (timeout, kill, a job scheduler) stops the run like Ctrl-C: outputs finalised.
     with StopSignals() as stop:
         try:
             args = build_parser().parse_args(list(argv) if argv is not None else None)
             request = TrackRequest.from_args(args, check_name=tracker_factory is None)
-            return run(request, tracker_factory or create_tracker, stop)
+            return run(request, tracker_factory or create_tracker, stop, window)
         except (UsageError, InputError, OutputError, FileNotFoundError, PermissionError) as exc:
             # FileNotFoundError: missing weights or data; PermissionError: an unwritable output.
             # Anything else is a bug and keeps its traceback.

@@ -65,7 +65,7 @@ class TrackRequest:
     """One CLI run: input, first box, tracker, outputs and run settings, all checked."""
 
     input: str | None  # video file, image folder, camera index; None: the default video
-    init: str | None  # the --init text, parsed against the input later (1-based x,y,w,h)
+    init: tuple[str, ...]  # the --init texts, one per target (1-based x,y,w,h), parsed later
     tracker: TrackerChoice
     data: Path | None
     boxes: Path | None
@@ -105,7 +105,7 @@ class TrackRequest:
         )
         return cls(
             input=args.input,
-            init=args.init,
+            init=tuple(args.init or ()),
             tracker=tracker,
             data=args.data,
             boxes=args.boxes,

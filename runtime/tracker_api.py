@@ -13,6 +13,7 @@ one-line forms for the top of ``init`` and ``update``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -62,6 +63,26 @@ class TimesStages(Protocol):
     ``bench.profile`` enables it)."""
 
     stage_clock: StageClock
+
+
+@runtime_checkable
+class SharesNetwork(Protocol):
+    """A tracker that can start another like itself for a second target in the same video
+    (:mod:`runtime.multi_target`), sharing what it can of its network (weights, sessions)."""
+
+    def sibling(self) -> Tracker:
+        """A new tracker with no target yet, of this one's kind and settings."""
+
+
+@runtime_checkable
+class BatchesTargets(Protocol):
+    """A tracker that can update several targets (itself and its siblings) with batched
+    network calls (:mod:`runtime.multi_target`)."""
+
+    def update_targets(
+        self, targets: Sequence[Tracker], frame: np.ndarray
+    ) -> list[tuple[np.ndarray, float]] | None:
+        """Each target's ``update(frame)``, in order; ``None`` where they cannot be batched."""
 
 
 FRAME_CONTRACT = "H x W x 3 uint8 BGR, 0..255, as cv2.imread gives"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -436,6 +437,77 @@ def draw_annotations(
     return image
 
 
+@dataclass(frozen=True)
+class TargetMark:
+    """One target's result on one frame, as drawn and written."""
+
+    box: np.ndarray  # 0-based x, y, w, h
+    score: float  # NaN where there is none (the first frame)
+    lost: bool | None = None  # reported lost; None for trackers that do not report it
+
+
+# BGR colours of targets 1, 2, ... when there are several (red stays the colour of "lost"):
+# green first, as a single target's box.
+TARGET_COLORS = (
+    (0, 255, 0),
+    (255, 160, 0),
+    (255, 0, 255),
+    (0, 255, 255),
+    (255, 255, 0),
+    (160, 80, 255),
+    (0, 160, 255),
+    (255, 255, 255),
+)
+
+
+def target_color(number: int) -> tuple[int, int, int]:
+    """The colour of target ``number`` (1-based); the palette repeats after 8 targets."""
+    return TARGET_COLORS[(number - 1) % len(TARGET_COLORS)]
+
+
+def draw_targets(
+    frame: np.ndarray,
+    index: int,
+    targets: Sequence[TargetMark],
+    *,
+    fps: float | None = None,
+    total: int | None = None,
+) -> np.ndarray:
+    """A copy of ``frame`` with every target's box in its own colour, labelled with its number
+    (1-based, the order of ``--init``) and score; one target is drawn as
+    :func:`draw_annotations` draws it."""
+    if len(targets) == 1:
+        only = targets[0]
+        return draw_annotations(
+            frame,
+            index,
+            only.box,
+            score=only.score,
+            fps=fps,
+            total=total,
+            target_lost=bool(only.lost),
+        )
+    image = as_bgr(frame).copy()
+    height, width = image.shape[:2]
+    missing: list[str] = []
+    for number, target in enumerate(targets, start=1):
+        color = LOST_COLOR if target.lost else target_color(number)
+        if not _draw_box(image, target.box, color, 2) or target.lost:
+            missing.append(f"#{number}")
+        x, y = np.asarray(target.box, dtype=np.float64)[:2]
+        if np.isfinite(x) and np.isfinite(y):
+            label = f"#{number}" + (f" {target.score:.2f}" if np.isfinite(target.score) else "")
+            origin = (int(np.clip(x, 0, width - 60)), int(np.clip(y - 6, 34, height - 4)))
+            _put_label(image, label, origin)
+    parts = [f"frame {index + 1}" + (f"/{total}" if total else ""), f"{len(targets)} targets"]
+    if missing:
+        parts.append("lost " + " ".join(missing))
+    if fps is not None and np.isfinite(fps):
+        parts.append(f"{fps:.1f} fps")
+    _put_label(image, "  ".join(parts), (8, 20))
+    return image
+
+
 class AnnotatedVideoWriter(_FinishOnExit):
     """Write tracking results as a video: box, optional ground truth, frame index, score, FPS.
 
@@ -483,6 +555,20 @@ class AnnotatedVideoWriter(_FinishOnExit):
             total=total,
             target_lost=target_lost,
         )
+        self._video.write(image)
+        return image
+
+    def write_targets(
+        self,
+        frame: np.ndarray,
+        index: int,
+        targets: Sequence[TargetMark],
+        *,
+        fps: float | None = None,
+        total: int | None = None,
+    ) -> np.ndarray:
+        """Annotate (:func:`draw_targets`) and write one frame; returns the annotated image."""
+        image = draw_targets(frame, index, targets, fps=fps, total=total)
         self._video.write(image)
         return image
 

@@ -67,6 +67,9 @@ class TorchSiameseBackend:
     """The PyTorch modules: ``template(crop) -> kernels``, ``search(crop, *kernels) -> ...``."""
 
     name = "torch"
+    # search() takes B crops of one side with B templates' kernels (stacked on dim 0): the
+    # modules are batch-agnostic. The exported graphs are not (batch 1), so the others run one.
+    batches = True
 
     def __init__(self, template: nn.Module, search: nn.Module, half: bool = False) -> None:
         device = next(search.parameters()).device

@@ -123,6 +123,11 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         self.scorer = ScoreCalibrator(self.name, feature_kind="logit")
         self.stage_clock = StageClock()
 
+    def sibling(self) -> MLTTracker:
+        """A tracker with no target yet on this one's network (checkpoint, trunk backend
+        shared), for another target in the same video."""
+        return MLTTracker(self.config, self.data_dir, self.checkpoint, self.backend)
+
     def backend_spec(self, data_dir: Path | None = None, **changes: object) -> FeatureBackendSpec:
         """What this tracker's trunk asks of a feature backend (:meth:`MLTConfig.backend_spec`),
         with its data folder unless ``data_dir`` is given."""

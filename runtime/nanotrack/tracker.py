@@ -29,6 +29,7 @@ throughout: the target probability of the chosen cell.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from runtime.crop import exemplar_side, square_crop
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.deploy import create_siamese_backend
 from runtime.stage_clock import StageClock
-from runtime.tracker_api import check_init, check_update
+from runtime.tracker_api import Tracker, check_frame, check_init, check_update, require_init
 
 
 def map_side(instance_size: int, stride: int = 16) -> int:
@@ -170,13 +171,22 @@ class NanoTracker:
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         frame = check_update(frame, self.state is not None, self.name)
+        with self.stage_clock.stage("crop"):
+            crop = self._search_crop(frame)
+        with self.stage_clock.stage("backbone"):
+            score, delta = self._search(crop)
+        return self._conclude(score, delta)
+
+    def _search_crop(self, frame: np.ndarray) -> torch.Tensor:
+        """This frame's search crop around the last centre, ``(1, 3, S, S)``."""
+        st = self.state
+        patch = search_crop(frame, st.center, st.size, st.instance_size, self.config, self.fill)
+        return self._tensor(patch)
+
+    def _conclude(self, score: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, float]:
+        """The best cell of the search's scores and edge distances -> the new box and score."""
         c, st, clock = self.config, self.state, self.stage_clock
         scale_z = search_scale(st.size, c)  # crop pixels per frame pixel, any crop side
-        with clock.stage("crop"):
-            patch = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
-            crop = self._tensor(patch)
-        with clock.stage("backbone"):
-            score, delta = self._search(crop)
         with clock.stage("candidate_scoring"):
             points, window = self._map(st.instance_size)
             x1, y1 = points[0] - delta[0], points[1] - delta[1]
@@ -198,6 +208,48 @@ class NanoTracker:
             st.center = np.clip(center, 0.0, [width, height])
             st.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
         return np.concatenate([st.center - st.size / 2.0, st.size]), best_score
+
+    # -- several targets -------------------------------------------------------------------------
+    def sibling(self) -> NanoTracker:
+        """A tracker with no target yet on this one's network: the backend shared, not
+        reloaded (a subclass, which owns more than the backend, builds its own)."""
+        if type(self) is NanoTracker:
+            sibling = NanoTracker(self.config, self.data_dir, backend=self.backend)
+        else:
+            sibling = type(self)(self.config, self.data_dir)
+        sibling.name = self.name
+        return sibling
+
+    def update_targets(
+        self, targets: Sequence[Tracker], frame: np.ndarray
+    ) -> list[tuple[np.ndarray, float]] | None:
+        """Update ``targets`` (this tracker and its siblings) on one frame, their search crops
+        of equal side stacked into one backend call; ``None`` where that cannot be done (a
+        backend that runs one crop at a time, a subclass, another network): each updates alone.
+        """
+        if not getattr(self.backend, "batches", False) or not all(
+            type(t) is NanoTracker and t.backend is self.backend for t in targets
+        ):
+            return None
+        group: list[NanoTracker] = list(targets)  # type: ignore[arg-type]  (checked above)
+        for tracker in group:
+            require_init(tracker.state is not None, tracker.name)
+        frame = check_frame(frame)
+        results: list[tuple[np.ndarray, float] | None] = [None] * len(group)
+        by_side: dict[int, list[int]] = {}
+        for i, tracker in enumerate(group):
+            by_side.setdefault(tracker.state.instance_size, []).append(i)
+        for members in by_side.values():
+            crops = torch.cat([group[i]._search_crop(frame) for i in members])
+            stacked = zip(*(group[i].kernels for i in members), strict=True)
+            kernels = [torch.cat(parts) for parts in stacked]
+            scores_t, boxes_t = self.backend.search(crops, kernels)
+            scores = scores_t.detach().cpu().numpy().astype(np.float64)
+            boxes = boxes_t.detach().cpu().numpy().astype(np.float64)
+            for row, i in enumerate(members):
+                score, delta = scores[row].reshape(-1), boxes[row].reshape(4, -1)
+                results[i] = group[i]._conclude(score, delta)
+        return results  # type: ignore[return-value]  (every index filled)
 
     def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """One search crop -> per-cell target probability ``(n,)`` and edge distances ``(4, n)``

@@ -177,6 +177,15 @@ class RTMDNetTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         # self._backend for one video only, and init() goes back to this one.
         self._backend = self._unpruned_backend = backend
 
+    def sibling(self) -> RTMDNetTracker:
+        """A tracker with no target yet on this one's network (extractor and backend shared;
+        the small checkpoints are read again), for another target in the same video."""
+        sibling = RTMDNetTracker(
+            self.config, self.data_dir, extractor=self.extractor, backend=self._unpruned_backend
+        )
+        sibling.name = self.name
+        return sibling
+
     def twin(self, backend: FeatureBackend) -> RTMDNetTracker:
         """A copy of the whole state (head, optimizer, memories, RNG) running on ``backend``.
 
