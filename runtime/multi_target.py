@@ -34,16 +34,27 @@ from runtime.tracker_api import (
 )
 
 
+def batches(tracker: Tracker) -> bool:
+    """Whether ``tracker`` updates several targets in batched network calls here."""
+    return isinstance(tracker, BatchesTargets) and tracker.can_batch
+
+
 class MultiTracker:
     """Tracks a list of targets through one video; ``update`` returns ``[(box, score), ...]``
     in the order of the boxes given to ``init``.
 
     ``make_tracker`` builds one single-target tracker; ``first``, when given, is one already
     built by it (its errors, such as missing weights, then surface before any frame).
+    ``batch=False`` updates the targets one after another even where the tracker could batch
+    them (batched results differ from single ones by float rounding; bench.multi_target
+    compares the two speeds).
     """
 
-    def __init__(self, make_tracker: Callable[[], Tracker], first: Tracker | None = None) -> None:
+    def __init__(
+        self, make_tracker: Callable[[], Tracker], first: Tracker | None = None, batch: bool = True
+    ) -> None:
         self._make = make_tracker
+        self.batch = batch
         self.trackers: list[Tracker] = [first if first is not None else make_tracker()]
         self.name = getattr(self.trackers[0], "name", type(self.trackers[0]).__name__)
         self.targets: list[Tracker] = []  # one per box of the last init, in its order
@@ -82,7 +93,7 @@ class MultiTracker:
         require_init(bool(self.targets), self.name)
         frame = check_frame(frame)
         first = self.targets[0]
-        if len(self.targets) > 1 and isinstance(first, BatchesTargets):
+        if self.batch and len(self.targets) > 1 and batches(first):
             together = first.update_targets(self.targets, frame)
             if together is not None:
                 return together

@@ -79,6 +79,10 @@ class BatchesTargets(Protocol):
     """A tracker that can update several targets (itself and its siblings) with batched
     network calls (:mod:`runtime.multi_target`)."""
 
+    @property
+    def can_batch(self) -> bool:
+        """Whether :meth:`update_targets` batches here at all (its backend allows it)."""
+
     def update_targets(
         self, targets: Sequence[Tracker], frame: np.ndarray
     ) -> list[tuple[np.ndarray, float]] | None:

@@ -220,6 +220,12 @@ class NanoTracker:
         sibling.name = self.name
         return sibling
 
+    @property
+    def can_batch(self) -> bool:
+        """Whether :meth:`update_targets` batches: a backend that takes several crops a call
+        (torch; the exported graphs take one), and this class's own scoring (not a subclass's)."""
+        return type(self) is NanoTracker and bool(getattr(self.backend, "batches", False))
+
     def update_targets(
         self, targets: Sequence[Tracker], frame: np.ndarray
     ) -> list[tuple[np.ndarray, float]] | None:
@@ -227,7 +233,7 @@ class NanoTracker:
         of equal side stacked into one backend call; ``None`` where that cannot be done (a
         backend that runs one crop at a time, a subclass, another network): each updates alone.
         """
-        if not getattr(self.backend, "batches", False) or not all(
+        if not self.can_batch or not all(
             type(t) is NanoTracker and t.backend is self.backend for t in targets
         ):
             return None
