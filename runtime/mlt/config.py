@@ -38,6 +38,16 @@ class MLTConfig:
     scale_step: float = 1.035  # scales 1/1.035, 1, 1.035
     scale_penalty: float = 0.97
     scale_lr: float = 0.59  # damping of the size update
+    # Ours (issue 19: the box grew to most of the frame on a long video): the size update's
+    # rate times the peak probability, as SiamRPN/NanoTrack weight theirs by the score, so
+    # an unsure frame barely resizes. Off: SiamFC's/MLT's unweighted update.
+    scale_by_score: bool = False
+    # Ours (issue 19): the scale penalty multiplies each scale's peak *probability*. On the
+    # logits (False, as before) a negative peak, an unsure frame, is raised by the penalty,
+    # so the changed scales won exactly when the target was not found: on a 10,000-frame
+    # video the box grew to most of the frame (last-loop IoU 0.11; now 0.55, val AUC
+    # 0.573 -> 0.579; docs/mlt.md, "Scale penalty").
+    penalty_on_probability: bool = True
     window_influence: float = 0.25  # cosine window weight
     response_up: int = 16  # bicubic upsampling of the response map (SiamFC)
     min_side: float = 4.0  # frame pixels; the box never shrinks below

@@ -208,7 +208,10 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
             up = np.stack([upsample_response(r, c.response_up) for r in resp])
             penalty = np.full(len(self.scales), c.scale_penalty)
             penalty[(len(self.scales) - 1) // 2] = 1.0
-            best = int(np.argmax(up.reshape(len(up), -1).max(1) * penalty))
+            peaks = up.reshape(len(up), -1).max(1)
+            if c.penalty_on_probability:
+                peaks = 1.0 / (1.0 + np.exp(-peaks))
+            best = int(np.argmax(peaks * penalty))
             r = up[best] - up[best].min()
             r /= max(float(r.sum()), 1e-12)
             r = (1 - c.window_influence) * r + c.window_influence * self.window
@@ -219,9 +222,10 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
             side = x_side * self.scales[best]
             self.center = self.center + disp_crop * side / c.search_size
             self.center = np.clip(self.center, 0, np.array(self.frame_wh, dtype=np.float64))
-            factor = (1 - c.scale_lr) + c.scale_lr * self.scales[best]
+            peak = float(prob[best].max())
+            rate = c.scale_lr * (peak if c.scale_by_score else 1.0)
+            factor = (1 - rate) + rate * self.scales[best]
             self.size = np.maximum(self.size * factor, c.min_side)
-        peak = float(prob[best].max())
         with clock.stage("online_update"):
             if peak > c.memory_threshold:
                 entry = ContextImage(
