@@ -1,4 +1,8 @@
-"""Track one object through a video: ``python -m runtime.track [INPUT] [--init x,y,w,h] ...``.
+"""Track objects through a video: ``python -m runtime.track [INPUT] [--init x,y,w,h] ...``.
+
+One target per ``--init`` (repeatable), each with its own tracker (:mod:`runtime.multi_target`;
+one target is a group of one, so there is one loop); with ``--show`` the boxes may be drawn in a
+window instead (:mod:`runtime.viewer`) and re-drawn mid-run.
 
 Boundary conventions: ``--init`` and the ``--boxes`` file are **1-based** ``x, y, w, h`` (OTB, like
 ``videos.json``); they are converted to the project's 0-based boxes here and nowhere else.
@@ -96,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m runtime.track",
         description=(
-            "Track one object through a video, image folder or camera, starting from its box in "
-            "the first frame. Writes a boxes file (1-based x,y,w,h per frame) and an annotated "
-            "video."
+            "Track one or more objects through a video, image folder or camera, starting from "
+            "their boxes in the first frame. Writes a boxes file per target (1-based x,y,w,h per "
+            "frame) and an annotated video."
         ),
     )
     parser.add_argument(
