@@ -164,7 +164,7 @@ class TrackOutputs:
                 files.boxes.write(target.box)
                 files.scores.write_line(format_scores_row(index, target.score, target.lost))
             if self.video is not None:
-                image = self.video.write_targets(frame, index, targets, fps=fps, total=total)
+                image = self.video.write(frame, index, targets, fps=fps, total=total)
         except OutputError:
             raise
         except OSError as exc:  # a full disk, a file system gone read-only

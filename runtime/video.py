@@ -509,7 +509,7 @@ def draw_targets(
 
 
 class AnnotatedVideoWriter(_FinishOnExit):
-    """Write tracking results as a video: box, optional ground truth, frame index, score, FPS.
+    """Write tracking results as a video: every target's box and score, frame index, FPS.
 
     Written atomically like :class:`AtomicVideoWriter` (``mp4v``, falling back to ``MJPG``/.avi).
     """
@@ -533,32 +533,6 @@ class AnnotatedVideoWriter(_FinishOnExit):
         return self._video.frames_written
 
     def write(
-        self,
-        frame: np.ndarray,
-        index: int,
-        box: np.ndarray | None = None,
-        *,
-        score: float | None = None,
-        fps: float | None = None,
-        ground_truth: np.ndarray | None = None,
-        total: int | None = None,
-        target_lost: bool = False,
-    ) -> np.ndarray:
-        """Annotate and write one frame; returns the annotated image (to show it, say)."""
-        image = draw_annotations(
-            frame,
-            index,
-            box,
-            score=score,
-            fps=fps,
-            ground_truth=ground_truth,
-            total=total,
-            target_lost=target_lost,
-        )
-        self._video.write(image)
-        return image
-
-    def write_targets(
         self,
         frame: np.ndarray,
         index: int,

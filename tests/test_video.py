@@ -16,6 +16,7 @@ from runtime.video import (
     AtomicVideoWriter,
     FrameSource,
     InputError,
+    TargetMark,
     draw_annotations,
     open_source,
 )
@@ -146,7 +147,8 @@ def test_annotated_writer_produces_readable_video(tmp_path: Path) -> None:
     target = tmp_path / "out" / "tracked.mp4"
     writer = AnnotatedVideoWriter(target, 20.0, (96, 64))
     for i, frame in enumerate(frames):
-        writer.write(frame, i, np.array([10.0 + i, 12.0, 30.0, 20.0]), score=0.5, fps=99.0)
+        box = np.array([10.0 + i, 12.0, 30.0, 20.0])
+        writer.write(frame, i, [TargetMark(box, 0.5)], fps=99.0)
         # Until close, only the partial file exists: nothing half-written looks finished.
         assert not target.exists()
     assert writer.close() == target
@@ -161,7 +163,7 @@ def test_annotated_writer_produces_readable_video(tmp_path: Path) -> None:
 def test_writer_aborted_by_an_exception_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "failed.mp4"
     with pytest.raises(RuntimeError), AnnotatedVideoWriter(target, 25.0, (32, 32)) as writer:
-        writer.write(np.zeros((32, 32, 3), np.uint8), 0)
+        writer.write(np.zeros((32, 32, 3), np.uint8), 0, [TargetMark(np.full(4, np.nan), np.nan)])
         raise RuntimeError("tracking failed")
     assert list(tmp_path.iterdir()) == []
 
