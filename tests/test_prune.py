@@ -12,6 +12,7 @@ from runtime.backbones.common import keep_output_channels
 from runtime.backends.torch_backend import TorchBackend
 from runtime.crop import cut
 from runtime.paths import data_root
+from runtime.prune_net import PruneNet, PruneNetConfig
 from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.geometry import search_window
@@ -22,8 +23,6 @@ from runtime.rtmdnet.prune import (
     MaskedHead,
     PruneCheckpoint,
     PruneCheckpointError,
-    PruneNet,
-    PruneNetConfig,
     descriptors,
     fit_masks,
     lasso_objective,

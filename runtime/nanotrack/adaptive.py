@@ -28,6 +28,15 @@ from runtime.backends.manifest import checkpoint_record
 from runtime.backends.siamese import TorchSiameseBackend
 from runtime.nanotrack import model
 from runtime.nanotrack.config import NanoTrackConfig
+from runtime.nanotrack.pruning import (
+    SHIPPED_NANO_PRUNE,
+    NanoPruneCheckpoint,
+    head_outputs,
+    predict_masks,
+    prune_rate,
+    relative_macs,
+    slice_head,
+)
 from runtime.nanotrack.target_layer import (
     FEATURES,
     AdaptRule,
@@ -38,6 +47,7 @@ from runtime.nanotrack.target_layer import (
 )
 from runtime.nanotrack.tracker import NanoTracker, search_crop, search_scale
 from runtime.paths import data_root
+from runtime.prune_net import Masks, PruneNet
 from runtime.response_maps import response_entropy
 from runtime.tracker_api import check_init
 
@@ -54,6 +64,10 @@ class TargetLayerConfig(NanoTrackConfig):
     memory_frames: int = 10  # confident frames kept for the online steps, besides the first
     memory_confidence: float = 0.9  # the base's lost threshold: only frames it trusts
     backend: str = "torch"  # the only one that gives the classification features
+    # One-shot pruning of the head's towers at the first frame (runtime.nanotrack.pruning): ""
+    # none, "shipped" (runtime/checkpoints/nanotrack_prune.pt) or a train/nanotrack_prune.py
+    # checkpoint.
+    prune: str = ""
 
 
 @dataclass
@@ -92,11 +106,37 @@ class TargetLayerTracker(NanoTracker):
         net = model.build_network(self.weights_dir).to(config.device)
         backend = TorchSiameseBackend(model.TemplateBranch(net), model.FeatureSearchBranch(net))
         super().__init__(config, data_dir, backend)
-        self.net = net
+        self.net, self.full_backend = net, backend
+        self.pruner = self._load_pruner(config.prune, self.weights_dir)
+        self.masks: Masks = {}
         self.w = torch.zeros(FEATURES)
         self.b = torch.zeros(())
         self._last: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.updates = 0
+
+    @staticmethod
+    def _load_pruner(prune: str, weights_dir: Path) -> PruneNet | None:
+        if not prune:
+            return None
+        path = SHIPPED_NANO_PRUNE if prune == "shipped" else Path(prune).expanduser()
+        base_sha = checkpoint_record("nanotrack", weights_dir)["sha256"]
+        return NanoPruneCheckpoint.from_file(path, base_sha).build()
+
+    def _prune_for(self, crop: torch.Tensor) -> None:
+        """Masks for this video from its first search crop; the search branch becomes the sliced
+        head's (the template side is not pruned, so the kernels stay)."""
+        self.backend = self.full_backend
+        if self.pruner is None:
+            return
+        net = self.net
+        with torch.inference_mode():
+            kernels = model.TemplateKernels(*self.kernels)
+            outputs = head_outputs(net.head, kernels, net.backbone(crop), {})
+        self.masks = predict_masks(self.pruner, outputs.activations)
+        pruned = model.NanoTrackNet(net.backbone, slice_head(net.head, self.masks))
+        self.backend = TorchSiameseBackend(
+            model.TemplateBranch(pruned), model.FeatureSearchBranch(pruned)
+        )
 
     # -- the adapted score -----------------------------------------------------------------------
     def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +173,9 @@ class TargetLayerTracker(NanoTracker):
         c, st = self.config, self.state
         assert st is not None
         self.w, self.b = torch.zeros(FEATURES), torch.zeros(())
-        crop = search_crop(frame, st.center, st.size, st.instance_size, c, self.fill)
-        self._search(self._tensor(crop))
+        crop = self._tensor(search_crop(frame, st.center, st.size, st.instance_size, c, self.fill))
+        self._prune_for(crop)
+        self._search(crop)
         scale = search_scale(st.size, c)
         self.first = self._sample(st.instance_size, np.zeros(2), st.size * scale)
         self.memory: list[MemoryEntry] = []
@@ -164,7 +205,10 @@ class TargetLayerTracker(NanoTracker):
         return box, score
 
     def run_stats(self) -> dict[str, float]:
-        return {**super().run_stats(), "layer_updates": float(self.updates)}
+        stats = {**super().run_stats(), "layer_updates": float(self.updates)}
+        if self.masks:
+            stats |= {"prune_rate": prune_rate(self.masks), "tower_macs": relative_macs(self.masks)}
+        return stats
 
 
 class AdaptiveNanoTracker(TargetLayerTracker):

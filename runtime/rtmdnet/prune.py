@@ -40,13 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from runtime.checkpoint_io import load_payload, save_payload
+from runtime.prune_net import Masks, PruneNet, PruneNetConfig
 from runtime.rtmdnet.head import FCHead
 
 Params = dict[str, torch.Tensor]
-Masks = dict[str, torch.Tensor]
 
 LAYERS = ("conv", "fc4", "fc5")  # what is pruned, in network order
 CHECKPOINT_FORMAT = "metartt-prune/1"
@@ -207,51 +206,6 @@ def fit_masks(
             loss.backward()
             optimizer.step()
     return {layer: F.relu(z.detach()) for layer, z in logits.items()}
-
-
-# ------------------------------------------------------------------------------------------
-# The pruning network (Eq. 12)
-# ------------------------------------------------------------------------------------------
-@dataclass
-class PruneNetConfig:
-    hidden_fraction: float = 0.5  # hidden units = channels * this (the paper gives no size)
-    dropout: float = 0.3  # the paper's MLP has dropout; its rate is not given
-    negative_slope: float = 0.01  # LeakyReLU
-    static: bool = False  # the variant: one learned mask per layer, the same for every video
-
-
-class PruneNet(nn.Module):
-    """Per pruned layer, descriptor -> mask ``relu(MLP(descriptor))`` (or a static vector).
-
-    The output layer starts at zero weights and bias 1: every mask starts at 1, the unpruned
-    network, and training (reconstruction against L1) decides what goes.
-    """
-
-    def __init__(self, widths: Mapping[str, int], config: PruneNetConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or PruneNetConfig()
-        self.widths = {layer: int(widths[layer]) for layer in LAYERS}
-        c = self.config
-        if c.static:
-            self.logits = nn.ParameterDict(
-                {layer: nn.Parameter(torch.ones(n)) for layer, n in self.widths.items()}
-            )
-        else:
-            mlps = {}
-            for layer, n in self.widths.items():
-                hidden = max(8, round(n * c.hidden_fraction))
-                out = nn.Linear(hidden, n)
-                nn.init.zeros_(out.weight)
-                nn.init.ones_(out.bias)
-                mlps[layer] = nn.Sequential(
-                    nn.Linear(n, hidden), nn.LeakyReLU(c.negative_slope), nn.Dropout(c.dropout), out
-                )
-            self.mlps = nn.ModuleDict(mlps)
-
-    def forward(self, descriptor: Mapping[str, torch.Tensor]) -> Masks:
-        if self.config.static:
-            return {layer: F.relu(self.logits[layer]) for layer in LAYERS}
-        return {layer: F.relu(self.mlps[layer](descriptor[layer])) for layer in LAYERS}
 
 
 class PruneCheckpointError(ValueError):

@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 
 from runtime.paths import data_root
+from runtime.prune_net import PruneNet, PruneNetConfig
 from runtime.rtmdnet.head import fast_low_precision
 from runtime.rtmdnet.meta import (
     SHIPPED_CHECKPOINT,
@@ -51,8 +52,6 @@ from runtime.rtmdnet.prune import (
     ChannelSelection,
     Masks,
     PruneCheckpoint,
-    PruneNet,
-    PruneNetConfig,
     descriptors,
     lasso_objective,
     layer_widths,
