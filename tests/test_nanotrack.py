@@ -457,10 +457,11 @@ def test_cache_first_use_exports_a_checked_folder(module_cache):
     manifest = export.manifest
     assert manifest["graph_source_sha256"] == graph_source_sha256()
     parity = manifest["parity"]["synthetic_crops"]
-    assert set(parity) == {"dw_cls", "dw_reg", "pw_cls", "pw_reg", "scores", "boxes"}
+    features = {f"search_features.{n}" for n in ("margins", "boxes", "features")}
+    assert set(parity) == {"dw_cls", "dw_reg", "pw_cls", "pw_reg", "scores", "boxes", *features}
     assert PARITY_TOLERANCE <= 1e-4
     assert all(0.0 <= v <= 1e-4 for v in parity.values())
-    for name in ("template", "search"):
+    for name in ("template", "search", "search_features"):
         assert sha256_file(export.graph(name)) == manifest["graphs"][name]["sha256"]
 
 

@@ -82,7 +82,9 @@ def test_a_rule_checkpoint_round_trips_and_refuses_other_base_weights(tmp_path):
 def test_a_layer_that_never_moves_tracks_exactly_as_the_base():
     frames, gt = crossing_frames(12)
     base = NanoTracker(NanoTrackConfig(backend="torch"))
-    still = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(rule=PLAIN, plain_rate=0.0))
+    still = AdaptiveNanoTracker(
+        AdaptiveNanoTrackConfig(rule=PLAIN, plain_rate=0.0, backend="torch")
+    )
     for tracker in (base, still):
         tracker.init(frames[0], gt[0])
     for frame in frames[1:]:
@@ -100,8 +102,24 @@ def test_the_shipped_rule_is_bound_to_the_base_weights_and_adapts_online():
     tracker.init(frames[0], gt[0])
     boxes = [tracker.update(f)[0] for f in frames[1:]]
     assert tracker.updates == 2 and np.all(np.isfinite(boxes))
-    with pytest.raises(ValueError, match="runs its search branch in torch"):
-        AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="onnxruntime"))
+    with pytest.raises(ValueError, match="no TensorRT engine"):
+        AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="tensorrt", export_dir=None))
+
+
+@needs_weights
+def test_the_features_graph_tracks_as_the_torch_branch():
+    """ONNX Runtime's search_features.onnx (the default on a CPU) against torch's
+    FeatureSearchBranch, frame by frame from the same state: the same boxes within 0.05 px."""
+    frames, gt = crossing_frames(12)
+    on_torch = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="torch"))
+    on_ort = AdaptiveNanoTracker(AdaptiveNanoTrackConfig())
+    assert on_ort.backend.name == "onnxruntime" and on_torch.backend.name == "torch"
+    for tracker in (on_torch, on_ort):
+        tracker.init(frames[0], gt[0])
+    for frame in frames[1:]:
+        (box_a, score_a), (box_b, score_b) = on_torch.update(frame), on_ort.update(frame)
+        np.testing.assert_allclose(box_b, box_a, atol=0.05)
+        assert score_b == pytest.approx(score_a, abs=1e-3)
 
 
 @needs_weights

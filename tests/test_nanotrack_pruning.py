@@ -104,12 +104,42 @@ def test_a_checkpoint_round_trips_and_refuses_other_base_weights(tmp_path):
         NanoPruneCheckpoint.from_file(path, "a" * 64)
 
 
+def _trained_checkpoint(path) -> str:
+    """A pruning network whose output biases cut every other channel of each block."""
+    base = checkpoint_record("nanotrack", DATA / "weights")["sha256"]
+    widths = {name: 96 for name in layer_names(("cls",))}
+    prune_net = PruneNet(widths)
+    state = prune_net.state_dict()
+    for name in widths:
+        state[f"mlps.{name}.3.bias"] = torch.tensor([1.0, -1.0] * 48)
+    NanoPruneCheckpoint(state, widths, prune_net.config).to_file(path, base)
+    return str(path)
+
+
 def _untrained_checkpoint(path) -> str:
     base = checkpoint_record("nanotrack", DATA / "weights")["sha256"]
     widths = {name: 96 for name in layer_names()}
     prune_net = PruneNet(widths)
     NanoPruneCheckpoint(prune_net.state_dict(), widths, prune_net.config).to_file(path, base)
     return str(path)
+
+
+@needs_weights
+def test_the_sliced_features_graph_computes_the_sliced_torch_head(tmp_path):
+    frames, gt = crossing_frames(2)
+    keep_some = _trained_checkpoint(tmp_path / "some.pt")
+    on_torch = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="torch", prune=keep_some))
+    on_ort = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="onnxruntime", prune=keep_some))
+    for tracker in (on_torch, on_ort):
+        tracker.init(frames[0], gt[0])
+    assert on_ort.backend.name == "onnxruntime" and on_ort.backend is not on_ort.full_backend
+    masks = on_torch.masks
+    assert masks.keys() == on_ort.masks.keys() and 0.0 < prune_rate(masks) < 1.0
+    crop = torch.rand(1, 3, 255, 255, generator=torch.Generator().manual_seed(3)) * 255
+    got = on_ort.backend.search(crop, on_ort.kernels)
+    want = on_torch.backend.search(crop, on_torch.kernels)
+    for g, w in zip(got, want, strict=True):
+        assert _relative(g, w) < 1e-4
 
 
 @needs_weights

@@ -16,6 +16,7 @@ file by sha256 and records each graph's own sha256, checked at load (a flipped b
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -46,6 +47,10 @@ CROP = "crop"
 KERNELS = ("dw_cls", "dw_reg", "pw_cls", "pw_reg")
 SCORES = "scores"  # (1, n, n) target probability per map cell
 BOXES = "boxes"  # (1, 4, n, n) distances to the left, top, right, bottom edges (crop pixels)
+# The features graph (trackers that adapt a layer on the classification features):
+FEATURES_ONNX = "search_features.onnx"
+MARGINS = "margins"  # (1, n*n) target-minus-background logit per map cell
+FEATURES = "features"  # (1, 96, n*n) the classification tower's output per map cell
 
 
 @runtime_checkable
@@ -208,6 +213,8 @@ class OnnxRuntimeSiameseBackend:
     """The two graphs of an export folder in ONNX Runtime (CPU unless ``providers`` say else)."""
 
     name = "onnxruntime"
+    search_graph = "search"  # the manifest's name of the per-frame graph, and its outputs:
+    search_outputs: tuple[str, ...] = (SCORES, BOXES)
 
     def __init__(
         self,
@@ -218,12 +225,27 @@ class OnnxRuntimeSiameseBackend:
         self.export = export
         requested = list(providers or ["CPUExecutionProvider"])
         options = session_options(int(threads or torch.get_num_threads()))
-        search = export.graph("search").read_bytes()
+        if self.search_graph not in export.manifest.get("graphs", {}):
+            raise ManifestMismatchError(
+                f"{export.folder} has no {self.search_graph} graph (export folders of "
+                f"build_engine.py hold template and search only; the graph cache has it)"
+            )
+        search = export.graph(self.search_graph).read_bytes()
         if requested == ["CPUExecutionProvider"]:
             search = cpu_encoding(search)  # an INT8 graph's activations as uint8 (fused convs)
+        self.search_bytes = search  # what with_search_graph edits (a pruned head's graph)
+        self._options, self._requested = options, requested
         self._template = start_session(export.graph("template").read_bytes(), options, requested)
         self._search = start_session(search, options, requested)
         self.providers = self._search.get_providers()
+
+    def with_search_graph(self, graph: bytes) -> OnnxRuntimeSiameseBackend:
+        """A backend sharing this one's template session, searching with ``graph`` (the same
+        inputs and outputs; e.g. the features graph with a pruned head, once per video)."""
+        other = copy.copy(self)
+        other.search_bytes = graph
+        other._search = start_session(graph, self._options, self._requested)
+        return other
 
     def template(self, crop: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outs = self._template.run(list(KERNELS), {CROP: _host(crop)})
@@ -233,14 +255,22 @@ class OnnxRuntimeSiameseBackend:
         self, crop: torch.Tensor, kernels: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         feeds = {CROP: _host(crop), **{n: _host(k) for n, k in zip(KERNELS, kernels, strict=True)}}
-        scores, boxes = self._search.run([SCORES, BOXES], feeds)
-        return torch.from_numpy(scores), torch.from_numpy(boxes)
+        outs = self._search.run(list(self.search_outputs), feeds)
+        return tuple(torch.from_numpy(o) for o in outs)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return (
-            f"OnnxRuntimeSiameseBackend({self.export.folder}, {self.export.precision}, "
+            f"{type(self).__name__}({self.export.folder}, {self.export.precision}, "
             f"providers={self.providers})"
         )
+
+
+class OnnxRuntimeFeatureBackend(OnnxRuntimeSiameseBackend):
+    """``template.onnx`` and ``search_features.onnx``: ``search`` gives ``margins, boxes,
+    features`` (what ``runtime.nanotrack.model.FeatureSearchBranch`` computes)."""
+
+    search_graph = "search_features"
+    search_outputs = (MARGINS, BOXES, FEATURES)
 
 
 def _host(tensor: torch.Tensor) -> np.ndarray:

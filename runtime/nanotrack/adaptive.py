@@ -12,8 +12,9 @@ per-cell score differs: ``sigmoid(margin + w . f + b)`` with the target layer of
   ``memory_frames`` confident frames (score >= ``memory_confidence``, target not lost), labelled
   at the tracker's own box (as RT-MDNet's online updates are).
 
-The search branch runs in torch: the layer needs the classification features, which the exported
-ONNX graphs do not output (yet); so these trackers run at the torch backend's speed.
+The search branch gives the classification features too: ONNX Runtime runs the graph cache's
+``search_features.onnx`` (the default on a CPU), torch ``FeatureSearchBranch`` (on a GPU). With
+``prune`` the head's classification tower is sliced once per video on either.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import numpy as np
 import torch
 
 from runtime.backends.manifest import checkpoint_record
-from runtime.backends.siamese import TorchSiameseBackend
+from runtime.backends.siamese import OnnxRuntimeSiameseBackend, TorchSiameseBackend
 from runtime.nanotrack import model
 from runtime.nanotrack.config import NanoTrackConfig
+from runtime.nanotrack.deploy import create_siamese_backend
 from runtime.nanotrack.pruning import (
     SHIPPED_NANO_PRUNE,
     NanoPruneCheckpoint,
@@ -35,6 +37,7 @@ from runtime.nanotrack.pruning import (
     predict_masks,
     prune_rate,
     relative_macs,
+    slice_feature_graph,
     slice_head,
 )
 from runtime.nanotrack.target_layer import (
@@ -63,7 +66,9 @@ class TargetLayerConfig(NanoTrackConfig):
     online_interval: int = 10  # RT-MDNet's long-term update interval (frames)
     memory_frames: int = 10  # confident frames kept for the online steps, besides the first
     memory_confidence: float = 0.9  # the base's lost threshold: only frames it trusts
-    backend: str = "torch"  # the only one that gives the classification features
+    # auto: ONNX Runtime's features graph from the graph cache on a CPU (1.6x torch's speed on
+    # metartt-nano, docs/nanotrack.md), torch on a GPU; TensorRT has no features engine.
+    backend: str = "auto"
     # One-shot pruning of the head's towers at the first frame (runtime.nanotrack.pruning): ""
     # none, "shipped" (runtime/checkpoints/nanotrack_prune.pt) or a train/nanotrack_prune.py
     # checkpoint.
@@ -96,18 +101,13 @@ class TargetLayerTracker(NanoTracker):
     name = "target-layer"
 
     def __init__(self, config: TargetLayerConfig, data_dir: Path | None = None) -> None:
-        if config.backend not in ("torch", "auto"):
-            raise ValueError(
-                f"{self.name} runs its search branch in torch (the target layer needs the "
-                f"classification features, which the exported graphs do not output); "
-                f"backend {config.backend!r} is not supported"
-            )
         self.weights_dir = data_root(data_dir) / "weights"
-        net = model.build_network(self.weights_dir).to(config.device)
-        backend = TorchSiameseBackend(model.TemplateBranch(net), model.FeatureSearchBranch(net))
-        super().__init__(config, data_dir, backend)
-        self.net, self.full_backend = net, backend
         self.pruner = self._load_pruner(config.prune, self.weights_dir)
+        # Pruning reads the first frame's activations through the unpruned torch network.
+        self.net = None if self.pruner is None else model.build_network(self.weights_dir)
+        backend = create_siamese_backend(config, data_dir, features=True)
+        super().__init__(config, data_dir, backend)
+        self.full_backend = backend
         self.masks: Masks = {}
         self.w = torch.zeros(FEATURES)
         self.b = torch.zeros(())
@@ -124,19 +124,26 @@ class TargetLayerTracker(NanoTracker):
 
     def _prune_for(self, crop: torch.Tensor) -> None:
         """Masks for this video from its first search crop; the search branch becomes the sliced
-        head's (the template side is not pruned, so the kernels stay)."""
+        head's (the template side is not pruned, so the kernels stay): a copy of the torch
+        modules, or the features graph with the sliced convs in a new ONNX Runtime session."""
         self.backend = self.full_backend
         if self.pruner is None:
             return
         net = self.net
+        assert net is not None  # built with the pruner
         with torch.inference_mode():
-            kernels = model.TemplateKernels(*self.kernels)
-            outputs = head_outputs(net.head, kernels, net.backbone(crop), {})
+            kernels = model.TemplateKernels(*(k.cpu() for k in self.kernels))
+            outputs = head_outputs(net.head, kernels, net.backbone(crop.cpu()), {})
         self.masks = predict_masks(self.pruner, outputs.activations)
-        pruned = model.NanoTrackNet(net.backbone, slice_head(net.head, self.masks))
-        self.backend = TorchSiameseBackend(
-            model.TemplateBranch(pruned), model.FeatureSearchBranch(pruned)
-        )
+        sliced = slice_head(net.head, self.masks)
+        full = self.full_backend
+        if isinstance(full, OnnxRuntimeSiameseBackend):
+            self.backend = full.with_search_graph(slice_feature_graph(full.search_bytes, sliced))
+        else:
+            pruned = model.NanoTrackNet(net.backbone, sliced).to(self.device)
+            self.backend = TorchSiameseBackend(
+                model.TemplateBranch(pruned), model.FeatureSearchBranch(pruned)
+            )
 
     # -- the adapted score -----------------------------------------------------------------------
     def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from runtime.backends import BACKEND_NAMES, check_precision
 from runtime.backends.manifest import ManifestMismatchError, checkpoint_record
 from runtime.backends.siamese import (
+    OnnxRuntimeFeatureBackend,
     OnnxRuntimeSiameseBackend,
     SiameseBackend,
     SiameseExport,
@@ -67,9 +68,11 @@ def graph_source_sha256() -> str:
 def export_folder(
     folder: Path, weights_dir: Path, net: model.NanoTrackNet | None = None
 ) -> SiameseExport:
-    """Export, check against torch and write the manifest of an FP32 folder; returns it open."""
+    """Export, check against torch and write the manifest of an FP32 cache folder (the template,
+    search and features graphs); returns it open."""
     net = net or model.build_network(weights_dir)
     paths = graphs.write_graphs(net, folder)
+    paths["search_features"] = graphs.write_feature_graph(net, folder)
     unverified = SiameseExport(folder, {"graphs": {n: {"onnx": p.name} for n, p in paths.items()}})
     parity = graphs.check_parity(net, unverified, *graphs.synthetic_crops())
     write_siamese_manifest(
@@ -98,7 +101,7 @@ def cached_export(weights_dir: Path, notify: Callable[[str], None]) -> SiameseEx
             return export
     except (FileNotFoundError, ManifestMismatchError):
         pass
-    notify(f"nanotrack: exporting its ONNX graphs once into {folder} (about 25 s)")
+    notify(f"nanotrack: exporting its ONNX graphs once into {folder} (about 35 s)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -116,9 +119,11 @@ def cached_export(weights_dir: Path, notify: Callable[[str], None]) -> SiameseEx
     return open_siamese_export(folder, weights_dir)
 
 
-def _torch_backend(config: NanoTrackConfig, weights_dir: Path) -> TorchSiameseBackend:
+def _torch_backend(
+    config: NanoTrackConfig, weights_dir: Path, features: bool = False
+) -> TorchSiameseBackend:
     net = model.build_network(weights_dir).to(config.device)
-    search = model.SearchBranch(net)
+    search = model.FeatureSearchBranch(net) if features else model.SearchBranch(net)
     return TorchSiameseBackend(model.TemplateBranch(net), search, half=config.precision == "fp16")
 
 
@@ -130,16 +135,24 @@ def create_siamese_backend(
     config: NanoTrackConfig,
     data_dir: Path | None = None,
     notify: Callable[[str], None] = _stderr,
+    features: bool = False,
 ) -> SiameseBackend:
     """The backend ``config.backend`` names (see the module docstring for ``auto``).
 
     ``notify`` hears of what takes time or changes the plan (the one-time graph export, a
-    fallback to torch); stderr by default, since a silent 25 s pause looks like a hang.
+    fallback to torch); stderr by default, since a silent 35 s pause looks like a hang.
+    ``features``: the search gives ``margins, boxes, features`` (``FeatureSearchBranch``, the
+    graph cache's ``search_features.onnx``) for the trackers with a target layer.
     """
     weights_dir = data_root(data_dir) / "weights"
     name, why = config.backend, "named"
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    if features and name == "tensorrt":
+        raise ValueError(
+            "the trackers with a target layer have no TensorRT engine (it would need the "
+            "classification features as an output); use backend onnxruntime or torch"
+        )
     export = (
         open_siamese_export(config.export_dir, weights_dir, config.precision)
         if config.export_dir is not None
@@ -168,7 +181,7 @@ def create_siamese_backend(
         )
     backend: SiameseBackend
     if name == "torch":
-        backend = _torch_backend(config, weights_dir)
+        backend = _torch_backend(config, weights_dir, features)
     elif name == "tensorrt":
         assert export is not None
         backend = TensorRTSiameseBackend(export)
@@ -180,9 +193,10 @@ def create_siamese_backend(
                 if config.backend != "auto":
                     raise
                 notify(f"nanotrack: no graph cache ({exc}); running torch instead")
-                backend = _torch_backend(config, weights_dir)
+                backend = _torch_backend(config, weights_dir, features)
                 backend.chosen_because = "auto: graph cache unavailable"  # type: ignore[attr-defined]
                 return backend
-        backend = OnnxRuntimeSiameseBackend(export, threads=config.threads)
+        session = OnnxRuntimeFeatureBackend if features else OnnxRuntimeSiameseBackend
+        backend = session(export, threads=config.threads)
     backend.chosen_because = why  # type: ignore[attr-defined]
     return backend

@@ -3,7 +3,9 @@
 ``template.onnx``: crop ``(1, 3, 127, 127)`` -> ``dw_cls, dw_reg (1, 96, 4, 4)``,
 ``pw_cls, pw_reg (1, 64, 96)``. ``search.onnx``: crop ``(1, 3, S, S)`` (S dynamic: the lost-target
 search grows it) and the four kernels -> ``scores (1, n, n)``, ``boxes (1, 4, n, n)``,
-``n = ceil(S / 16) - 1``.
+``n = ceil(S / 16) - 1``. ``search_features.onnx`` (the graph cache only): the same inputs ->
+``margins (1, n*n)``, ``boxes``, ``features (1, 96, n*n)``, for the trackers that adapt a layer on
+the classification features (``metartt-nano``, ``mlt-nano``).
 
 This is runtime code because the tracker exports its own graphs on first use
 (:mod:`runtime.nanotrack.cache`); ``export/build_engine.py --tracker nanotrack`` calls the same
@@ -25,14 +27,23 @@ import torch
 from runtime.backends.siamese import (
     BOXES,
     CROP,
+    FEATURES,
+    FEATURES_ONNX,
     KERNELS,
+    MARGINS,
     SCORES,
     SEARCH_ONNX,
     TEMPLATE_ONNX,
+    OnnxRuntimeFeatureBackend,
     OnnxRuntimeSiameseBackend,
     SiameseExport,
 )
-from runtime.nanotrack.model import NanoTrackNet, SearchBranch, TemplateBranch
+from runtime.nanotrack.model import (
+    FeatureSearchBranch,
+    NanoTrackNet,
+    SearchBranch,
+    TemplateBranch,
+)
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| / max |torch| per output
@@ -58,19 +69,51 @@ def _quiet_exporter() -> Iterator[None]:
         log.setLevel(level)
 
 
-def write_graphs(net: NanoTrackNet, folder: Path, opset: int = OPSET) -> dict[str, Path]:
-    """Export ``template.onnx`` and ``search.onnx`` into ``folder``; ``onnx.checker`` (full)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    net = net.eval().cpu()
+def _example_inputs(net: NanoTrackNet) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     rng = torch.Generator().manual_seed(0)
     template_crop = torch.rand(1, 3, 127, 127, generator=rng) * 255
     side = EXPORT_SEARCH_SIDE
     search_crop = torch.rand(1, 3, side, side, generator=rng) * 255
     with torch.no_grad():
         kernels = tuple(net.template(template_crop))
-    paths = {"template": folder / TEMPLATE_ONNX, "search": folder / SEARCH_ONNX}
+    return template_crop, search_crop, kernels
+
+
+def _search_shapes() -> dict[str, object]:
     height = torch.export.Dim("height", min=MIN_SEARCH_SIDE, max=MAX_SEARCH_SIDE)
     width = torch.export.Dim("width", min=MIN_SEARCH_SIDE, max=MAX_SEARCH_SIDE)
+    return {"crop": {2: height, 3: width}, **{k: None for k in KERNELS}}
+
+
+def write_feature_graph(net: NanoTrackNet, folder: Path, opset: int = OPSET) -> Path:
+    """Export ``search_features.onnx`` into ``folder``; ``onnx.checker`` (full)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    net = net.eval().cpu()
+    _, search_crop, kernels = _example_inputs(net)
+    path = folder / FEATURES_ONNX
+    with _quiet_exporter(), torch.no_grad():
+        torch.onnx.export(
+            FeatureSearchBranch(net).eval(),
+            (search_crop, *kernels),
+            str(path),
+            input_names=[CROP, *KERNELS],
+            output_names=[MARGINS, BOXES, FEATURES],
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=_search_shapes(),
+            verbose=False,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def write_graphs(net: NanoTrackNet, folder: Path, opset: int = OPSET) -> dict[str, Path]:
+    """Export ``template.onnx`` and ``search.onnx`` into ``folder``; ``onnx.checker`` (full)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    net = net.eval().cpu()
+    template_crop, search_crop, kernels = _example_inputs(net)
+    paths = {"template": folder / TEMPLATE_ONNX, "search": folder / SEARCH_ONNX}
     with _quiet_exporter(), torch.no_grad():
         torch.onnx.export(
             TemplateBranch(net).eval(),
@@ -92,7 +135,7 @@ def write_graphs(net: NanoTrackNet, folder: Path, opset: int = OPSET) -> dict[st
             opset_version=opset,
             dynamo=True,
             external_data=False,
-            dynamic_shapes={"crop": {2: height, 3: width}, **{k: None for k in KERNELS}},
+            dynamic_shapes=_search_shapes(),
             verbose=False,
         )
     for path in paths.values():
@@ -119,10 +162,7 @@ def check_parity(
     session = OnnxRuntimeSiameseBackend(export, threads=1)
     worst = {name: 0.0 for name in (*KERNELS, SCORES, BOXES)}
     for z, x in zip(template_crops, search_crops, strict=True):
-        zt, xt = (
-            torch.from_numpy(np.ascontiguousarray(c.transpose(2, 0, 1))[None]).float()
-            for c in (z, x)
-        )
+        zt, xt = (_crop_tensor(c) for c in (z, x))
         with torch.no_grad():
             want_k = tuple(net.template(zt))
             want = SearchBranch(net)(xt, *want_k)
@@ -132,13 +172,43 @@ def check_parity(
             worst[name] = max(worst[name], relative_error(g.numpy(), w.numpy()))
         for name, g, w in zip((SCORES, BOXES), got, want, strict=True):
             worst[name] = max(worst[name], relative_error(g.numpy(), w.numpy()))
+    if "search_features" in export.manifest.get("graphs", {}):
+        worst |= _feature_parity(net, export, template_crops, search_crops)
+    _raise_beyond(export, worst, tolerance)
+    return worst
+
+
+def _raise_beyond(export: SiameseExport, worst: dict[str, float], tolerance: float) -> None:
     bad = {k: v for k, v in worst.items() if v > tolerance}
     if bad:
         raise GraphParityError(
             f"{export.folder}: ONNX Runtime differs from torch beyond {tolerance:g} (relative): "
             + ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
         )
+
+
+def _feature_parity(
+    net: NanoTrackNet,
+    export: SiameseExport,
+    template_crops: Sequence[np.ndarray],
+    search_crops: Sequence[np.ndarray],
+) -> dict[str, float]:
+    """Worst relative error of the features graph's three outputs (names prefixed)."""
+    session = OnnxRuntimeFeatureBackend(export, threads=1)
+    worst = {f"search_features.{n}": 0.0 for n in (MARGINS, BOXES, FEATURES)}
+    for z, x in zip(template_crops, search_crops, strict=True):
+        zt, xt = (_crop_tensor(c) for c in (z, x))
+        with torch.no_grad():
+            kernels = tuple(net.template(zt))
+            want = FeatureSearchBranch(net)(xt, *kernels)
+        got = session.search(xt, kernels)
+        for name, g, w in zip(worst, got, want, strict=True):
+            worst[name] = max(worst[name], relative_error(g.numpy(), w.numpy()))
     return worst
+
+
+def _crop_tensor(crop: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))[None]).float()
 
 
 def synthetic_crops(count: int = 3, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:

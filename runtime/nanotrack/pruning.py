@@ -31,7 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from runtime.checkpoint_io import load_bound_payload, save_payload
@@ -228,6 +230,40 @@ def slice_head(head: BANHead, masks: Mapping[str, torch.Tensor]) -> BANHead:
             _down(sliced, tower)[0] = down
             setattr(sliced, "cls_tower" if tower == "cls" else "bbox_tower", layers)
     return sliced.eval()
+
+
+def slice_feature_graph(graph: bytes, sliced: BANHead, prefix: str = "net.head.") -> bytes:
+    """The features graph (``search_features.onnx``) with the tower convs of ``sliced`` (from
+    :func:`slice_head`) in place of the unpruned ones: their initializers (named by the exporter
+    after the torch parameters, ``prefix`` + path) replaced, the depthwise convs' ``group`` set
+    to their kept width, and the stale intermediate shapes dropped (ONNX Runtime infers them).
+    """
+    model = onnx.load_from_string(graph)
+    tensors = {t.name: t for t in model.graph.initializer}
+    convs = {}
+    for tower in TOWERS:
+        down = "down_cls" if tower == "cls" else "down_reg"
+        layers = "cls_tower" if tower == "cls" else "bbox_tower"
+        convs[f"{down}.0"] = getattr(sliced, down)[0]
+        for j, layer in enumerate(getattr(sliced, layers)):
+            if isinstance(layer, nn.Conv2d):
+                convs[f"{layers}.{j}"] = layer
+    groups = {}
+    for path, conv in convs.items():
+        for kind in ("weight", "bias"):
+            name = f"{prefix}{path}.{kind}"
+            if name not in tensors:
+                raise ValueError(f"the features graph has no initializer {name}; cannot slice it")
+            array = getattr(conv, kind).detach().cpu().numpy()
+            tensors[name].CopyFrom(numpy_helper.from_array(array, name))
+        groups[f"{prefix}{path}.weight"] = conv.groups
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in groups:
+            for attribute in node.attribute:
+                if attribute.name == "group":
+                    attribute.i = groups[node.input[1]]
+    del model.graph.value_info[:]
+    return model.SerializeToString()
 
 
 def prune_rate(masks: Mapping[str, torch.Tensor]) -> float:
