@@ -16,6 +16,7 @@ from runtime.nanotrack.pruning import (
     NanoPruneCheckpoint,
     NanoPruneCheckpointError,
     head_outputs,
+    kept_channels,
     layer_names,
     layer_widths,
     predict_masks,
@@ -63,7 +64,8 @@ def test_the_sliced_head_computes_the_masked_head(net):
     assert _relative(logits, masked.logits) < 1e-5
     assert _relative(boxes, torch.exp(masked.box_logits)) < 1e-5
     assert _relative(features, masked.features) < 1e-5
-    assert sliced.cls_tower[2].in_channels == int((masks["cls0"] > 0).sum())
+    kept = int((masks["cls0"] > 0).sum())  # widths rounded up to multiples of 8, zero-mask pads
+    assert sliced.cls_tower[2].in_channels == -(-kept // 8) * 8 == len(kept_channels(masks["cls0"]))
     assert sliced.bbox_tower[9].in_channels == 1 and sliced.bbox_tower[-1].out_channels == 96
     assert 0.45 < prune_rate(masks) < 0.6 and relative_macs(masks) < 0.5
     # the unmasked head is the network's own head

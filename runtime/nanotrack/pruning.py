@@ -172,11 +172,23 @@ def lasso_objective(
 
 
 # -- physical slicing ------------------------------------------------------------------------
-def kept_channels(mask: torch.Tensor) -> torch.Tensor:
-    """Indices of the non-zero mask values; at least one (a zero one folds to nothing, so the
-    sliced conv still computes the masked network exactly and never has zero channels)."""
-    kept = torch.nonzero(mask > 0).flatten()
-    return kept if len(kept) else torch.zeros(1, dtype=torch.long)
+# Kept widths are rounded up to a multiple of this with zero-mask channels (which fold to zero
+# columns, so the result is still exact): ONNX Runtime's CPU convs work in blocks of 8/16
+# channels, and odd widths made the sliced search 6 % slower than the unpruned one, rounded 5 %
+# faster (docs/nanotrack.md, "Pruning the head").
+KEEP_MULTIPLE = 8
+
+
+def kept_channels(mask: torch.Tensor, multiple: int = KEEP_MULTIPLE) -> torch.Tensor:
+    """Indices of the non-zero mask values, padded with zero-mask ones (the first dropped) to a
+    multiple of ``multiple`` channels (at most the layer's width; at least one channel): a
+    zero-mask channel folds to nothing, so the sliced convs compute the masked network exactly."""
+    nonzero = mask > 0
+    want = min(len(mask), max(1, -(-int(nonzero.sum()) // multiple) * multiple))
+    padding = torch.nonzero(~nonzero).flatten()[: want - int(nonzero.sum())]
+    keep = nonzero.clone()
+    keep[padding] = True
+    return torch.nonzero(keep).flatten()
 
 
 def _conv(
