@@ -126,7 +126,7 @@ _FACTORIES: dict[str, Callable[..., Tracker]] = {
     # same layer fine-tuned from zero with one plain rate (the baseline); the base weights frozen.
     "metartt-nano": _target_layer("metartt-nano", AdaptiveNanoTracker, {}),
     "nanotrack-ft": _target_layer("nanotrack-ft", AdaptiveNanoTracker, {"rule": PLAIN}),
-    # ... and with the head's towers pruned once per video by the shipped pruning network
+    # ... and with the head's classification tower pruned once per video by the shipped pruning net
     # (MetaRTT's one-shot pruning on the base; docs/nanotrack.md, "Pruning the head").
     "metartt-nano-prune": _target_layer(
         "metartt-nano-prune", AdaptiveNanoTracker, {"prune": "shipped"}
