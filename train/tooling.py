@@ -27,6 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from runtime.atomic import write_atomic
+from runtime.paths import data_root
 
 Config = TypeVar("Config")
 Result = TypeVar("Result")
@@ -264,6 +265,15 @@ def load_state(path: Path, config: object, free: Sequence[str] = ()) -> dict:
 # ------------------------------------------------------------------------------------------
 # The log
 # ------------------------------------------------------------------------------------------
+def resume_into(plan: TrainingPlan, **stateful: object) -> int:
+    """Load the plan's resume state into modules and optimizers (``name=object``: the state
+    saved under that name); returns the step to continue from."""
+    state = load_state(plan.state_path, plan.config, free=("steps", "checkpoint_every"))
+    for name, target in stateful.items():
+        target.load_state_dict(state[name])  # type: ignore[attr-defined]
+    return int(state["step"])
+
+
 def read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -385,3 +395,45 @@ def run_processes(job: Callable[[], Result]) -> Result:
 
 def is_first_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+# ------------------------------------------------------------------------------------------
+# The command line of the small trainers on a frozen base (train/nanotrack/*)
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeededTool:
+    """A trainer run as ``python train/<script>.py [--steps] [--seed] [--out] ...``, its run folder
+    defaulting to ``runs/<run_dir>/seed<S>``, ending with ``what: PATH  (how to use it)``."""
+
+    script: str
+    description: str
+    run_dir: str
+    default_steps: int
+    set_example: str
+    what: str  # what the checkpoint is, for the last line
+    use: Callable[[Path], str]  # how to use it (a bench.ope command)
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(
+            prog=f"python train/{self.script}", description=self.description
+        )
+        steps = f"training steps (default {self.default_steps})"
+        parser.add_argument("--steps", type=int, help=steps)
+        parser.add_argument("--seed", type=int, help="seed of the crops and episodes (default 0)")
+        parser.add_argument(
+            "--out", type=Path, help=f"run folder (default runs/{self.run_dir}/seed<S>)"
+        )
+        add_common_arguments(parser, self.set_example)
+        return parser
+
+    def main(self, cls: type[Config], train: Callable[..., Path], argv: list[str] | None) -> int:
+        args = self.parser().parse_args(argv)
+        config = settings(cls, args, {}, ("steps", "seed"))
+        out = args.out or Path("runs") / self.run_dir / f"seed{config.seed}"  # type: ignore[attr-defined]
+        try:
+            path = train(config, data_root(args.data), out, args.resume, args.train_data)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}")
+            return 2
+        print(f"{self.what}: {path}  ({self.use(path)})")
+        return 0

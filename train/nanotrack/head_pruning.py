@@ -24,7 +24,6 @@ Videos: the ``train`` split and ``train_extra/`` only (``train.datasets``). Outp
 
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +43,6 @@ from runtime.nanotrack.pruning import (
     prune_rate,
     relative_macs,
 )
-from runtime.paths import data_root
 from runtime.prune_net import PruneNet, PruneNetConfig
 from train import tooling
 from train.datasets import training_sequences
@@ -159,13 +157,6 @@ def _write_checkpoint(
     tooling.plot_log(rows, plan.plot_path, fields[1:6], "seconds", "seconds per step")
 
 
-def _resume_state(plan: NanoPrunePlan, run: NanoPruneRun) -> int:
-    state = tooling.load_state(plan.state_path, plan.config, free=("steps", "checkpoint_every"))
-    run.prune_net.load_state_dict(state["net"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
-
-
 def train(
     config: NanoPruneTrainConfig,
     root: Path,
@@ -180,34 +171,22 @@ def train(
     return tooling.run_steps(
         plan,
         "nanotrack-prune",
-        lambda: _resume_state(plan, run),
+        lambda: tooling.resume_into(plan, net=run.prune_net, optimizer=run.optimizer),
         lambda index: _step(plan, run, index),
         lambda rows, index: _write_checkpoint(plan, run, rows, index),
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python train/nanotrack_prune.py",
-        description="Train the pruning network of the NanoTrack v3 head's towers (MetaRTT).",
-    )
-    parser.add_argument("--steps", type=int, help="training steps (default 600)")
-    parser.add_argument("--seed", type=int, help="seed of the crops and episodes (default 0)")
-    parser.add_argument(
-        "--out", type=Path, help="run folder (default runs/nanotrack-prune/seed<S>)"
-    )
-    tooling.add_common_arguments(parser, "sparsity=0.5")
-    return parser
+TOOL = tooling.SeededTool(
+    script="nanotrack_prune.py",
+    description="Train the pruning network of the NanoTrack v3 head's towers (MetaRTT).",
+    run_dir="nanotrack-prune",
+    default_steps=NanoPruneTrainConfig.steps,
+    set_example="sparsity=0.5",
+    what="head-pruning checkpoint",
+    use=lambda path: f"bench.ope --trackers 'metartt-nano[prune={path}]'",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    config = tooling.settings(NanoPruneTrainConfig, args, {}, ("steps", "seed"))
-    out = args.out or Path("runs") / "nanotrack-prune" / f"seed{config.seed}"
-    try:
-        path = train(config, data_root(args.data), out, args.resume, args.train_data)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 2
-    print(f"head-pruning checkpoint: {path}  (bench.ope --trackers 'metartt-nano[prune={path}]')")
-    return 0
+    return TOOL.main(NanoPruneTrainConfig, train, argv)

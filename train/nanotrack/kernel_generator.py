@@ -25,7 +25,6 @@ Videos: the ``train`` split and ``train_extra/`` only (``train.datasets``). Outp
 
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +37,6 @@ from runtime.backends.manifest import checkpoint_record
 from runtime.nanotrack.kernel_generator import KernelGenerator, base_gradient, save_generator
 from runtime.nanotrack.model import NanoTrackNet, build_network
 from runtime.nanotrack.target_layer import CropSample, balanced_loss
-from runtime.paths import data_root
 from train import tooling
 from train.datasets import training_sequences
 from train.nanotrack.meta_layer import NanoMetaConfig, VideoCrops, cache_video, samples
@@ -156,13 +154,6 @@ def _write_checkpoint(plan: Plan, run: MLTNanoRun, rows: list[dict[str, object]]
     tooling.plot_log(rows, plan.plot_path, FIELDS[1:3], "seconds", "seconds per step")
 
 
-def _resume_state(plan: Plan, run: MLTNanoRun) -> int:
-    state = tooling.load_state(plan.state_path, plan.config, free=("steps", "checkpoint_every"))
-    run.generator.load_state_dict(state["generator"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
-
-
 def train(
     config: MLTNanoTrainConfig,
     root: Path,
@@ -183,33 +174,22 @@ def train(
     return tooling.run_steps(
         plan,
         "mlt-nano",
-        lambda: _resume_state(plan, run),
+        lambda: tooling.resume_into(plan, generator=run.generator, optimizer=run.optimizer),
         step,
         lambda rows, index: _write_checkpoint(plan, run, rows, index),
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python train/mlt_nano.py",
-        description="Train MLT's kernel generator on the frozen NanoTrack v3 base.",
-    )
-    parser.add_argument("--steps", type=int, help="training steps (default 300)")
-    parser.add_argument("--seed", type=int, help="seed of the crops and episodes (default 0)")
-    parser.add_argument("--out", type=Path, help="run folder (default runs/mlt-nano/seed<S>)")
-    tooling.add_common_arguments(parser, "lr=0.0005")
-    return parser
+TOOL = tooling.SeededTool(
+    script="mlt_nano.py",
+    description="Train MLT's kernel generator on the frozen NanoTrack v3 base.",
+    run_dir="mlt-nano",
+    default_steps=MLTNanoTrainConfig.steps,
+    set_example="lr=0.0005",
+    what="kernel-generator checkpoint",
+    use=lambda path: f"bench.ope --trackers 'mlt-nano[generator={path}]'",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    config = tooling.settings(MLTNanoTrainConfig, args, {}, ("steps", "seed"))
-    out = args.out or Path("runs") / "mlt-nano" / f"seed{config.seed}"
-    try:
-        path = train(config, data_root(args.data), out, args.resume, args.train_data)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 2
-    use = f"bench.ope --trackers 'mlt-nano[generator={path}]'"
-    print(f"kernel-generator checkpoint: {path}  ({use})")
-    return 0
+    return TOOL.main(MLTNanoTrainConfig, train, argv)

@@ -27,7 +27,6 @@ runtime checkpoint, bound to the base weights' sha256: ``bench.ope --trackers
 
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,7 +54,6 @@ from runtime.nanotrack.tracker import (
     search_scale,
     template_crop,
 )
-from runtime.paths import data_root
 from runtime.sequences import Sequence
 from train import tooling
 from train.datasets import annotated, read_frame, training_sequences
@@ -267,26 +265,16 @@ def train(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python train/nanotrack_meta.py",
-        description="Meta-train the target layer on the frozen NanoTrack v3 base (MetaRTT).",
-    )
-    parser.add_argument("--steps", type=int, help="training steps (default 300)")
-    parser.add_argument("--seed", type=int, help="seed of the crops and episodes (default 0)")
-    parser.add_argument("--out", type=Path, help="run folder (default runs/nanotrack-meta/seed<S>)")
-    tooling.add_common_arguments(parser, "lr=0.005")
-    return parser
+TOOL = tooling.SeededTool(
+    script="nanotrack_meta.py",
+    description="Meta-train the target layer on the frozen NanoTrack v3 base (MetaRTT).",
+    run_dir="nanotrack-meta",
+    default_steps=NanoMetaConfig.steps,
+    set_example="lr=0.005",
+    what="target-layer checkpoint",
+    use=lambda path: f"bench.ope --trackers 'metartt-nano[rule={path}]'",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    config = tooling.settings(NanoMetaConfig, args, {}, ("steps", "seed"))
-    out = args.out or Path("runs") / "nanotrack-meta" / f"seed{config.seed}"
-    try:
-        path = train(config, data_root(args.data), out, args.resume, args.train_data)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 2
-    print(f"target-layer checkpoint: {path}  (bench.ope --trackers 'metartt-nano[rule={path}]')")
-    return 0
+    return TOOL.main(NanoMetaConfig, train, argv)
