@@ -30,7 +30,10 @@ CLI_FLAGS = {
     "backend": "--backend",
     "export_dir": "--export-dir",
 }
-OWNERS = {"meta": "MetaRTT's: --tracker metartt", "prune": "MetaRTT's: --tracker metartt"}
+OWNERS = {
+    "meta": "MetaRTT's: --tracker metartt",
+    "prune": "MetaRTT's: --tracker metartt, or on the NanoTrack base --tracker metartt-nano",
+}
 
 
 class UnknownOptions(ValueError):

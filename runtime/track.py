@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT|fit",
         help="MetaRTT one-shot channel pruning: masks predicted at the first frame by a pruning "
         "network (train/prune.py's OUT/prune.pt; without a value, the shipped one for the "
-        "shipped meta checkpoint), or 'fit' (masks fitted on the first frame alone)",
+        "shipped meta checkpoint), or 'fit' (masks fitted on the first frame alone); with "
+        "--tracker metartt-nano, the head's pruning network (train/nanotrack_prune.py's "
+        "OUT/nanotrack_prune.pt; without a value, the shipped one)",
     )
     parser.add_argument(
         "--boxes",
@@ -762,7 +764,8 @@ def _track(
         stats = tracker.run_stats() if single and isinstance(tracker, ReportsRunStats) else {}
         if "prune_rate" in stats:
             kept = ", ".join(f"{k[5:]} {v:.0%}" for k, v in stats.items() if k.startswith("kept_"))
-            lines.append(f"pruned {stats['prune_rate']:.0%} of the channels (kept: {kept})")
+            detail = f" (kept: {kept})" if kept else ""
+            lines.append(f"pruned {stats['prune_rate']:.0%} of the channels{detail}")
         lines += [f"wrote {p}" for p in written]
         print("\n".join(lines))
     if result.interrupted:

@@ -12,8 +12,8 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.registry import TRACKER_NAMES
-from runtime.rtmdnet.prune import PruneCheckpointError, prune_setting
+from runtime.registry import TRACKER_NAMES, export_kind
+from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
 
 # The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
 DEFAULT_TRACKER = "nanotrack"
@@ -26,6 +26,21 @@ FALLBACK_TRACKER = "rtmdnet-vggm"
 
 class UsageError(ValueError):
     """Something the user gave cannot be used; the CLI prints it as one ``error:`` line."""
+
+
+def _prune_option(tracker: str | None, value: str) -> str:
+    """A ``--prune`` value -> the tracker's ``prune`` setting: MetaRTT's (:func:`prune_setting`),
+    or for the NanoTrack-base trackers the head's pruning network ("shipped" or a path)."""
+    if tracker is None or export_kind(tracker) != "siamese":
+        return prune_setting(value)
+    if value == FIT:
+        raise UsageError(
+            f"--prune fit is MetaRTT's first-frame fit; {tracker} takes the shipped head-pruning "
+            f"network (--prune) or a checkpoint of python train/nanotrack_prune.py"
+        )
+    if value != SHIPPED and not Path(value).is_file():
+        raise UsageError(f"--prune: no head-pruning checkpoint at {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ class TrackRequest:
         if args.threads is not None and args.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {args.threads}")
         try:
-            prune = None if args.prune is None else prune_setting(args.prune)
+            prune = None if args.prune is None else _prune_option(args.tracker, args.prune)
         except (PruneCheckpointError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         checkpoints = args.meta is not None or prune is not None

@@ -326,7 +326,7 @@ def test_a_corrupt_checkpoint_is_one_line_without_unsafe_advice(tmp_path, clip, 
 def test_an_option_a_tracker_does_not_take_names_the_flag(name, option, flag):
     with pytest.raises(ValueError) as error:
         create_tracker(name, **{option: "x.pt"})
-    assert str(error.value) == f"{name} does not take {flag} (it is MetaRTT's: --tracker metartt)"
+    assert str(error.value).startswith(f"{name} does not take {flag} (it is MetaRTT's: --tracker")
     with pytest.raises(ValueError, match="rtmdnet has no setting 'colour'"):
         create_tracker("rtmdnet", colour="red")
 

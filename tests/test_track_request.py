@@ -65,3 +65,17 @@ def test_values_that_cannot_work_fail_before_anything_loads(argv, message):
 def test_an_injected_factory_decides_about_names_itself():
     assert _request("clip.mp4", "--tracker", "double", check_name=False).tracker.name == "double"
     assert _request("--output", "o.mp4").output == Path("o.mp4")
+
+
+def test_prune_on_the_nanotrack_base_means_the_heads_pruning_network(tmp_path):
+    assert _request("v.mp4", "--tracker", "metartt-nano", "--prune").tracker.options() == {
+        "prune": "shipped"
+    }
+    mine = tmp_path / "nanotrack_prune.pt"
+    mine.write_bytes(b"checked when the tracker loads it")
+    choice = _request("v.mp4", "--tracker", "metartt-nano", "--prune", str(mine)).tracker
+    assert choice.options() == {"prune": str(mine)}
+    with pytest.raises(UsageError, match="--prune fit is MetaRTT's"):
+        _request("v.mp4", "--tracker", "metartt-nano", "--prune", "fit")
+    with pytest.raises(UsageError, match="no head-pruning checkpoint at"):
+        _request("v.mp4", "--tracker", "metartt-nano", "--prune", str(tmp_path / "none.pt"))
