@@ -66,12 +66,12 @@ class TargetLayerConfig(NanoTrackConfig):
     online_interval: int = 10  # RT-MDNet's long-term update interval (frames)
     memory_frames: int = 10  # confident frames kept for the online steps, besides the first
     memory_confidence: float = 0.9  # the base's lost threshold: only frames it trusts
-    # auto: ONNX Runtime's features graph from the graph cache on a CPU (1.6x torch's speed on
+    # auto: ONNX Runtime's features graph from the graph cache on a CPU (1.9x torch's speed on
     # metartt-nano, docs/nanotrack.md), torch on a GPU; TensorRT has no features engine.
     backend: str = "auto"
-    # One-shot pruning of the head's towers at the first frame (runtime.nanotrack.pruning): ""
-    # none, "shipped" (runtime/checkpoints/nanotrack_prune.pt) or a train/nanotrack_prune.py
-    # checkpoint.
+    # One-shot pruning of the head's classification tower at the first frame
+    # (runtime.nanotrack.pruning): "" none, "shipped" (runtime/checkpoints/nanotrack_prune.pt)
+    # or a train/nanotrack_prune.py checkpoint.
     prune: str = ""
 
 
@@ -142,7 +142,9 @@ class TargetLayerTracker(NanoTracker):
         else:
             pruned = model.NanoTrackNet(net.backbone, sliced).to(self.device)
             self.backend = TorchSiameseBackend(
-                model.TemplateBranch(pruned), model.FeatureSearchBranch(pruned)
+                model.TemplateBranch(pruned),
+                model.FeatureSearchBranch(pruned),
+                half=getattr(full, "half", False),
             )
 
     # -- the adapted score -----------------------------------------------------------------------

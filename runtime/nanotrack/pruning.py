@@ -1,25 +1,28 @@
 """MetaRTT's one-shot channel pruning on the NanoTrack v3 head (issue 16, third part).
 
-What is pruned: the channels inside the head's two towers (classification and box regression),
-the part of the search branch that runs at the score map's size on every frame. A tower is six
-blocks ``x -> pw_i(relu6(dw_i(x)))`` (3x3 depthwise, 1x1 pointwise, 96 channels each). Each block
-has a channel mask ``beta_i >= 0`` on its depthwise output (after the ReLU6):
+What can be pruned: the channels inside the head's two towers (classification and box
+regression), the part of the search branch that runs at the score map's size on every frame. A
+tower is six blocks ``x -> pw_i(relu6(dw_i(x)))`` (3x3 depthwise, 1x1 pointwise, 96 channels
+each). Each block has a channel mask ``beta_i >= 0`` on its depthwise output (after the ReLU6):
 
 - a channel whose mask is zero contributes nothing to ``pw_i``; and since ``dw_i`` is depthwise,
   the same channel of the tensor before it is used by nothing else either, so one zero removes
   ``dw_i``'s filter, ``pw_i``'s input column **and** the output row of the layer before
   (``pw_{i-1}``, or the ``down_*`` 1x1 conv for the first block);
 - the kept mask values are folded into ``pw_i``'s columns, so the sliced head computes exactly the
-  masked head's outputs (:func:`slice_head`; test: relative difference < 1e-5).
+  masked head's outputs (:func:`slice_head`, :func:`slice_feature_graph` for the ONNX graph;
+  test: relative difference < 1e-5).
 
-The towers' outputs keep their 96 channels (what ``cls_logits``, ``bbox_pred`` and the target
-layer of ``metartt-nano`` read). The rest of the head (the correlations, 64 pixel-wise and 96
-depthwise channels, then ``down_*``) is not pruned: its channels are the template's, mixed by a
-channel attention, and it costs less than the towers (docs/nanotrack.md, "Pruning the head").
+What is pruned (the shipped pruning network, ``train/nanotrack_prune.py``'s default): the
+classification tower only; every cut of the regression tower cost 5-10 val AUC points. The
+towers' outputs keep their 96 channels (what ``cls_logits``, ``bbox_pred`` and the target layer
+of ``metartt-nano`` read); the correlations and ``down_*``'s inputs are not pruned (their
+channels are the template's, mixed by a channel attention). docs/nanotrack.md, "Pruning the
+head", has the measurements.
 
-Where masks come from: the pruning network of Eq. 12 (:class:`runtime.prune_net.PruneNet`,
-trained by ``train/nanotrack_prune.py``) on the first frame's search crop, per block the
-depthwise output's spatial mean, divided by its RMS (:func:`descriptors`). Once per video.
+Where masks come from: the pruning network of Eq. 12 (:class:`runtime.prune_net.PruneNet`) on
+the first frame's search crop, per block the depthwise output's spatial mean, divided by its RMS
+(:func:`descriptors`). Once per video.
 """
 
 from __future__ import annotations
