@@ -39,6 +39,7 @@ from runtime.nanotrack.pruning import (
     relative_macs,
     slice_feature_graph,
     slice_head,
+    sliced_convs,
 )
 from runtime.nanotrack.target_layer import (
     FEATURES,
@@ -135,11 +136,12 @@ class TargetLayerTracker(NanoTracker):
             kernels = model.TemplateKernels(*(k.cpu() for k in self.kernels))
             outputs = head_outputs(net.head, kernels, net.backbone(crop.cpu()), {})
         self.masks = predict_masks(self.pruner, outputs.activations)
-        sliced = slice_head(net.head, self.masks)
         full = self.full_backend
         if isinstance(full, OnnxRuntimeSiameseBackend):
-            self.backend = full.with_search_graph(slice_feature_graph(full.search_bytes, sliced))
+            convs = sliced_convs(net.head, self.masks)
+            self.backend = full.with_search_graph(slice_feature_graph(full.search_bytes, convs))
         else:
+            sliced = slice_head(net.head, self.masks)
             pruned = model.NanoTrackNet(net.backbone, sliced).to(self.device)
             self.backend = TorchSiameseBackend(
                 model.TemplateBranch(pruned),

@@ -232,37 +232,50 @@ def _slice_tower(
     return new_down, nn.Sequential(*layers)
 
 
-def slice_head(head: BANHead, masks: Mapping[str, torch.Tensor]) -> BANHead:
-    """A copy of ``head`` with the masked channels cut out and the kept masks folded in: it
-    computes what :func:`head_outputs` computes under ``masks``, with smaller convs."""
-    sliced = copy.deepcopy(head)
+def _tower_names(tower: str) -> tuple[str, str]:
+    """The head's attribute names of a tower's ``down_*`` conv and of its blocks."""
+    return ("down_cls", "cls_tower") if tower == "cls" else ("down_reg", "bbox_tower")
+
+
+def sliced_convs(head: BANHead, masks: Mapping[str, torch.Tensor]) -> dict[str, nn.Conv2d]:
+    """The convs that pruning changes, by their path in the head (``"down_cls.0"``,
+    ``"cls_tower.2"``, ...), cut to the kept channels with the kept masks folded in; the towers
+    without masks are not in it."""
+    convs: dict[str, nn.Conv2d] = {}
     with torch.no_grad():
         for tower in TOWERS:
             tower_masks = _tower_masks(masks, tower)
             if tower_masks is None:
                 continue
             down, layers = _slice_tower(_down(head, tower)[0], _tower(head, tower), tower_masks)
-            _down(sliced, tower)[0] = down
-            setattr(sliced, "cls_tower" if tower == "cls" else "bbox_tower", layers)
+            down_name, tower_name = _tower_names(tower)
+            convs[f"{down_name}.0"] = down
+            for j, layer in enumerate(layers):
+                if isinstance(layer, nn.Conv2d):
+                    convs[f"{tower_name}.{j}"] = layer
+    return convs
+
+
+def slice_head(head: BANHead, masks: Mapping[str, torch.Tensor]) -> BANHead:
+    """A copy of ``head`` with the masked channels cut out and the kept masks folded in: it
+    computes what :func:`head_outputs` computes under ``masks``, with smaller convs."""
+    sliced = copy.deepcopy(head)
+    for path, conv in sliced_convs(head, masks).items():
+        name, index = path.split(".")
+        getattr(sliced, name)[int(index)] = conv
     return sliced.eval()
 
 
-def slice_feature_graph(graph: bytes, sliced: BANHead, prefix: str = "net.head.") -> bytes:
-    """The features graph (``search_features.onnx``) with the tower convs of ``sliced`` (from
-    :func:`slice_head`) in place of the unpruned ones: their initializers (named by the exporter
-    after the torch parameters, ``prefix`` + path) replaced, the depthwise convs' ``group`` set
-    to their kept width, and the stale intermediate shapes dropped (ONNX Runtime infers them).
+def slice_feature_graph(
+    graph: bytes, convs: Mapping[str, nn.Conv2d], prefix: str = "net.head."
+) -> bytes:
+    """The features graph (``search_features.onnx``) with ``convs`` (:func:`sliced_convs`) in
+    place of the unpruned ones: their initializers (named by the exporter after the torch
+    parameters, ``prefix`` + path) replaced, the depthwise convs' ``group`` set to their kept
+    width, and the stale intermediate shapes dropped (ONNX Runtime infers them).
     """
     model = onnx.load_from_string(graph)
     tensors = {t.name: t for t in model.graph.initializer}
-    convs = {}
-    for tower in TOWERS:
-        down = "down_cls" if tower == "cls" else "down_reg"
-        layers = "cls_tower" if tower == "cls" else "bbox_tower"
-        convs[f"{down}.0"] = getattr(sliced, down)[0]
-        for j, layer in enumerate(getattr(sliced, layers)):
-            if isinstance(layer, nn.Conv2d):
-                convs[f"{layers}.{j}"] = layer
     groups = {}
     for path, conv in convs.items():
         for kind in ("weight", "bias"):
