@@ -150,6 +150,9 @@ def build_siamese(
         stale.unlink(missing_ok=True)  # never leave files from an earlier export looking valid
     net = model.build_network(weights_dir)
     paths = graphs.write_graphs(net, out)
+    if precision != "int8":  # an INT8 folder's features graph would be FP32 beside an INT8 search
+        # The search with the classification features as an output (the target-layer trackers).
+        paths["search_features"] = graphs.write_feature_graph(net, out)
     ops = {name: graph_ops(check_graph(path)) for name, path in paths.items()}
     crops = real_crop_pairs(data_dir)
     unverified = SiameseExport(out, {"graphs": {n: {"onnx": p.name} for n, p in paths.items()}})

@@ -169,6 +169,8 @@ def test_the_int8_search_graph_keeps_its_names_and_shapes_and_runs_on_the_cpu_ba
     assert all(d.dim_param for d in crop_dims[2:])  # the search side stays dynamic
     template_out = onnx.load(str(folder / "template.onnx"))
     assert not any(n.op_type == "QuantizeLinear" for n in template_out.graph.node)  # float32
+    # No FP32 features graph beside an INT8 search: the target-layer trackers use the cache.
+    assert set(json.loads((folder / MANIFEST_FILE).read_text())["graphs"]) == {"template", "search"}
     backend = OnnxRuntimeSiameseBackend(open_siamese_export(folder, WEIGHTS, "int8"), threads=1)
     rng = np.random.default_rng(0)
     kernels = backend.template(torch.from_numpy(rng.uniform(0, 255, (1, 3, 127, 127))).float())

@@ -3,11 +3,14 @@ that adapts it, and the meta-training's resume."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from runtime.backends.manifest import checkpoint_record
+from export.build_engine import main as build_main
+from runtime.backends.manifest import MANIFEST_FILE, checkpoint_record
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.adaptive import PLAIN, AdaptiveNanoTrackConfig, AdaptiveNanoTracker
 from runtime.nanotrack.target_layer import (
@@ -134,3 +137,19 @@ def test_meta_training_resumes_to_what_an_uninterrupted_run_learns(tmp_path):
     for x, y in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(x, y)
     assert not torch.equal(a.init_rates_w, AdaptRule.plain(5, 5, 1.0).init_rates_w)
+
+
+@needs_weights
+def test_an_fp32_export_folder_serves_the_target_layer_trackers(tmp_path):
+    """``build_engine.py --tracker nanotrack`` writes the features graph too (checked against
+    torch, hashed in the manifest), so ``--export-dir`` works for ``metartt-nano``."""
+    folder = tmp_path / "nanotrack"
+    assert build_main(["--tracker", "nanotrack", "--out", str(folder)]) == 0
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    assert set(manifest["graphs"]) == {"template", "search", "search_features"}
+    assert "search_features.features" in manifest["parity"]["onnxruntime_cpu_real_crops"]
+    frames, gt = crossing_frames(4)
+    tracker = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(export_dir=str(folder)))
+    assert tracker.backend.name == "onnxruntime"
+    tracker.init(frames[0], gt[0])
+    assert all(np.isfinite(tracker.update(f)[0]).all() for f in frames[1:])

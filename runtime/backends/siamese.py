@@ -227,8 +227,10 @@ class OnnxRuntimeSiameseBackend:
         options = session_options(int(threads or torch.get_num_threads()))
         if self.search_graph not in export.manifest.get("graphs", {}):
             raise ManifestMismatchError(
-                f"{export.folder} has no {self.search_graph} graph (export folders of "
-                f"build_engine.py hold template and search only; the graph cache has it)"
+                f"{export.folder} has no {self.search_graph} graph (INT8 export folders and those "
+                f"of earlier versions hold template and search only; without --export-dir the "
+                f"graph cache has it, or re-export: python export/build_engine.py --tracker "
+                f"nanotrack --out DIR)"
             )
         search = export.graph(self.search_graph).read_bytes()
         if requested == ["CPUExecutionProvider"]:

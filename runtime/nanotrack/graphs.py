@@ -3,9 +3,9 @@
 ``template.onnx``: crop ``(1, 3, 127, 127)`` -> ``dw_cls, dw_reg (1, 96, 4, 4)``,
 ``pw_cls, pw_reg (1, 64, 96)``. ``search.onnx``: crop ``(1, 3, S, S)`` (S dynamic: the lost-target
 search grows it) and the four kernels -> ``scores (1, n, n)``, ``boxes (1, 4, n, n)``,
-``n = ceil(S / 16) - 1``. ``search_features.onnx`` (the graph cache only): the same inputs ->
-``margins (1, n*n)``, ``boxes``, ``features (1, 96, n*n)``, for the trackers that adapt a layer on
-the classification features (``metartt-nano``, ``mlt-nano``).
+``n = ceil(S / 16) - 1``. ``search_features.onnx`` (the graph cache and FP32 export folders):
+the same inputs -> ``margins (1, n*n)``, ``boxes``, ``features (1, 96, n*n)``, for the trackers
+that adapt a layer on the classification features (``metartt-nano``, ``mlt-nano``).
 
 This is runtime code because the tracker exports its own graphs on first use
 (:mod:`runtime.nanotrack.cache`); ``export/build_engine.py --tracker nanotrack`` calls the same
