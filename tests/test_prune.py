@@ -23,10 +23,12 @@ from runtime.rtmdnet.prune import (
     MaskedHead,
     PruneCheckpoint,
     PruneCheckpointError,
+    channel_macs,
     descriptors,
     fit_masks,
     lasso_objective,
     layer_widths,
+    mask_penalty,
     prune_setting,
 )
 from runtime.sequences import load_sequence
@@ -174,6 +176,23 @@ def test_pruning_net_starts_unpruned_and_the_objective_trades_sparsity_for_error
     light = ChannelSelection.from_masks(fit_masks(params, x, widths, 0.02, 150, 0.05, CELLS))
     heavy = ChannelSelection.from_masks(fit_masks(params, x, widths, 1.0, 150, 0.05, CELLS))
     assert 0.0 <= light.prune_rate < heavy.prune_rate
+
+
+def test_flop_weighted_penalty_is_the_kept_share_of_macs():
+    widths = {"conv": 8, "fc4": 16, "fc5": 12}
+    macs = channel_macs(widths, CELLS)
+    # a conv channel feeds CELLS fc4 columns for every RoI: it costs more than an fc4 unit
+    assert macs["conv"] > macs["fc4"] > macs["fc5"]
+    ones = {layer: torch.ones(n) for layer, n in widths.items()}
+    assert float(mask_penalty(ones, macs)) == pytest.approx(1.0)
+    no_conv = {**ones, "conv": torch.zeros(8)}
+    share = macs["conv"] * 8 / sum(macs[layer] * n for layer, n in widths.items())
+    assert float(mask_penalty(no_conv, macs)) == pytest.approx(1.0 - share)
+    assert float(mask_penalty(no_conv)) == pytest.approx(2 / 3)  # the paper's: mean of layers
+    # the same number of channels cut costs the FLOP-weighted term more where they are dearer
+    half_conv = {**ones, "conv": torch.tensor([1.0] * 4 + [0.0] * 4)}
+    half_fc5 = {**ones, "fc5": torch.tensor([1.0] * 8 + [0.0] * 4)}
+    assert mask_penalty(half_conv, macs) < mask_penalty(half_fc5, macs)
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):

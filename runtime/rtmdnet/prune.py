@@ -154,19 +154,54 @@ def descriptors(
     return {k: v / v.pow(2).mean().sqrt().clamp_min(1e-6) for k, v in out.items()}
 
 
+# Multiply-accumulates one channel of each pruned layer costs per tracked frame, for the
+# FLOP-weighted sparsity term (issue 17). R = RoIs through the head per frame: 256 candidates plus
+# the online update amortized (5 steps x (1,024 ranked + 128 trained x 3 for forward and backward)
+# every ~10 frames, ~700); the output conv's channel also costs its 1x1 filter (288 inputs) over a
+# ~29x29 feature map (the ~4.4-side search window at 107 px a side, stride 16, docs/speed.md).
+ROIS_PER_FRAME = 950
+CONV_FILTER_MACS = 288 * 29 * 29
+
+
+def channel_macs(widths: Mapping[str, int], roi_cells: int) -> dict[str, float]:
+    """Per-channel MACs per frame of each pruned layer (see :data:`ROIS_PER_FRAME`).
+
+    A conv channel feeds ``roi_cells`` fc4 columns; an fc4 unit is a row of fc4 and a column of
+    fc5; an fc5 unit a row of fc5 and a column of fc6.
+    """
+    return {
+        "conv": CONV_FILTER_MACS + roi_cells * widths["fc4"] * ROIS_PER_FRAME,
+        "fc4": (widths["conv"] * roi_cells + widths["fc5"]) * ROIS_PER_FRAME,
+        "fc5": (widths["fc4"] + 2) * ROIS_PER_FRAME,
+    }
+
+
+def mask_penalty(
+    masks: Mapping[str, torch.Tensor], macs: Mapping[str, float] | None = None
+) -> torch.Tensor:
+    """The L1 term: the mean mask value per layer averaged over layers (the paper's), or, given
+    ``macs`` (:func:`channel_macs`), weighted by what each channel costs, i.e. for 0/1 masks the
+    share of the pruned layers' MACs that is kept."""
+    if macs is None:
+        return torch.stack([masks[layer].abs().mean() for layer in LAYERS]).mean()
+    kept = sum(macs[layer] * masks[layer].abs().sum() for layer in LAYERS)
+    return kept / sum(macs[layer] * len(masks[layer]) for layer in LAYERS)
+
+
 def lasso_objective(
     params_list: Sequence[Mapping[str, torch.Tensor]],
     x: torch.Tensor,
     masks: Mapping[str, torch.Tensor],
     sparsity: float,
     roi_cells: int,
+    macs: Mapping[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 9-11: reconstruction error of the masked network plus ``sparsity`` times L1(masks).
 
     For every parameter set in ``params_list`` (Eq. 11: theta_init^K, each theta_on^k), the
     masked network's fc4 and fc5 activations and logits must match the unpruned network's on
     ``x`` (relative squared error per layer, so layers of different magnitude weigh alike). The
-    L1 term is the mean mask value per layer, averaged over layers.
+    L1 term is :func:`mask_penalty` (FLOP-weighted when ``macs`` is given).
     """
     recon = x.new_zeros(())
     for params in params_list:
@@ -176,7 +211,7 @@ def lasso_objective(
         for got, want in zip(pruned, reference, strict=True):
             recon = recon + (got - want).pow(2).sum() / want.pow(2).sum().clamp_min(1e-12)
     recon = recon / (len(params_list) * 3)
-    l1 = torch.stack([masks[layer].abs().mean() for layer in LAYERS]).mean()
+    l1 = mask_penalty(masks, macs)
     loss = recon + sparsity * l1
     return loss, {"recon": float(recon.detach()), "l1": float(l1.detach())}
 

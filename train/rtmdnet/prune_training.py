@@ -52,6 +52,7 @@ from runtime.rtmdnet.prune import (
     ChannelSelection,
     Masks,
     PruneCheckpoint,
+    channel_macs,
     descriptors,
     lasso_objective,
     layer_widths,
@@ -83,6 +84,9 @@ class PruneTrainConfig:
     lr: float = 5e-5  # Adam, the paper's rate for the pruning network
     # L1 weight of Eq. 9-11. Chosen for a prune rate near one half (docs/metartt.md).
     sparsity: float = 0.1
+    # False: the paper's L1 (mean mask per layer). True: each channel weighted by the MACs it
+    # costs a frame (runtime.rtmdnet.prune.channel_macs), which pushes the output conv (issue 17).
+    flop_weighted: bool = False
     seed: int = 0
     meta: str = ""  # meta checkpoint; "" = the shipped one
     backbone: str = "nanotrack"
@@ -237,8 +241,9 @@ def _prune_step(
     episode = simulate(run.meta, run.extractor, plan.config, sampler, rng)
     run.net.train()
     masks = run.net(descriptors(episode.params[0], episode.init_samples, run.cells, rng))
+    macs = channel_macs(run.net.widths, run.cells) if plan.config.flop_weighted else None
     loss, parts = lasso_objective(
-        episode.params, episode.later_samples, masks, plan.config.sparsity, run.cells
+        episode.params, episode.later_samples, masks, plan.config.sparsity, run.cells, macs
     )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -301,6 +306,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=sorted(VARIANTS), default="net")
     p.add_argument("--steps", type=int, help="training steps (default 1000)")
     p.add_argument("--sparsity", type=float, help="L1 weight (default 0.1)")
+    p.add_argument(
+        "--flop-weighted",
+        action="store_true",
+        default=None,
+        help="weight each channel's L1 term by the MACs it costs a frame (default: the paper's L1)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--checkpoint-every", type=int)
@@ -309,7 +320,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    flags = ("steps", "sparsity", "seed", "lr", "checkpoint_every", "meta")
+    flags = ("steps", "sparsity", "flop_weighted", "seed", "lr", "checkpoint_every", "meta")
     config = tooling.settings(PruneTrainConfig, args, VARIANTS[args.variant], flags)
     root = data_root(args.data)
     out = args.out or Path("runs") / "prune" / args.variant
