@@ -85,7 +85,8 @@ class PruneTrainConfig:
     # L1 weight of Eq. 9-11. Chosen for a prune rate near one half (docs/metartt.md).
     sparsity: float = 0.1
     # False: the paper's L1 (mean mask per layer). True: each channel weighted by the MACs it
-    # costs a frame (runtime.rtmdnet.prune.channel_macs), which pushes the output conv (issue 17).
+    # costs a frame (runtime.rtmdnet.prune.channel_macs), meant to push the output conv; measured,
+    # it keeps every conv channel and cuts fc4 harder (docs/speed.md).
     flop_weighted: bool = False
     seed: int = 0
     meta: str = ""  # meta checkpoint; "" = the shipped one
