@@ -80,7 +80,7 @@ def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path):
     direction = torch.randn(FEATURES)
     base_sha = checkpoint_record("nanotrack", DATA / "weights")["sha256"]
     save_generator(tmp_path / "zero.pt", KernelGenerator(direction), {}, base_sha)
-    base = NanoTracker(NanoTrackConfig(backend="torch"))
+    base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0))  # v3 alone, as theirs
     zero = str(tmp_path / "zero.pt")
     mlt = MLTNanoTracker(MLTNanoConfig(generator=zero, online_interval=3, backend="torch"))
     for tracker in (base, mlt):

@@ -27,6 +27,7 @@ from runtime.backends.siamese import (
     open_siamese_export,
 )
 from runtime.boxes import iou
+from runtime.confidence import calibration_for
 from runtime.crop import exemplar_side, square_crop
 from runtime.hashing import sha256_file
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
@@ -325,9 +326,11 @@ LOW = (0.05, None)
 # lost); frame 10 scores exactly recover_threshold (0.5: recovers); frame 11 high.
 SCHEDULE = [LOW] * 8 + [(0.05, 0.4), (0.05, 0.5), (0.05, 0.9)]
 # Thresholds of the schedule above (the defaults may move; the logic under test does not).
+# The scripted backend stands in for v3 alone: no second network mixed into its outputs, and
+# its probabilities reported as they are (the calibrated score has its own test).
 SCRIPTED_CONFIG = NanoTrackConfig(
     lost_threshold=0.3, recover_threshold=0.5, lost_patience=3, search_growth=32,
-    max_instance_size=383,
+    max_instance_size=383, fusion_weight=0.0, calibrate=False,
 )  # fmt: skip
 FRAME = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
 BOX = np.array([100.0, 80.0, 30.0, 60.0])
@@ -345,6 +348,20 @@ def _run_scripted(config: NanoTrackConfig):
         boxes.append(box)
         scores.append(score)
     return tracker, backend, lost, np.stack(boxes), scores
+
+
+def test_score_is_the_calibrated_probability_of_overlap():
+    """update() reports P(IoU > 0) through the shipped calibration; raw_score keeps the cell's
+    probability; the lost state is decided on the probability, as without calibration."""
+    calibration = calibration_for("nanotrack", "logit")
+    assert calibration.calibrated
+    calibrated = dataclasses.replace(SCRIPTED_CONFIG, calibrate=True)
+    tracker, _, lost, boxes, scores = _run_scripted(calibrated)
+    _, _, lost_raw, boxes_raw, raw = _run_scripted(SCRIPTED_CONFIG)
+    assert lost == lost_raw and np.array_equal(boxes, boxes_raw)
+    assert tracker.raw_score == pytest.approx(raw[-1])
+    assert scores == pytest.approx([calibration(r) for r in raw])
+    assert scores != pytest.approx(raw)  # the fit moves them (a = 0.94, b = -0.37 on logits)
 
 
 def test_lost_state_widens_the_search_freezes_the_size_and_recovers():
@@ -555,7 +572,7 @@ def test_fp16_on_the_cpu_is_refused(backend, monkeypatch, tmp_path):
 )
 def test_init_refuses_bad_boxes(box, why):
     backend = ScriptedBackend([])
-    tracker = NanoTracker(NanoTrackConfig(), backend=backend)
+    tracker = NanoTracker(NanoTrackConfig(fusion_weight=0.0), backend=backend)
     with pytest.raises(ValueError, match=why):
         tracker.init(FRAME, np.array(box))
     assert backend.template_sides == []  # refused before any crop was cut

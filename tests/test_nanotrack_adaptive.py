@@ -84,7 +84,7 @@ def test_a_rule_checkpoint_round_trips_and_refuses_other_base_weights(tmp_path):
 @needs_weights
 def test_a_layer_that_never_moves_tracks_exactly_as_the_base():
     frames, gt = crossing_frames(12)
-    base = NanoTracker(NanoTrackConfig(backend="torch"))
+    base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0))  # v3 alone, as theirs
     still = AdaptiveNanoTracker(
         AdaptiveNanoTrackConfig(rule=PLAIN, plain_rate=0.0, backend="torch")
     )

@@ -67,6 +67,10 @@ class TargetLayerConfig(NanoTrackConfig):
     online_interval: int = 10  # RT-MDNet's long-term update interval (frames)
     memory_frames: int = 10  # confident frames kept for the online steps, besides the first
     memory_confidence: float = 0.9  # the base's lost threshold: only frames it trusts
+    # The target layer adapts on v3's classification features alone (its training saw no v2),
+    # and its sigmoid score is not the base's probability: no base calibration.
+    fusion_weight: float = 0.0
+    calibrate: bool = False
     # auto: ONNX Runtime's features graph from the graph cache on a CPU (1.9x torch's speed on
     # metartt-nano, docs/nanotrack.md), torch on a GPU; TensorRT has no features engine.
     backend: str = "auto"

@@ -43,6 +43,17 @@ class NanoTrackConfig:
     search_growth: int = 32
     max_instance_size: int = 383
     recovery: bool = True  # False: the reference tracker exactly (lost is still reported)
+    # The score update() returns: P(IoU > 0 | the chosen cell's probability), the logistic fit
+    # of runtime/checkpoints/confidence.json's "nanotrack" entry (train split + train_extra,
+    # python -m bench.confidence --fit), like the other trackers' scores. False: the probability
+    # as it is (also `raw_score`). The lost thresholds above are on that probability.
+    calibrate: bool = True
+
+    # --- the second network (ours: docs/nanotrack.md, "Why two networks") -------------------
+    # NanoTrack v2's share of every cell's target probability and edge distances, averaged with
+    # v3's on the same 255 search crop (runtime.nanotrack.second_network; v2 runs beside v3 on
+    # the other core). 0: NanoTrack v3 alone, the published network.
+    fusion_weight: float = 0.5
 
     # --- run / backends -------------------------------------------------------------------------
     device: str = "cpu"

@@ -37,9 +37,11 @@ import numpy as np
 import torch
 
 from runtime.backends.siamese import SiameseBackend
+from runtime.confidence import Calibration, calibration_for
 from runtime.crop import exemplar_side, square_crop
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.nanotrack.second_network import SEARCH_SIDE, SecondNetwork
 from runtime.stage_clock import StageClock
 from runtime.tracker_api import Tracker, check_frame, check_init, check_update, require_init
 
@@ -112,6 +114,7 @@ class TrackState:
     low_streak: int = 0  # consecutive frames under lost_threshold
     lost: bool = False
     lost_frames: int = 0  # frames reported lost since init
+    raw_score: float = float("nan")  # the last chosen cell's target probability
 
     def copy(self) -> TrackState:
         return replace(self, center=self.center.copy(), size=self.size.copy())
@@ -125,10 +128,21 @@ class NanoTracker:
         config: NanoTrackConfig | None = None,
         data_dir: Path | None = None,
         backend: SiameseBackend | None = None,
+        second: SecondNetwork | None = None,
     ) -> None:
         self.config = c = config or NanoTrackConfig()
         self.data_dir = data_dir
-        self.backend = backend or create_siamese_backend(c, data_dir)
+        fusing = c.fusion_weight > 0.0
+        # Fusing, v2 runs beside v3 on its own thread: v3 keeps the other threads (one fewer).
+        total = int(c.threads or torch.get_num_threads())
+        v3_config = replace(c, threads=max(1, total - 1)) if fusing else c
+        self.backend = backend or create_siamese_backend(v3_config, data_dir)
+        self.second = (second or SecondNetwork(data_dir)) if fusing else None
+        self.second_template: np.ndarray | None = None
+        # Looked up by the family's name, not self.name: a preset's name is not a calibration.
+        self.calibration: Calibration | None = (
+            calibration_for("nanotrack", "logit") if c.calibrate else None
+        )
         self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.state: TrackState | None = None
@@ -138,6 +152,11 @@ class NanoTracker:
     def lost(self) -> bool:
         """Whether the target is reported lost after the last ``update``."""
         return self.state is not None and self.state.lost
+
+    @property
+    def raw_score(self) -> float:
+        """The last chosen cell's target probability, before calibration (``nan`` before one)."""
+        return float("nan") if self.state is None else self.state.raw_score
 
     # -- geometry ------------------------------------------------------------------------------
     def _map(self, instance_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +180,10 @@ class NanoTracker:
         c = self.config
         self.frame_hw = frame.shape[:2]
         self.fill = frame_fill(frame)
-        self.kernels = self.backend.template(self._tensor(template_crop(frame, box, c, self.fill)))
+        crop = self._tensor(template_crop(frame, box, c, self.fill))
+        self.kernels = self.backend.template(crop)
+        if self.second is not None:
+            self.second_template = self.second.template(crop.cpu().numpy())
         self.state = TrackState(box[:2] + box[2:] / 2.0, box[2:].copy(), c.instance_size)
 
     def follow(self, other: NanoTracker) -> None:
@@ -200,6 +222,7 @@ class NanoTracker:
             best_score = float(score[best])
 
         with clock.stage("box_regression"):
+            st.raw_score = best_score
             self._update_lost_state(st, best_score)
             lr = 0.0 if st.lost and c.recovery else penalty[best] * best_score * c.lr
             center = st.center + np.array([cx[best], cy[best]]) / scale_z
@@ -207,14 +230,15 @@ class NanoTracker:
             height, width = self.frame_hw
             st.center = np.clip(center, 0.0, [width, height])
             st.size = np.clip(size, c.min_side, [max(width, c.min_side), max(height, c.min_side)])
-        return np.concatenate([st.center - st.size / 2.0, st.size]), best_score
+        confidence = best_score if self.calibration is None else self.calibration(best_score)
+        return np.concatenate([st.center - st.size / 2.0, st.size]), confidence
 
     # -- several targets -------------------------------------------------------------------------
     def sibling(self) -> NanoTracker:
         """A tracker with no target yet on this one's network: the backend shared, not
         reloaded (a subclass, which owns more than the backend, builds its own)."""
         if type(self) is NanoTracker:
-            sibling = NanoTracker(self.config, self.data_dir, backend=self.backend)
+            sibling = NanoTracker(self.config, self.data_dir, self.backend, self.second)
         else:
             sibling = type(self)(self.config, self.data_dir)
         sibling.name = self.name
@@ -223,8 +247,13 @@ class NanoTracker:
     @property
     def can_batch(self) -> bool:
         """Whether :meth:`update_targets` batches: a backend that takes several crops a call
-        (torch; the exported graphs take one), and this class's own scoring (not a subclass's)."""
-        return type(self) is NanoTracker and bool(getattr(self.backend, "batches", False))
+        (torch; the exported graphs take one), this class's own scoring (not a subclass's), and
+        one network (the second one runs a crop at a time)."""
+        return (
+            type(self) is NanoTracker
+            and self.second is None
+            and bool(getattr(self.backend, "batches", False))
+        )
 
     def update_targets(
         self, targets: Sequence[Tracker], frame: np.ndarray
@@ -259,10 +288,21 @@ class NanoTracker:
 
     def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """One search crop -> per-cell target probability ``(n,)`` and edge distances ``(4, n)``
-        in crop pixels (a subclass may score the cells its own way: runtime.nanotrack.adaptive)."""
+        in crop pixels (a subclass may score the cells its own way: runtime.nanotrack.adaptive).
+
+        With the second network (the 255 crop only: v2's head takes no other), both networks
+        run at once, v2 on its worker thread, and their cells are averaged."""
+        pending = None
+        if self.second is not None and crop.shape[-1] == SEARCH_SIDE:
+            pending = self.second.start_search(crop.cpu().numpy(), self.second_template)
         scores_t, boxes_t = self.backend.search(crop, self.kernels)
         score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
         delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
+        if pending is not None:
+            score_v2, delta_v2 = pending.result()
+            w = self.config.fusion_weight
+            score = (1.0 - w) * score + w * score_v2
+            delta = (1.0 - w) * delta + w * delta_v2
         return score, delta
 
     def _update_lost_state(self, st: TrackState, best_score: float) -> None:
