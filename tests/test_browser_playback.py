@@ -9,15 +9,12 @@ CLI wrote before) is the control: Chromium refuses it. Needs Debian's ``chromium
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -26,6 +23,7 @@ import pytest
 
 from runtime.demo_clip import render_frames
 from runtime.track import main
+from tests.helpers.local_http import serve_folder
 from tests.test_video_h264 import run_killed_writer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -58,24 +56,12 @@ document.body.appendChild(video);
 """
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder served over HTTP on 127.0.0.1 (page.html in it), and its base URL."""
     (tmp_path / "page.html").write_text(PAGE)
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(tmp_path) as url:
+        yield tmp_path, url
 
 
 def play(base_url: str, name: str) -> dict[str, object]:
