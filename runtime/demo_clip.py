@@ -131,10 +131,10 @@ def render_frames(
 def synthesize_clip(
     path: Path, n_frames: int = 120, size: tuple[int, int] = (480, 360), seed: int = 0
 ) -> tuple[Path, np.ndarray]:
-    """Write the demo clip to ``path`` (mp4v); returns the path written and the **1-based**
-    first-frame box ``x, y, w, h`` (OTB convention, like ``videos.json``).
+    """Write the demo clip to ``path`` (H.264 for an .mp4); returns the path written and the
+    **1-based** first-frame box ``x, y, w, h`` (OTB convention, like ``videos.json``).
 
-    The path can differ from ``path`` only if this OpenCV cannot write mp4v (then it is an .avi).
+    The path can differ from ``path`` only if no MP4 can be written (then it is an MJPG .avi).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be at least 1, got {n_frames}")

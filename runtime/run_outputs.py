@@ -125,7 +125,7 @@ class TrackOutputs:
     for the frames tracked (several targets: one pair of files each, :func:`target_boxes_paths`).
     The annotated video (every target in it) is finalised (playable) by :meth:`close`, which the
     CLI calls on a normal end, on Ctrl-C/SIGTERM and after a bad frame; a SIGKILL leaves only its
-    ``.partial`` file (an MP4 is not readable before its index is written at the end).
+    ``.partial`` file, which for an MP4 (fragmented) plays up to its last second or so.
     """
 
     def __init__(

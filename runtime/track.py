@@ -61,14 +61,17 @@ from runtime.track_request import (
 )
 from runtime.tracker_api import ReportsRunStats, RunsOnBackend, Tracker
 from runtime.video import (
+    DEFAULT_TIMEOUT,
     BadFrameError,
     FrameSizeError,
     FrameSource,
     InputError,
     OutputError,
+    SourceKind,
     TargetMark,
     draw_targets,
     open_source,
+    parse_source,
     quiet_opencv_logs,
 )
 from runtime.viewer import Key, OpenCVWindow, Window, window_unavailable
@@ -109,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "input",
         nargs="?",
         help=(
-            "video file, image folder (or OTB sequence folder with img/), or camera index such as "
-            f"0 (default: <data>/videos/{DEFAULT_VIDEO}, or a synthesized demo clip if absent)"
+            "video file, image folder (or OTB sequence folder with img/), camera index such as 0, "
+            "or stream URL (rtsp://, http(s)://, udp://, rtmp://, srt://...; default: "
+            f"<data>/videos/{DEFAULT_VIDEO}, or a synthesized demo clip if absent)"
         ),
     )
     parser.add_argument(
@@ -164,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the tracked frames in a window, with FPS, score and lost state; without "
         "--init (a camera, say) draw the first box(es) with the mouse first; keys: r re-draws "
         "the boxes and starts over from that frame, q or Esc stops",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="track the newest frame, dropping the ones the tracker cannot keep up with, so "
+        "the boxes stay current (the summary counts the frames dropped and the latency); "
+        "always so for cameras and rtsp/rtmp/udp/rtp/srt/tcp streams; for an http(s) URL "
+        "(an IP camera's MJPEG) or a file (played at its frame rate, as a camera would)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a stream may take to open, or to send its next frame, before the run "
+        f"gives up on it (default: {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument(
@@ -305,17 +325,20 @@ def resolve_input(
         return ResolvedInput(str(path), [demo_box], "demo clip")
     if given:
         return ResolvedInput(input_arg, given, "--init")
-    path = Path(input_arg).expanduser()
-    box: np.ndarray | None = None
-    origin = ""
-    if path.is_file():
-        box, origin = _known_video_box(path, data), "videos.json"
-    elif path.is_dir():
-        box, origin = _sequence_first_box(path), GROUND_TRUTH_FILE
-    if box is not None:
-        return ResolvedInput(input_arg, [box], origin)
-    if not path.exists() and not input_arg.strip().isdigit():
-        raise InputError(f"no such file or folder: {path}")
+    source = parse_source(input_arg)  # camera, stream URL or path: decided there alone
+    if source.kind is SourceKind.PATH:
+        path = source.path
+        assert path is not None
+        box: np.ndarray | None = None
+        origin = ""
+        if path.is_file():
+            box, origin = _known_video_box(path, data), "videos.json"
+        elif path.is_dir():
+            box, origin = _sequence_first_box(path), GROUND_TRUTH_FILE
+        if box is not None:
+            return ResolvedInput(input_arg, [box], origin)
+        if not path.exists():
+            raise InputError(f"no such file or folder: {path}")
     if can_draw:
         return ResolvedInput(input_arg, [], DRAWN)
     raise UsageError(
@@ -406,6 +429,11 @@ class RunResult:
     interrupted: bool = False  # Ctrl-C, SIGINT or SIGTERM
     bad_frame: BadFrameError | None = None  # an image folder's frame that stopped the run
     short_read: tuple[int, int] | None = None  # (frames read, frames the video declares)
+    # Live sources only (FrameSource.live): frames skipped to stay on the newest, why the stream
+    # stopped early, and per update frame the seconds from its arrival to its boxes.
+    dropped_frames: int | None = None
+    stream_end: str | None = None
+    latency_seconds: list[float] = field(default_factory=list)
 
 
 def _live_fps(recent: deque[float]) -> float:
@@ -481,7 +509,9 @@ def track_source(
                 init_seconds = time.perf_counter() - start
             else:
                 found = group.update(frame)
-                elapsed = time.perf_counter() - start
+                done = time.perf_counter()
+                elapsed = done - start
+                arrived = source.last_arrival if source.live else None
             lost = group.lost
             if lost is not None and index == 0:
                 lost = [False] * len(found)
@@ -501,6 +531,8 @@ def track_source(
                 else:
                     result.update_seconds.append(elapsed)
                     recent.append(elapsed)
+                    if arrived is not None:
+                        result.latency_seconds.append(done - arrived)
                 fps = _live_fps(recent)
                 result.boxes.append(np.stack([mark.box for mark in marks]))
                 result.scores.append(np.array([mark.score for mark in marks]))
@@ -532,6 +564,9 @@ def track_source(
         result.interrupted = True
     finally:
         bar.close()
+        if source.live:
+            result.dropped_frames = source.dropped_frames
+            result.stream_end = source.end_reason
     return result
 
 
@@ -539,6 +574,21 @@ def _lost_line(lost: Sequence[bool], frames: int, who: str) -> str:
     lost_at = [i + 1 for i, flag in enumerate(lost) if flag]
     first = f" (first at frame {lost_at[0]})" if lost_at else ""
     return f"{who} reported lost in {len(lost_at)} of {frames} frames{first}"
+
+
+def live_line(result: RunResult) -> str:
+    """How a live run kept up: frames dropped, and the latency from arrival to boxes."""
+    tracked, dropped = len(result.boxes), result.dropped_frames or 0
+    line = f"live: {dropped} of {tracked + dropped} frames dropped to track the newest"
+    latency = sorted(result.latency_seconds)
+    if latency:
+        p95 = latency[min(len(latency) - 1, round(0.95 * (len(latency) - 1)))]
+        line += (
+            f"; latency from a frame's arrival to its boxes: median "
+            f"{statistics.median(latency) * 1e3:.0f} ms, 95th percentile {p95 * 1e3:.0f} ms, "
+            f"max {latency[-1] * 1e3:.0f} ms"
+        )
+    return line
 
 
 def summarize(result: RunResult, source_name: str, tracker_name: str, wall: float) -> list[str]:
@@ -559,6 +609,8 @@ def summarize(result: RunResult, source_name: str, tracker_name: str, wall: floa
         )
     else:
         lines.append(f"init {result.init_seconds * 1e3:.0f} ms; no update frames, so no FPS")
+    if result.dropped_frames is not None:
+        lines.append(live_line(result))
     if result.lost is not None:
         per_target = list(zip(*result.lost, strict=True))
         for number, lost in enumerate(per_target, start=1):
@@ -577,6 +629,8 @@ def degraded_input_message(result: RunResult, source_name: str) -> str | None:
     if result.bad_frame is not None:
         kind = "error" if isinstance(result.bad_frame, FrameSizeError) else "warning"
         return f"{kind}: {result.bad_frame}; stopping: outputs cover frames 1..{n}"
+    if result.stream_end is not None:
+        return f"warning: {source_name}: {result.stream_end}; stopping: outputs cover frames 1..{n}"
     if result.short_read is not None:
         read, declared = result.short_read
         return (
@@ -692,7 +746,9 @@ def run(
     resolved = resolve_input(request.input, request.init, data, notify, can_draw=request.show)
     display = open_display(request.show, not resolved.init_boxes_1based, _stderr, window)
     try:
-        with open_source(resolved.spec) as source:
+        with open_source(
+            resolved.spec, live=request.live or None, timeout=request.timeout
+        ) as source:
             return _track(request, factory, stop, resolved, source, display, notify, wall_start)
     finally:
         display.close()

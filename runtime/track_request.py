@@ -14,6 +14,7 @@ from pathlib import Path
 
 from runtime.registry import TRACKER_NAMES, export_kind
 from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
+from runtime.video import DEFAULT_TIMEOUT
 
 # The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
 DEFAULT_TRACKER = "nanotrack"
@@ -79,7 +80,7 @@ class TrackerChoice:
 class TrackRequest:
     """One CLI run: input, first box, tracker, outputs and run settings, all checked."""
 
-    input: str | None  # video file, image folder, camera index; None: the default video
+    input: str | None  # video file, image folder, camera index, stream URL; None: default video
     init: tuple[str, ...]  # the --init texts, one per target (1-based x,y,w,h), parsed later
     tracker: TrackerChoice
     data: Path | None
@@ -89,6 +90,8 @@ class TrackRequest:
     threads: int | None  # None: from the free cores (runtime.threads.default_threads)
     show: bool
     quiet: bool
+    live: bool = False  # --live: track the newest frame (cameras, rtsp://, udp://... always are)
+    timeout: float = DEFAULT_TIMEOUT  # seconds a stream may take to open or to send a frame
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, check_name: bool = True) -> TrackRequest:
@@ -104,6 +107,8 @@ class TrackRequest:
             raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
         if args.threads is not None and args.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        if not args.timeout > 0:  # NaN too
+            raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
         try:
             prune = None if args.prune is None else _prune_option(args.tracker, args.prune)
         except (PruneCheckpointError, ValueError) as exc:
@@ -129,4 +134,6 @@ class TrackRequest:
             threads=args.threads,
             show=args.show,
             quiet=args.quiet,
+            live=args.live,
+            timeout=args.timeout,
         )
