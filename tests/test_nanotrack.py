@@ -330,7 +330,7 @@ SCHEDULE = [LOW] * 8 + [(0.05, 0.4), (0.05, 0.5), (0.05, 0.9)]
 # its probabilities reported as they are (the calibrated score has its own test).
 SCRIPTED_CONFIG = NanoTrackConfig(
     lost_threshold=0.3, recover_threshold=0.5, lost_patience=3, search_growth=32,
-    max_instance_size=383, fusion_weight=0.0, calibrate=False,
+    max_instance_size=383, fusion_weight=0.0, calibrate=False, recovery=True,
 )  # fmt: skip
 FRAME = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
 BOX = np.array([100.0, 80.0, 30.0, 60.0])
