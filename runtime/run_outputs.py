@@ -156,13 +156,14 @@ class TrackOutputs:
         """Write one frame's outputs; returns the annotated image when a video is written."""
         image = None
         try:
-            if not self.files:
-                # Opened with the first frame's results, so a run stopped before it (a slow
-                # model load, Ctrl-C) leaves earlier files of these names as they were.
-                self.files = [_TargetFiles.open(path) for path in self._boxes_paths]
-            for files, target in zip(self.files, targets, strict=True):
-                files.boxes.write(target.box)
-                files.scores.write_line(format_scores_row(index, target.score, target.lost))
+            if self._boxes_paths:  # without --boxes there are no text files, only the video
+                if not self.files:
+                    # Opened with the first frame's results, so a run stopped before it (a slow
+                    # model load, Ctrl-C) leaves earlier files of these names as they were.
+                    self.files = [_TargetFiles.open(path) for path in self._boxes_paths]
+                for files, target in zip(self.files, targets, strict=True):
+                    files.boxes.write(target.box)
+                    files.scores.write_line(format_scores_row(index, target.score, target.lost))
             if self.video is not None:
                 image = self.video.write(frame, index, targets, fps=fps, total=total)
         except OutputError:

@@ -303,3 +303,49 @@ def test_missing_meta_checkpoint_is_one_error_line(clip: Path, tmp_path: Path) -
     done = _run_cli([str(clip), "--init", INIT, "--meta", "missing.pt"], tmp_path)
     assert done.returncode == 2
     assert "meta checkpoint not found: missing.pt" in _one_error_line(done.stderr)
+
+
+def _expected_files(boxes: str | None, video: str | None, targets: int) -> set[str]:
+    """What a run writes: per target a boxes file and its ``_scores.csv`` (``_t1``, ``_t2``, ...
+    before the suffix when there are several), and the video."""
+    names = {video} if video else set()
+    if boxes:
+        stem = boxes.removesuffix(".txt")
+        tags = [""] if targets == 1 else [f"_t{k}" for k in range(1, targets + 1)]
+        names |= {f"{stem}{tag}{end}" for tag in tags for end in (".txt", "_scores.csv")}
+    return names
+
+
+@pytest.mark.parametrize(
+    ("flags", "boxes", "video"),
+    [
+        ([], "outputs/walk_boxes.txt", "outputs/walk_tracked.mp4"),
+        (["--boxes", "b.txt"], "b.txt", None),
+        (["--output", "o.mp4"], None, "o.mp4"),
+        (["--boxes", "b.txt", "--output", "o.mp4"], "b.txt", "o.mp4"),
+    ],
+    ids=["neither", "boxes-only", "output-only", "both"],
+)
+@pytest.mark.parametrize("targets", [1, 2])
+def test_every_combination_of_outputs(
+    clip: Path,
+    in_tmp: Path,
+    flags: list[str],
+    boxes: str | None,
+    video: str | None,
+    targets: int,
+) -> None:
+    # --output without --boxes crashed after the first frame (issue 28): every combination runs.
+    inits = ["--init", INIT] + (["--init", "81,31,30,30"] if targets > 1 else [])
+    argv = [str(clip), *inits, *flags, "--quiet"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    expected = _expected_files(boxes, video, targets)
+    assert {str(p.relative_to(in_tmp)) for p in in_tmp.rglob("*") if p.is_file()} == expected
+    for name in expected:
+        path = in_tmp / name
+        if path.suffix == ".mp4":
+            assert len(list(open_source(path))) == N_FRAMES
+        elif path.name.endswith("_scores.csv"):
+            assert len(path.read_text().splitlines()) == N_FRAMES + 1  # header + a row per frame
+        else:
+            assert len(read_boxes_file(path)) == N_FRAMES
