@@ -64,11 +64,8 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Generic
@@ -102,6 +99,7 @@ from runtime.evaluation.restarts import (
 )
 from runtime.paths import data_root
 from runtime.rtmdnet.prune import prune_setting
+from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
 from runtime.tracker_api import Tracker
 
@@ -514,30 +512,11 @@ def set_threads(threads: int | None) -> int:
     return count
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (kill, timeout, a job scheduler) stops the run like Ctrl-C; restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread can set handlers: leave signals alone
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handle(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    installed = previous != signal.SIG_IGN
-    if installed:
-        signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with _sigterm_as_interrupt():
+    # SIGINT and SIGTERM stop the run like Ctrl-C, however the process was started (a background
+    # job inherits SIGINT ignored): finished runs are kept for --resume.
+    with StopSignals():
         try:
             return _main(args)
         except KeyboardInterrupt:
