@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.registry import TRACKER_NAMES, export_kind
+from runtime.registry import TRACKER_NAMES, tracker_family
 from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
 
 # The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
@@ -31,7 +31,8 @@ class UsageError(ValueError):
 def _prune_option(tracker: str | None, value: str) -> str:
     """A ``--prune`` value -> the tracker's ``prune`` setting: MetaRTT's (:func:`prune_setting`),
     or for the NanoTrack-base trackers the head's pruning network ("shipped" or a path)."""
-    if tracker is None or export_kind(tracker) != "siamese":
+    # No --tracker (--prune then means metartt) or a test double's name: MetaRTT's setting.
+    if tracker not in TRACKER_NAMES or tracker_family(tracker) != "nanotrack":
         return prune_setting(value)
     if value == FIT:
         raise UsageError(
