@@ -73,7 +73,6 @@ from typing import Generic
 import cv2
 import numpy as np
 
-from bench.peers import PEER_NAMES
 from bench.report import ReportError, write_report
 from bench.result_files import WRITE_FORMATS, write_results
 from bench.run_store import ONE_PASS, R, RunFormat, RunStore, restart_format, runs_dir_for
@@ -97,7 +96,9 @@ from runtime.evaluation.restarts import (
     restart_runner,
     summarize_restarts,
 )
+from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
+from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
 from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
@@ -445,9 +446,9 @@ def tracker_specs(text: str) -> list[str]:
     if not trackers:
         raise OPEError("--trackers names no tracker")
     known = available_names()
-    unknown = [t for t in trackers if split_spec(t)[0] not in known]
+    unknown = [split_spec(t)[0] for t in trackers if split_spec(t)[0] not in known]
     if unknown:
-        raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
+        raise OPEError(unknown_tracker_message(unknown[0]))
     return trackers
 
 

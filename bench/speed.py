@@ -56,7 +56,12 @@ def _runs(
     tracker: str, backends: list[str], export_dirs: list[Path]
 ) -> list[tuple[str, Path | None, str, str]]:
     """``(backend, export folder, precision, row label)`` for each run of ``tracker``."""
-    kind = export_kind(tracker)
+    try:
+        kind = export_kind(tracker)
+    except ValueError as exc:  # an unknown name
+        raise OPEError(str(exc)) from None
+    if kind is None:
+        raise OPEError(f"{tracker} is an OpenCV peer: no backends of ours to compare (bench.ope)")
     # A folder of the other kind is not this tracker's; one without a manifest is reported below.
     own = [d for d in export_dirs if _kind(d) in (kind, None)]
     runs: list[tuple[str, Path | None, str, str]] = []

@@ -1,13 +1,16 @@
-"""Our trackers by name, so the CLI and the benchmarks never special-case anyone.
+"""Every tracker by name, so the CLI, the Python API and the benchmarks never special-case anyone.
 
 ``create_tracker(name)`` returns an object implementing :class:`runtime.tracker_api.Tracker`.
-A name is a tracker plus a preset of config overrides (e.g. the backbone), so variants can be run
-side by side in one ``bench.ope`` call. OpenCV's peers live in ``bench/`` (baselines, not product).
+A name of ours is a tracker plus a preset of config overrides (e.g. the backbone), so variants can
+be run side by side in one ``bench.ope`` call. OpenCV's trackers (``cv2-*``,
+:mod:`runtime.opencv_peers`) are in the registry too, as peers: baselines to compare against,
+labelled as such, in the family ``"opencv"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from runtime.mlt import MLTConfig, MLTTracker
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.adaptive import PLAIN, AdaptiveNanoTrackConfig, AdaptiveNanoTracker
 from runtime.nanotrack.mlt_nano import FINETUNE, MLTNanoConfig, MLTNanoTracker
+from runtime.opencv_peers import PEER_NAMES, make_peer
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
 from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
@@ -56,6 +60,9 @@ def _config(cls: type, values: dict[str, object]) -> Any:
 
 def unknown_options_message(name: str, names: list[str], known: list[str]) -> str:
     """``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"`` and the like."""
+    if not known:  # an OpenCV peer: OpenCV's own settings, none of ours
+        given = ", ".join(CLI_FLAGS.get(option, repr(option)) for option in names)
+        return f"{name} is an OpenCV peer and takes no options (got {given})"
     parts = []
     for option in names:
         if option in CLI_FLAGS:
@@ -119,9 +126,10 @@ def _target_layer(
     return factory
 
 
-Family = Literal["nanotrack", "rtmdnet", "mlt"]
+Family = Literal["nanotrack", "rtmdnet", "mlt", "opencv"]
 """What a tracker is built on, which decides what its options mean (``--prune``: the head's
-pruning network on the NanoTrack base, MetaRTT's channel pruning on RT-MDNet)."""
+pruning network on the NanoTrack base, MetaRTT's channel pruning on RT-MDNet); ``"opencv"``: an
+OpenCV peer, not ours."""
 
 ExportKind = Literal["siamese", "rtmdnet"]
 """The manifest ``kind`` of the export folders a tracker runs from: the Siamese template/search
@@ -135,7 +143,7 @@ class TrackerEntry:
 
     factory: Callable[..., Tracker]
     family: Family
-    export_kind: ExportKind
+    export_kind: ExportKind | None  # None: runs from no export folder of ours (OpenCV peers)
 
 
 def _on_nanotrack(factory: Callable[..., Tracker]) -> TrackerEntry:
@@ -151,6 +159,17 @@ def _on_rtmdnet(factory: Callable[..., Tracker]) -> TrackerEntry:
 def _on_mlt(factory: Callable[..., Tracker]) -> TrackerEntry:
     """MLT: its trunk exports and runs like RT-MDNet's backbone."""
     return TrackerEntry(factory, family="mlt", export_kind="rtmdnet")
+
+
+def _opencv_peer(name: str) -> TrackerEntry:
+    """OpenCV's tracker ``name``: OpenCV's settings, none of our config fields."""
+
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        if options:
+            raise UnknownOptions(sorted(options), [])
+        return make_peer(name, data_dir)
+
+    return TrackerEntry(factory, family="opencv", export_kind=None)
 
 
 _ENTRIES: dict[str, TrackerEntry] = {
@@ -196,16 +215,30 @@ _ENTRIES: dict[str, TrackerEntry] = {
     "mlt-mt-ft": _on_mlt(_mlt({"use_meta": False, "finetune": True})),
 }
 
-TRACKER_NAMES: tuple[str, ...] = tuple(_ENTRIES)
+TRACKER_NAMES: tuple[str, ...] = tuple(_ENTRIES)  # ours
+_ENTRIES.update({name: _opencv_peer(name) for name in PEER_NAMES})
+ALL_NAMES: tuple[str, ...] = (*TRACKER_NAMES, *PEER_NAMES)  # ours, then OpenCV's peers
+
+
+def is_opencv_peer(name: str) -> bool:
+    return name in PEER_NAMES
+
+
+def unknown_tracker_message(name: str) -> str:
+    """``"unknown tracker 'nanotrak'; did you mean 'nanotrack'? ours: ...; OpenCV peers: ..."``."""
+    close = difflib.get_close_matches(name, ALL_NAMES, n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unknown tracker {name!r}{guess} (ours: {', '.join(TRACKER_NAMES)}; "
+        f"OpenCV peers: {', '.join(PEER_NAMES)})"
+    )
 
 
 def _entry(name: str) -> TrackerEntry:
     try:
         return _ENTRIES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown tracker {name!r}; ours are: {', '.join(TRACKER_NAMES)}"
-        ) from None
+        raise ValueError(unknown_tracker_message(name)) from None
 
 
 def tracker_family(name: str) -> Family:
@@ -213,16 +246,19 @@ def tracker_family(name: str) -> Family:
     return _entry(name).family
 
 
-def export_kind(name: str) -> ExportKind:
-    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``name`` uses."""
+def export_kind(name: str) -> ExportKind | None:
+    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``name`` uses
+    (``None`` for an OpenCV peer, which uses none)."""
     return _entry(name).export_kind
 
 
 def create_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
-    """Build one of our trackers; ``options`` override fields of its config dataclass.
+    """Build a tracker by name (ours, or an OpenCV peer ``cv2-*``); ``options`` override fields
+    of its config dataclass (OpenCV's peers take none).
 
-    ValueError for an unknown name, or an option the tracker does not take (worded for the CLI:
-    ``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"``).
+    ValueError for an unknown name (with the closest known one), or an option the tracker does
+    not take (worded for the CLI: ``"mlt does not take --meta (it is MetaRTT's: --tracker
+    metartt)"``).
     """
     factory = _entry(name).factory
     try:

@@ -41,8 +41,9 @@ from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, validate_init_box
 from runtime.demo_clip import synthesize_clip
 from runtime.multi_target import MultiTracker
+from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
-from runtime.registry import TRACKER_NAMES, create_tracker
+from runtime.registry import TRACKER_NAMES, create_tracker, is_opencv_peer
 from runtime.run_outputs import (
     OutputPaths,
     StopSignals,
@@ -96,7 +97,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    names = ", ".join(TRACKER_NAMES)
     parser = _Parser(
         prog="python -m runtime.track",
         description=(
@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracker",
         default=None,
         help=(
-            f"tracker name, one of: {names} (default: {DEFAULT_TRACKER}; without the shared "
-            f"pretrained weights, {FALLBACK_TRACKER})"
+            f"tracker name, one of ours: {', '.join(TRACKER_NAMES)} (default: {DEFAULT_TRACKER}; "
+            f"without the shared pretrained weights, {FALLBACK_TRACKER}); or, to compare "
+            f"against, OpenCV peers (baselines, not ours): {', '.join(PEER_NAMES)}"
         ),
     )
     parser.add_argument(
@@ -541,11 +542,17 @@ def _lost_line(lost: Sequence[bool], frames: int, who: str) -> str:
     return f"{who} reported lost in {len(lost_at)} of {frames} frames{first}"
 
 
+def tracker_label(name: str) -> str:
+    """The tracker's name as output shows it: OpenCV's peers are marked as not ours."""
+    return f"{name} (OpenCV peer)" if is_opencv_peer(name) else name
+
+
 def summarize(result: RunResult, source_name: str, tracker_name: str, wall: float) -> list[str]:
     n = len(result.boxes)
     targets = result.boxes[0].shape[0] if result.boxes else 1
     several = f" ({targets} targets)" if targets > 1 else ""
-    lines = [f"tracked {n} frames of {source_name} with {tracker_name}{several}"]
+    label = tracker_label(tracker_name)
+    lines = [f"tracked {n} frames of {source_name} with {label}{several}"]
     if result.update_seconds:
         times = result.update_seconds
         mean_fps = len(times) / sum(times) if sum(times) > 0 else float("inf")

@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.registry import TRACKER_NAMES, tracker_family
+from runtime.registry import ALL_NAMES, TRACKER_NAMES, tracker_family, unknown_tracker_message
 from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
 
 # The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
@@ -97,10 +97,8 @@ class TrackRequest:
 
         ``check_name=False`` leaves the tracker name to the factory (tests inject their own).
         """
-        if check_name and args.tracker is not None and args.tracker not in TRACKER_NAMES:
-            raise UsageError(
-                f"unknown tracker {args.tracker!r}; ours are: {', '.join(TRACKER_NAMES)}"
-            )
+        if check_name and args.tracker is not None and args.tracker not in ALL_NAMES:
+            raise UsageError(unknown_tracker_message(args.tracker))
         if args.max_frames is not None and args.max_frames < 1:
             raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
         if args.threads is not None and args.threads < 1:

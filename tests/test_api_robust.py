@@ -22,7 +22,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from bench.peers import PEER_NAMES, nano_model_paths
 from bench.trackers import make_tracker
 from runtime.backends import ManifestMismatchError, OnnxRuntimeBackend
 from runtime.backends.manifest import (
@@ -41,6 +40,7 @@ from runtime.confidence import (
     load_calibrations,
 )
 from runtime.hashing import sha256_file
+from runtime.opencv_peers import PEER_NAMES, nano_model_paths
 from runtime.paths import PROJECT_ROOT, data_root
 from runtime.registry import TRACKER_NAMES, create_tracker, tracker_family
 from runtime.tracker_api import ReportsLost, check_frame

@@ -176,7 +176,7 @@ def test_cli_unknown_tracker_one_line(data: Path, tmp_path: Path) -> None:
     proc = _cli("--data", str(data), "--trackers", "cv2-kcf,nope", "--json", str(tmp_path / "o"))
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "unknown tracker nope" in lines[0], proc.stderr
+    assert len(lines) == 1 and "unknown tracker 'nope'" in lines[0], proc.stderr
     assert not (tmp_path / "o").exists()
 
 

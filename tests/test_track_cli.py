@@ -349,3 +349,37 @@ def test_every_combination_of_outputs(
             assert len(path.read_text().splitlines()) == N_FRAMES + 1  # header + a row per frame
         else:
             assert len(read_boxes_file(path)) == N_FRAMES
+
+
+# ----------------------------------------------------------------------------- OpenCV peers
+
+
+def test_an_opencv_peer_runs_from_the_cli_labelled_as_one(clip: Path, in_tmp: Path, capsys) -> None:
+    # The README compares against cv2-nano; the CLI refused the peers (issue 28.5).
+    argv = [str(clip), "--init", INIT, "--tracker", "cv2-kcf", "--boxes", "b.txt", "--threads", "1"]
+    assert main(argv) == 0
+    assert len(read_boxes_file(in_tmp / "b.txt")) == N_FRAMES
+    assert f"tracked {N_FRAMES} frames of walk with cv2-kcf (OpenCV peer)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_help_lists_the_opencv_peers_apart(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    peers = "cv2-csrt, cv2-kcf, cv2-mil, cv2-nano, cv2-vit"
+    assert f"OpenCV peers (baselines, not ours): {peers}" in text
+
+
+def test_an_opencv_peer_refuses_our_options(clip: Path, in_tmp: Path, capsys) -> None:
+    argv = [str(clip), "--init", INIT, "--tracker", "cv2-kcf", "--backend", "torch"]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cv2-kcf is an OpenCV peer and takes no options (got --backend)" in line
+
+
+def test_a_misspelt_tracker_gets_the_closest_name(clip: Path, in_tmp: Path, capsys) -> None:
+    assert main([str(clip), "--init", INIT, "--tracker", "nanotrak"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: unknown tracker 'nanotrak'; did you mean 'nanotrack'?")
