@@ -70,7 +70,6 @@ from functools import partial
 from pathlib import Path
 from typing import Generic
 
-import cv2
 import numpy as np
 
 from bench.report import ReportError, write_report
@@ -102,6 +101,7 @@ from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
 from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
+from runtime.threads import set_threads as runtime_set_threads
 from runtime.tracker_api import Tracker
 
 
@@ -508,9 +508,9 @@ def set_threads(threads: int | None) -> int:
     count = threads if threads is not None else torch.get_num_threads()
     if count < 1:
         raise OPEError(f"--threads must be at least 1, got {count}")
-    torch.set_num_threads(count)
-    cv2.setNumThreads(count)  # the same budget for the OpenCV peers, so speeds compare fairly
-    return count
+    # The same budget for the OpenCV peers, so speeds compare fairly; recorded, so that no
+    # tracker built later picks its own.
+    return runtime_set_threads(count)
 
 
 def main(argv: list[str] | None = None) -> int:

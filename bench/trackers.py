@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.registry import ALL_NAMES, create_tracker
+from runtime.registry import ALL_NAMES, build_tracker
 from runtime.tracker_api import Tracker
 
 
@@ -20,6 +20,7 @@ def make_tracker(name: str, data_dir: Path | None = None, **options: object) -> 
     """A fresh tracker by name; ``data_dir`` is the shared data root (weights, peer models).
 
     ``options`` override config fields of ours (OpenCV's ``cv2-*`` peers take none); ValueError
-    for an unknown name or an option the tracker does not take.
+    for an unknown name or an option the tracker does not take. The thread count is the
+    benchmark's (``--threads``, set once for the run), never changed here.
     """
-    return create_tracker(name, data_dir=data_dir, **options)
+    return build_tracker(name, data_dir=data_dir, **options)

@@ -24,6 +24,7 @@ from runtime.opencv_peers import PEER_NAMES, make_peer
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
 from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
+from runtime.threads import ensure_threads
 from runtime.tracker_api import Tracker
 
 # Options the CLI sets (python -m runtime.track), by config field: their flags, and whose they
@@ -252,14 +253,33 @@ def export_kind(name: str) -> ExportKind | None:
     return _entry(name).export_kind
 
 
-def create_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
-    """Build a tracker by name (ours, or an OpenCV peer ``cv2-*``); ``options`` override fields
-    of its config dataclass (OpenCV's peers take none).
+def create_tracker(
+    name: str, data_dir: Path | None = None, *, threads: int | None = None, **options: object
+) -> Tracker:
+    """Build a tracker by name (ours, or an OpenCV peer ``cv2-*``), with the CPU threads set as
+    the CLI sets them; ``options`` override fields of its config dataclass (OpenCV's peers take
+    none).
 
-    ValueError for an unknown name (with the closest known one), or an option the tracker does
-    not take (worded for the CLI: ``"mlt does not take --meta (it is MetaRTT's: --tracker
-    metartt)"``).
+    ``threads``: torch's and OpenCV's thread count, which are **process-wide** settings
+    (:func:`runtime.threads.set_threads`): given, it is applied; ``None`` keeps the count this
+    process already chose (the CLI's ``--threads``, an earlier ``threads=``,
+    ``runtime.threads.set_threads``), or the first time picks the cores not already busy, as the
+    CLI does (:func:`runtime.threads.default_threads`). Without this, torch runs one thread per
+    core, and on a machine where another process keeps a core busy every frame waits for it.
+    :func:`build_tracker` builds without touching the threads.
+
+    ValueError for an unknown name (with the closest known one), a thread count below 1, or an
+    option the tracker does not take (worded for the CLI: ``"mlt does not take --meta (it is
+    MetaRTT's: --tracker metartt)"``).
     """
+    ensure_threads(threads)
+    return build_tracker(name, data_dir, **options)
+
+
+def build_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
+    """:func:`create_tracker` leaving the process's thread settings alone (the benchmarks and
+    training set them once for the whole run); ``options`` are config fields only (``threads``
+    here is a config's own, e.g. NanoTrack's ONNX Runtime threads)."""
     factory = _entry(name).factory
     try:
         return factory(data_dir, **options)

@@ -52,7 +52,7 @@ from runtime.run_outputs import (
     target_boxes_paths,
 )
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
-from runtime.threads import default_threads
+from runtime.threads import default_threads, set_threads
 from runtime.track_request import (
     DEFAULT_TRACKER,
     FALLBACK_TRACKER,
@@ -596,17 +596,6 @@ def degraded_input_message(result: RunResult, source_name: str) -> str | None:
 # ---------------------------------------------------------------------------------------- main
 
 
-def _set_threads(threads: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(threads)
-    try:
-        import torch
-    except ImportError:  # a tracker without torch still runs; nothing to configure
-        return
-    torch.set_num_threads(threads)
-
-
 def _check_writable(path: Path) -> None:
     """UsageError unless ``path`` can be created or overwritten (its folder is made if needed)."""
     if path.is_dir():
@@ -694,7 +683,7 @@ def run(
     wall_start = time.perf_counter()
     stop = stop or StopSignals()
     notify: Callable[[str], None] = (lambda _m: None) if request.quiet else _stderr
-    _set_threads(request.threads if request.threads is not None else default_threads())
+    set_threads(request.threads if request.threads is not None else default_threads())
     data = data_root(request.data)
     resolved = resolve_input(request.input, request.init, data, notify, can_draw=request.show)
     display = open_display(request.show, not resolved.init_boxes_1based, _stderr, window)

@@ -47,7 +47,7 @@ from runtime.backbones import build_backbone
 from runtime.boxes import iou
 from runtime.evaluation.one_pass import mean_auc, resolve_sequences
 from runtime.paths import data_root
-from runtime.registry import create_tracker
+from runtime.registry import build_tracker
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead, fast_low_precision
 from runtime.rtmdnet.meta import BatchSpec
@@ -324,7 +324,8 @@ def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
     sequences = resolve_sequences(root / "sequences", [], "val")
     return mean_auc(
         "metartt",
-        lambda: create_tracker("metartt", data_dir=root, meta=str(checkpoint)),
+        # build_tracker: validation keeps the threads training runs with.
+        lambda: build_tracker("metartt", data_dir=root, meta=str(checkpoint)),
         sequences,
         max_frames,
     )
