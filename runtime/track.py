@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
-from runtime.boxes import from_otb, validate_init_box
+from runtime.boxes import from_otb, small_box_message, validate_init_box
 from runtime.demo_clip import synthesize_clip
 from runtime.multi_target import MultiTracker
 from runtime.opencv_peers import PEER_NAMES
@@ -657,7 +657,11 @@ def build_tracker(
 def _first_boxes(
     resolved: ResolvedInput, source: FrameSource, display: Display
 ) -> list[np.ndarray]:
-    """The targets' first-frame boxes, 0-based and checked: as given, or drawn by the user."""
+    """The targets' first-frame boxes, 0-based and checked: as given, or drawn by the user.
+
+    Messages give the boxes 1-based, the CLI's convention (as ``--init`` and the boxes file).
+    A box too small for the network to see is tracked after one warning each.
+    """
     if resolved.init_boxes_1based:
         boxes = [from_otb(box) for box in resolved.init_boxes_1based]
     else:
@@ -665,11 +669,14 @@ def _first_boxes(
         if not boxes:
             raise UsageError("no box drawn on the first frame; nothing tracked")
     for number, box in enumerate(boxes, start=1):
+        which = "first-frame box" if len(boxes) == 1 else f"first-frame box {number}"
         try:
-            validate_init_box(box, source.first_frame.shape)
+            validate_init_box(box, source.first_frame.shape, one_based=True)
         except ValueError as exc:
-            which = "first-frame box" if len(boxes) == 1 else f"first-frame box {number}"
             raise UsageError(f"bad {which} (from {resolved.box_origin}): {exc}") from None
+        small = small_box_message(box)
+        if small is not None:
+            _stderr(f"warning: {which} (from {resolved.box_origin}) {small}")
     return boxes
 
 

@@ -383,3 +383,28 @@ def test_a_misspelt_tracker_gets_the_closest_name(clip: Path, in_tmp: Path, caps
     assert main([str(clip), "--init", INIT, "--tracker", "nanotrak"]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith("error: unknown tracker 'nanotrak'; did you mean 'nanotrack'?")
+
+
+# ------------------------------------------------------------------- messages about the box
+
+
+def test_init_errors_echo_the_box_as_the_user_wrote_it(clip: Path, in_tmp: Path, capsys) -> None:
+    # The user's numbers are 1-based; the message said x=499,y=9 (0-based) for 500,10 (issue 28.5).
+    assert main([str(clip), "--init", "500,10,20,20"], tracker_factory=Factory()) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "x=500,y=10,w=20,h=20 (1-based) lies outside the 160x120 frame" in line
+
+
+@pytest.mark.parametrize(("box", "warned"), [("21,31,1,1", True), ("21,31,2,2", True),
+                                             ("21,31,3,20", True), ("21,31,4,4", False),
+                                             ("21,31,10,10", False)])  # fmt: skip
+def test_a_box_too_small_for_the_network_is_one_warning(
+    clip: Path, in_tmp: Path, capsys, box: str, warned: bool
+) -> None:
+    assert main([str(clip), "--init", box, "--boxes", "b.txt", "--quiet"], Factory()) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    if warned:
+        assert len(lines) == 1 and lines[0].startswith("warning: first-frame box "), lines
+        assert "smaller than 4 px a side" in lines[0]
+    else:
+        assert lines == []
