@@ -97,6 +97,7 @@ from runtime.evaluation.restarts import (
 )
 from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
 from runtime.run_outputs import StopSignals
@@ -364,7 +365,7 @@ def split_list(text: str | None) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.ope",
+        prog=program_name("python -m bench.ope"),
         description="One-pass evaluation (success, precision, normalized precision, FPS).",
     )
     parser.add_argument(

@@ -46,6 +46,7 @@ from bench.report_inputs import ReportError, load_runs, sequence_attributes
 from bench.report_stats import TrackerGroup, attribute_counts, group_seeds, ranked, sequences_of
 from runtime.atomic import write_atomic
 from runtime.paths import data_root
+from runtime.program import program_name
 
 PAGE = "index.html"
 CURVE_FILES = ("success.png", "precision.png", "norm_precision.png")
@@ -155,7 +156,7 @@ def write_report(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.report",
+        prog=program_name("python -m bench.report"),
         description="One HTML page (plots, tables, per-attribute bars, seeds merged) from "
         "bench.ope --json results.",
     )

@@ -26,6 +26,7 @@ from runtime.backends.manifest import load_manifest
 from runtime.backends.tensorrt_backend import tensorrt_status
 from runtime.evaluation.one_pass import OPEError, resolve_sequences
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.registry import export_kind
 from runtime.rtmdnet import RTMDNetConfig
 
@@ -89,7 +90,9 @@ def _kind(export_dir: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.speed"), description=__doc__
+    )
     parser.add_argument("--data", type=Path, default=None, help="sequences folder")
     parser.add_argument("--data-root", type=Path, default=None, help="shared data folder")
     parser.add_argument("--seqs", default=None)

@@ -43,6 +43,7 @@ from runtime.demo_clip import synthesize_clip
 from runtime.multi_target import MultiTracker
 from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.registry import TRACKER_NAMES, create_tracker, is_opencv_peer
 from runtime.run_outputs import (
     OutputPaths,
@@ -98,7 +99,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m runtime.track",
+        prog=program_name("python -m runtime.track"),
         description=(
             "Track one or more objects through a video, image folder or camera, starting from "
             "their boxes in the first frame. Writes a boxes file per target (1-based x,y,w,h per "

@@ -47,6 +47,7 @@ from runtime.backbones import build_backbone
 from runtime.boxes import iou
 from runtime.evaluation.one_pass import mean_auc, resolve_sequences
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.registry import build_tracker
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead, fast_low_precision
@@ -490,7 +491,7 @@ def _mean_rate(learner: TrainingMetaLearner, which: str) -> float:
 # ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python train/meta.py",
+        prog=program_name("python train/meta.py"),
         description="Meta-train MetaRTT's initial weights and per-step learning rates.",
     )
     tooling.add_common_arguments(p, "meta.lr_init_value=0.05 or episode.n_neg_init=2000")
