@@ -25,6 +25,7 @@ import torch
 from runtime.backends import create_backend
 from runtime.crop import CropWindow, cut
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.roi_features import crop_to_tensor
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.sampling import SampleSpec, draw
@@ -46,7 +47,9 @@ def _crop_and_rois(config, frame, box, width, height, n_rois, rng):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.backend_speed"), description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--export", type=Path, help="export folder (export/build_engine.py)")
     parser.add_argument("--backends", default="torch,onnxruntime")
     parser.add_argument("--side", type=int, default=480)

@@ -54,6 +54,7 @@ from runtime.confidence import (
 )
 from runtime.evaluation.one_pass import OPEError, decode_frames
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.sequences import Sequence, load_sequence, sequence_names
 from runtime.tracker_api import Tracker
 
@@ -375,7 +376,7 @@ def markdown(summary: dict) -> str:
 # --- CLI -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.confidence",
+        prog=program_name("python -m bench.confidence"),
         description="Fit (on train) or measure (on val) the trackers' confidence calibration.",
     )
     mode = parser.add_mutually_exclusive_group(required=True)

@@ -32,6 +32,7 @@ from calib.build import load
 from calib.quantize import crop_feed
 from runtime.backends.manifest import CROP, FEATURES, load_manifest
 from runtime.backends.qdq import activations_to_uint8
+from runtime.program import program_name
 
 
 def _options(threads: int, profile_prefix: str | None = None, saved: Path | None = None):
@@ -115,7 +116,9 @@ def op_profile(graph: bytes, crops, threads: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.int8_cpu", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.int8_cpu"), description=__doc__
+    )
     parser.add_argument("--export-dir", type=Path, required=True)
     parser.add_argument("--calib", type=Path, required=True, help="calibration set (crops)")
     parser.add_argument("--crops", type=int, default=30)

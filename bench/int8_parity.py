@@ -22,6 +22,7 @@ import numpy as np
 from calib.build import load
 from calib.quantize import compare, split_indices
 from runtime.backends.manifest import load_manifest
+from runtime.program import program_name
 
 SUMMARY = ("top1_agreement", "feature_map_rel_error_median", "estimate_iou_median")
 
@@ -36,7 +37,9 @@ def noisy_copies(crops, amplitude: float, seed: int = 0) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.int8_parity", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.int8_parity"), description=__doc__
+    )
     parser.add_argument("--export-dir", type=Path, required=True)
     parser.add_argument("--calib", type=Path, required=True)
     parser.add_argument("--noise", default="0.25,0.5,1", help="input noise amplitudes, gray levels")

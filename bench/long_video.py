@@ -48,6 +48,7 @@ from runtime.atomic import write_atomic
 from runtime.boxes import centers, from_otb, iou
 from runtime.evaluation.one_pass import OPEError, build_tracker
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.sequences import GROUND_TRUTH_FILE, list_frames, read_boxes_file
 from runtime.tracker_api import Tracker
 
@@ -325,7 +326,7 @@ def _box(text: str) -> np.ndarray:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.long_video",
+        prog=program_name("python -m bench.long_video"),
         description="Trackers over a clip played forward and back: box size, loop drift, FPS, RSS.",
     )
     parser.add_argument("--trackers", required=True, help="comma-separated tracker names")

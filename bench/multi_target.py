@@ -35,6 +35,7 @@ from runtime.atomic import write_atomic
 from runtime.evaluation.one_pass import OPEError
 from runtime.multi_target import MultiTracker, batches
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.sequences import load_sequence
 
 DEFAULT_SEQUENCE = "Crossing"  # a val sequence: 120 frames of 360x240, one pedestrian
@@ -130,7 +131,7 @@ def _counts(text: str) -> list[int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.multi_target",
+        prog=program_name("python -m bench.multi_target"),
         description="Frames per second with 1, 2, 4, 8 targets in one video.",
     )
     parser.add_argument("--trackers", required=True, help="comma-separated tracker specs")

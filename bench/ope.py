@@ -15,9 +15,17 @@ FPS = frames (the init frame included) / total tracking time.
     {"<tracker>": {"per_sequence": {"<seq>": {"auc": f, "precision": f, "norm_precision": f,
                                               "fps": f, "frames": n, "scored_frames": n}},
                    "mean_auc": f, "mean_precision": f, "median_fps": f,
-                   "excluded_from_means": ["<seq>", ...]}}
+                   "excluded_from_means": ["<seq>", ...],
+                   "environment": {"cpu": "AMD EPYC", "threads": n, "backend": "onnxruntime fp32",
+                                   "date": "YYYY-MM-DD"},
+                   "versus": {"peer": "<tracker>", "wins": n, "losses": n, "ties": n,
+                              "per_sequence": {"<seq>": f}}}}
 
-where ``frames`` is the number of frames tracked (init frame included; the same count FPS uses),
+(``environment``: where it ran, :mod:`bench.environment`, ``-`` for what a tracker does not say;
+``versus`` only with ``--peer NAME``, under every tracker but the peer: per sequence its AUC minus
+the peer's, and the sequences it wins, loses or ties, a tie being a difference of at most
+:data:`TIE_MARGIN`, over the sequences both score) where ``frames`` is the number of frames
+tracked (init frame included; the same count FPS uses),
 ``scored_frames`` the number the metrics were computed over (ground truth not NaN, frame 1
 included) and the metrics are those of :mod:`runtime.evaluation.metrics` (AUC of a perfect
 tracker = 20/21 = 0.952). A sequence with no scored frame after the first (its score is frame 1's
@@ -64,19 +72,15 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Generic
 
-import cv2
 import numpy as np
 
-from bench.peers import PEER_NAMES
+from bench.environment import environment
 from bench.report import ReportError, write_report
 from bench.result_files import WRITE_FORMATS, write_results
 from bench.run_store import ONE_PASS, R, RunFormat, RunStore, restart_format, runs_dir_for
@@ -100,9 +104,14 @@ from runtime.evaluation.restarts import (
     restart_runner,
     summarize_restarts,
 )
+from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
+from runtime.program import program_name
+from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
+from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
+from runtime.threads import set_threads as runtime_set_threads
 from runtime.tracker_api import Tracker
 
 
@@ -115,17 +124,73 @@ def _fps(value: float) -> str:
     return "-" if np.isnan(value) else f"{value:.1f}"
 
 
+TIE_MARGIN = 0.005  # |AUC difference| on one sequence up to which --peer counts a tie
+_FLOAT_SLACK = 1e-9  # AUCs are sums of float fractions: 0.505 - 0.5 is not exactly 0.005
+
+
+def versus(summary: dict[str, dict], peer: str) -> dict[str, dict]:
+    """Per tracker but ``peer``: its per-sequence AUC minus the peer's, over the sequences both
+    scored (neither left out of the means), and the wins, losses and ties (|difference| <=
+    :data:`TIE_MARGIN`) they make."""
+    if peer not in summary:
+        return {}
+    theirs = summary[peer]
+    counted = {
+        seq: per["auc"]
+        for seq, per in theirs["per_sequence"].items()
+        if seq not in theirs["excluded_from_means"]
+    }
+    out = {}
+    for name, entry in summary.items():
+        if name == peer:
+            continue
+        diffs = {
+            seq: float(per["auc"]) - float(counted[seq])
+            for seq, per in entry["per_sequence"].items()
+            if seq in counted and seq not in entry["excluded_from_means"]
+        }
+        ties = sum(abs(d) <= TIE_MARGIN + _FLOAT_SLACK for d in diffs.values())
+        wins = sum(d > TIE_MARGIN + _FLOAT_SLACK for d in diffs.values())
+        out[name] = {
+            "peer": peer,
+            "wins": wins,
+            "losses": len(diffs) - wins - ties,
+            "ties": ties,
+            "per_sequence": diffs,
+        }
+    return out
+
+
+def check_peer(peer: str | None, trackers: list[str], *, restart: bool) -> None:
+    """OPEError unless ``peer`` is None or one of ``trackers`` in a one-pass run."""
+    if peer is not None and peer not in trackers:
+        raise OPEError(f"--peer {peer} is not one of --trackers ({', '.join(trackers)})")
+    if peer is not None and restart:
+        raise OPEError("--peer compares one-pass AUCs; it does not go with --restart")
+
+
+def _wlt(entry: dict) -> str:
+    counts = entry.get("versus")
+    return "-" if counts is None else f"{counts['wins']}/{counts['losses']}/{counts['ties']}"
+
+
 def markdown_table(summary: dict[str, dict]) -> str:
     """Tracker, mean AUC, mean precision (20 px), mean normalized precision, median FPS, one row
     per tracker (the normalized precision averaged over the same sequences as the AUC).
 
-    A prune-rate column (mean ± std over the sequences) joins when a tracker reports one.
+    A prune-rate column (mean ± std over the sequences) joins when a tracker reports one, and a
+    wins/losses/ties column against the ``--peer`` when the summary has ``versus`` entries.
     """
     pruning = any("mean_prune_rate" in entry for entry in summary.values())
+    peers = {entry["versus"]["peer"] for entry in summary.values() if "versus" in entry}
+    against = f" W/L/T vs {peers.pop()} |" if peers else ""
     lines = [
         "| tracker | mean AUC | mean precision@20px | mean norm. precision | median FPS |"
-        + (" prune rate |" if pruning else ""),
-        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if pruning else ""),
+        + (" prune rate |" if pruning else "")
+        + against,
+        "| --- | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if pruning else "")
+        + (" ---: |" if against else ""),
     ]
     for name, entry in summary.items():
         kept = [
@@ -141,12 +206,20 @@ def markdown_table(summary: dict[str, dict]) -> str:
         if pruning:
             rate = entry.get("mean_prune_rate")
             row += f" {rate:.1%} ± {entry['std_prune_rate']:.1%} |" if rate is not None else " - |"
+        if against:
+            row += f" {_wlt(entry)} |"
         lines.append(row)
     excluded = list(dict.fromkeys(s for e in summary.values() for s in e["excluded_from_means"]))
     if excluded:
         lines += [
             "",
             f"Means leave out {', '.join(excluded)}: no ground truth after frame 1.",
+        ]
+    if against:
+        lines += [
+            "",
+            f"W/L/T: sequences won, lost and tied (|AUC difference| <= {TIE_MARGIN}) against the "
+            "peer, over the sequences both score.",
         ]
     return "\n".join(lines)
 
@@ -281,6 +354,7 @@ def run_ope(
     runs_dir: Path | None = None,
     config: dict[str, object] | None = None,
     restart: RestartSettings | None = None,
+    peer: str | None = None,
     warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, dict]:
     """Evaluate ``trackers`` (names) on ``sequences``; returns the JSON-shaped summary.
@@ -299,7 +373,11 @@ def run_ope(
     is :func:`runtime.evaluation.restarts.summarize_restarts`'s, the JSON :func:`restart_json`'s,
     the settings join ``config`` (a resume must have the same ones) and ``results_dir`` and
     ``plots_dir`` are refused.
+
+    One-pass summaries record each tracker's ``environment`` (:mod:`bench.environment`) and, with
+    ``peer`` (one of ``trackers``), every other tracker's ``versus`` it (:func:`versus`).
     """
+    check_peer(peer, trackers, restart=restart is not None)
     if results_format not in WRITE_FORMATS:
         raise OPEError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {results_format}")
     if restart is not None and (results_dir is not None or plots_dir is not None):
@@ -320,8 +398,18 @@ def run_ope(
         warn=warn,
     )
 
+    threads = torch_threads()
+
     def summary_of(runs: dict) -> dict[str, dict]:
-        return summarize(runs) if restart is None else summarize_restarts(runs)
+        if restart is not None:
+            return summarize_restarts(runs)
+        summary = summarize(runs)
+        for spec, entry in summary.items():
+            name = split_spec(spec)[0]
+            entry["environment"] = environment(name, session.built[spec], threads)
+        for spec, counts in versus(summary, peer).items() if peer is not None else ():
+            summary[spec]["versus"] = counts
+        return summary
 
     def write(summary: dict[str, dict]) -> None:
         if json_path is not None:
@@ -365,7 +453,7 @@ def split_list(text: str | None) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.ope",
+        prog=program_name("python -m bench.ope"),
         description="One-pass evaluation (success, precision, normalized precision, FPS).",
     )
     parser.add_argument(
@@ -437,6 +525,14 @@ def _parser() -> argparse.ArgumentParser:
         "sequence) pairs it did not finish (its runs are kept in <json stem>.runs/); refused "
         "if the trackers, sequences, --max-frames or --set/--prune differ",
     )
+    parser.add_argument(
+        "--peer",
+        metavar="NAME",
+        default=None,
+        help="one of --trackers to compare the others against, sequence by sequence: the table "
+        f"and the JSON ('versus') give each other tracker's wins, losses and ties (|AUC "
+        f"difference| <= {TIE_MARGIN}) against it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -447,9 +543,9 @@ def tracker_specs(text: str) -> list[str]:
     if not trackers:
         raise OPEError("--trackers names no tracker")
     known = available_names()
-    unknown = [t for t in trackers if split_spec(t)[0] not in known]
+    unknown = [split_spec(t)[0] for t in trackers if split_spec(t)[0] not in known]
     if unknown:
-        raise OPEError(f"unknown tracker {', '.join(unknown)} (known: {', '.join(known)})")
+        raise OPEError(unknown_tracker_message(unknown[0]))
     return trackers
 
 
@@ -503,41 +599,29 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
     return options
 
 
+def torch_threads() -> int:
+    """The thread count the trackers run with here (torch's; set_threads gives OpenCV the same)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def set_threads(threads: int | None) -> int:
     import torch  # only the CLI decides thread counts; run_ope leaves the process as it is
 
     count = threads if threads is not None else torch.get_num_threads()
     if count < 1:
         raise OPEError(f"--threads must be at least 1, got {count}")
-    torch.set_num_threads(count)
-    cv2.setNumThreads(count)  # the same budget for the OpenCV peers, so speeds compare fairly
-    return count
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (kill, timeout, a job scheduler) stops the run like Ctrl-C; restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread can set handlers: leave signals alone
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handle(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    installed = previous != signal.SIG_IGN
-    if installed:
-        signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    # The same budget for the OpenCV peers, so speeds compare fairly; recorded, so that no
+    # tracker built later picks its own.
+    return runtime_set_threads(count)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with _sigterm_as_interrupt():
+    # SIGINT and SIGTERM stop the run like Ctrl-C, however the process was started (a background
+    # job inherits SIGINT ignored): finished runs are kept for --resume.
+    with StopSignals():
         try:
             return _main(args)
         except KeyboardInterrupt:
@@ -557,6 +641,7 @@ def _main(args: argparse.Namespace) -> int:
         root = data_root(args.data_root)
         data = args.data if args.data is not None else root / "sequences"
         trackers = tracker_specs(args.trackers)
+        check_peer(args.peer, trackers, restart=args.restart)
         sequences = resolve_sequences(data, split_list(args.seqs), args.split)
         threads = set_threads(args.threads)
         options = parse_overrides(args.overrides)
@@ -592,13 +677,18 @@ def _main(args: argparse.Namespace) -> int:
             # What the runs depend on beyond trackers and sequences: a resume must match it.
             config={"set": sorted(args.overrides), "prune": args.prune},
             restart=restart,
+            peer=args.peer,
         )
+        page = None
         if args.report is not None:
-            write_report([args.json], args.report, data=data, attributes_required=False)
+            page = write_report([args.json], args.report, data=data, attributes_required=False)
     except (OPEError, ReportError) as error:
         print(f"bench.ope: error: {error}", file=sys.stderr)
         return 2
     print(markdown_table(summary) if restart is None else restart_table(summary, restart))
+    # Where everything went, one line each (the runs folder is named on an interrupt).
+    written = [args.json, args.results, args.plots, page]
+    print("\n".join(f"wrote {path}" for path in written if path is not None))
     return 0
 
 

@@ -38,6 +38,7 @@ from runtime.boxes import iou
 from runtime.evaluation.one_pass import decode_frames, resolve_sequences, truncate
 from runtime.nanotrack import NanoTracker
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.registry import create_tracker
 from runtime.rtmdnet import RTMDNetTracker
 from runtime.sequences import Sequence
@@ -160,7 +161,9 @@ def markdown(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.parity", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.parity"), description=__doc__
+    )
     parser.add_argument("--data", type=Path, default=None, help="sequences folder")
     parser.add_argument("--data-root", type=Path, default=None, help="shared data folder")
     parser.add_argument("--split", default="val")

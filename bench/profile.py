@@ -45,6 +45,7 @@ from runtime.evaluation.one_pass import (
     truncate,
 )
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.sequences import Sequence
 from runtime.stage_clock import OTHER, STAGES
 from runtime.tracker_api import TimesStages, Tracker
@@ -146,7 +147,7 @@ def markdown_table(profiles: list[TrackerProfile]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.profile",
+        prog=program_name("python -m bench.profile"),
         description="Median / p90 / mean milliseconds per tracking stage per frame.",
     )
     parser.add_argument(

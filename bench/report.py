@@ -11,12 +11,15 @@ with every tracker of every file:
 
 * the success, precision and normalized precision plots, every tracker on one axes
   (:mod:`bench.plots`);
-* a table per tracker: AUC, precision at 20 px, normalized precision, success rate at IoU 0.5 and
-  median FPS; a table of the AUC per tracker and sequence;
+* a table per tracker: AUC, precision at 20 px, normalized precision, success rate at IoU 0.5,
+  median FPS and, after ``bench.ope --peer``, wins/losses/ties against the peer; a table of where
+  each ran (CPU model, threads, backend, date: the JSON's ``environment``); a table of the AUC
+  per tracker and sequence;
 * bars and a table of the mean AUC per OTB attribute (IV, SV, OCC, DEF, MB, FM, IPR, OPR, OV, BC,
-  LR), read from the ``otb_attributes`` field of each sequence's ``meta.json`` in the sequence
-  folder (``--data``, default ``<data root>/sequences``); sequences without it are left out of
-  that section and the page says how many;
+  LR; their OTB-2015 names on the page), read from the ``otb_attributes`` field of each
+  sequence's ``meta.json`` in the sequence folder (``--data``, default
+  ``<data root>/sequences``); sequences without it are left out of that section and the page
+  says how many;
 * several runs of one tracker, specs that differ only by ``seed=``, merged as mean ± std
   (:mod:`bench.report_stats`).
 
@@ -46,6 +49,7 @@ from bench.report_inputs import ReportError, load_runs, sequence_attributes
 from bench.report_stats import TrackerGroup, attribute_counts, group_seeds, ranked, sequences_of
 from runtime.atomic import write_atomic
 from runtime.paths import data_root
+from runtime.program import program_name
 
 PAGE = "index.html"
 CURVE_FILES = ("success.png", "precision.png", "norm_precision.png")
@@ -155,7 +159,7 @@ def write_report(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.report",
+        prog=program_name("python -m bench.report"),
         description="One HTML page (plots, tables, per-attribute bars, seeds merged) from "
         "bench.ope --json results.",
     )

@@ -13,7 +13,7 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.report_inputs import TrackerRun
+from bench.report_inputs import OTB_ATTRIBUTE_NAMES, TrackerRun
 from bench.report_stats import Stat, TrackerGroup, attribute_counts
 
 NO_VALUE = "–"  # a figure a run cannot give (no curves, not run on that sequence)
@@ -95,6 +95,20 @@ def _sources(group: TrackerGroup) -> str:
     return ", ".join(dict.fromkeys(_e(run.source.name) for run in group.runs.values()))
 
 
+def _per_run(group: TrackerGroup, value: Callable[[TrackerRun], object]) -> str:
+    """``value`` of the group's runs, once when they agree, else each (seed order); ``–`` for
+    runs that do not have it."""
+    values = [value(run) for run in group.runs.values()]
+    shown = [NO_VALUE if v is None else _e(v) for v in values]
+    return ", ".join(dict.fromkeys(shown))
+
+
+def _peers(groups: list[TrackerGroup]) -> list[str]:
+    """The ``--peer`` names the runs were compared against (normally one)."""
+    found = (run.summary.get("versus") for g in groups for run in g.runs.values())
+    return list(dict.fromkeys(v["peer"] for v in found if isinstance(v, dict)))
+
+
 def trackers_table(groups: list[TrackerGroup]) -> str:
     figures: list[tuple[str, Callable[[TrackerRun], float | None], int]] = [
         ("AUC", lambda run: run.auc, 3),
@@ -107,12 +121,48 @@ def trackers_table(groups: list[TrackerGroup]) -> str:
         [_e(g.name), _runs_cell(g), *(_stat(g.stat(f), d) for _, f, d in figures), _sources(g)]
         for g in groups
     ]
+    header = ["tracker", "runs", *(name for name, _, _ in figures), "from"]
+    peers = _peers(groups)
+    if peers:  # bench.ope --peer: sequences won, lost, tied (one value per seed)
+        header.append(f"W/L/T vs {_e(', '.join(peers))}")
+        for row, group in zip(rows, groups, strict=True):
+            row.append(_per_run(group, TrackerRun.wins_losses_ties))
     return _table(
         "trackers",
         "Per tracker: means over sequences (FPS: median); over seeds, mean ± std",
-        ["tracker", "runs", *(name for name, _, _ in figures), "from"],
+        header,
         rows,
     )
+
+
+# (column, key of the JSON's "environment")
+ENVIRONMENT_KEYS = (
+    ("CPU", "cpu"),
+    ("threads", "threads"),
+    ("backend", "backend"),
+    ("date", "date"),
+)
+
+
+def environment_table(groups: list[TrackerGroup]) -> str:
+    """Where each tracker ran, as ``bench.ope`` recorded it (runs over seeds: each value once)."""
+
+    def field(key: str) -> Callable[[TrackerRun], object]:
+        return lambda run: None if run.environment is None else run.environment.get(key)
+
+    rows = [[_e(g.name), *(_per_run(g, field(key)) for _, key in ENVIRONMENT_KEYS)] for g in groups]
+    table = _table(
+        "environment",
+        "Where each ran: CPU model, CPU threads, backend of the fixed network, date",
+        ["tracker", *(name for name, _ in ENVIRONMENT_KEYS)],
+        rows,
+    )
+    if any(run.environment is None for g in groups for run in g.runs.values()):
+        table += (
+            f"\n<p>{NO_VALUE}: not recorded (a result written before bench.ope recorded "
+            "where it ran).</p>"
+        )
+    return table
 
 
 def _excluded(groups: list[TrackerGroup]) -> set[str]:
@@ -169,9 +219,16 @@ def attributes_section(page: Page) -> str:
         ]
         for g in page.groups
     ]
-    header = ["tracker", *(f"{a} ({n})" for a, n in counts.items())]
+    header = ["tracker", *(f"{_abbr(a)} ({n})" for a, n in counts.items())]
     parts.append(_table("attributes", "AUC per OTB attribute", header, rows))
+    legend = "; ".join(f"{a}: {OTB_ATTRIBUTE_NAMES[a].lower()}" for a in counts)
+    parts.append(f"<p>Attributes (OTB-2015, as in each sequence's meta.json): {_e(legend)}.</p>")
     return "\n".join(parts)
+
+
+def _abbr(attribute: str) -> str:
+    """An attribute code whose long name shows on hover."""
+    return f'<abbr title="{_e(OTB_ATTRIBUTE_NAMES[attribute])}">{_e(attribute)}</abbr>'
 
 
 def _figure(image: Image) -> str:
@@ -223,6 +280,7 @@ def render(page: Page) -> str:
             DEFINITIONS,
             '<h2 id="summary">Per tracker</h2>',
             trackers_table(page.groups),
+            environment_table(page.groups),
             plots_section(page),
             '<h2 id="per-sequence">Per sequence</h2>',
             sequences_table(page.groups, page.sequences),

@@ -30,20 +30,23 @@ from bench.run_store import runs_dir_for
 from runtime.evaluation.metrics import MeanCurves, SequenceResult, evaluate_sequence, mean_curves
 from runtime.sequences import load_sequence
 
-# The 11 attributes of OTB-2015 (Wu et al., TPAMI 2015), in the paper's order.
-OTB_ATTRIBUTES: tuple[str, ...] = (
-    "IV",
-    "SV",
-    "OCC",
-    "DEF",
-    "MB",
-    "FM",
-    "IPR",
-    "OPR",
-    "OV",
-    "BC",
-    "LR",
-)
+# The 11 attributes of OTB-2015 (Wu, Lim, Yang, "Object Tracking Benchmark", TPAMI 2015, Table 1),
+# in the paper's order, with its names: the codes are what the sequences' meta.json give
+# (``otb_attributes``), the names what the report spells out.
+OTB_ATTRIBUTE_NAMES: dict[str, str] = {
+    "IV": "Illumination variation",
+    "SV": "Scale variation",
+    "OCC": "Occlusion",
+    "DEF": "Deformation",
+    "MB": "Motion blur",
+    "FM": "Fast motion",
+    "IPR": "In-plane rotation",
+    "OPR": "Out-of-plane rotation",
+    "OV": "Out-of-view",
+    "BC": "Background clutters",
+    "LR": "Low resolution",
+}
+OTB_ATTRIBUTES: tuple[str, ...] = tuple(OTB_ATTRIBUTE_NAMES)
 _TRACKER_KEYS = ("per_sequence", "mean_auc", "mean_precision", "median_fps")
 _SEQUENCE_KEYS = ("auc", "precision", "norm_precision", "fps", "frames")
 # A saved run's AUC is recomputed from float64 boxes; the JSON keeps it to the last digit.
@@ -100,6 +103,20 @@ class TrackerRun:
     def success_rate(self) -> float | None:
         curves = self.mean_curves
         return None if curves is None else curves.success_rate
+
+    @property
+    def environment(self) -> dict[str, Any] | None:
+        """Where it ran (CPU, threads, backend, date), as ``bench.ope`` records it; None for a
+        result from before it did."""
+        found = self.summary.get("environment")
+        return found if isinstance(found, dict) else None
+
+    def wins_losses_ties(self) -> str | None:
+        """``"3/1/0"`` against its ``--peer`` (None: no ``versus`` entry; it is the peer)."""
+        counts = self.summary.get("versus")
+        if not isinstance(counts, dict):
+            return None
+        return f"{counts['wins']}/{counts['losses']}/{counts['ties']}"
 
     def sequence_auc(self, sequence: str) -> float | None:
         entry = self.per_sequence.get(sequence)

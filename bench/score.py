@@ -40,6 +40,7 @@ from bench.result_files import (
 from runtime.evaluation.metrics import evaluate_sequence
 from runtime.evaluation.one_pass import OPEError, TrackedSequence, resolve_sequences, summarize
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.sequences import GROUND_TRUTH_FILE, Sequence, sequence_names
 
 
@@ -93,7 +94,7 @@ def score_results(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.score",
+        prog=program_name("python -m bench.score"),
         description="Score per-frame result files (OTB, GOT-10k or pysot layout) against the "
         "ground truth: AUC, precision, normalized precision (bench.ope's table and JSON).",
     )

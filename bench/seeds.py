@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.program import program_name
+
 SEED = re.compile(r";?seed=(\d+)")
 
 
@@ -82,7 +84,9 @@ def _pm(mean: float | None, std: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.seeds", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.seeds"), description=__doc__
+    )
     parser.add_argument("runs", type=Path, nargs="+", help="bench.ope --json files")
     parser.add_argument("--baseline", default=None, help="substring naming the reference spec")
     parser.add_argument("--json", type=Path, default=None)

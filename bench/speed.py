@@ -26,6 +26,7 @@ from runtime.backends.manifest import load_manifest
 from runtime.backends.tensorrt_backend import tensorrt_status
 from runtime.evaluation.one_pass import OPEError, resolve_sequences
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.registry import export_kind
 from runtime.rtmdnet import RTMDNetConfig
 
@@ -56,7 +57,12 @@ def _runs(
     tracker: str, backends: list[str], export_dirs: list[Path]
 ) -> list[tuple[str, Path | None, str, str]]:
     """``(backend, export folder, precision, row label)`` for each run of ``tracker``."""
-    kind = export_kind(tracker)
+    try:
+        kind = export_kind(tracker)
+    except ValueError as exc:  # an unknown name
+        raise OPEError(str(exc)) from None
+    if kind is None:
+        raise OPEError(f"{tracker} is an OpenCV peer: no backends of ours to compare (bench.ope)")
     # A folder of the other kind is not this tracker's; one without a manifest is reported below.
     own = [d for d in export_dirs if _kind(d) in (kind, None)]
     runs: list[tuple[str, Path | None, str, str]] = []
@@ -84,7 +90,9 @@ def _kind(export_dir: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.speed"), description=__doc__
+    )
     parser.add_argument("--data", type=Path, default=None, help="sequences folder")
     parser.add_argument("--data-root", type=Path, default=None, help="shared data folder")
     parser.add_argument("--seqs", default=None)

@@ -56,6 +56,7 @@ from calib.sources import (
     read_settings,
 )
 from runtime.hashing import sha256_file
+from runtime.program import program_name
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.geometry import tracker_crop
 from runtime.sequences import load_sequence
@@ -268,7 +269,9 @@ def _build_and_save(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m calib.build"), description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (not in git)")
     parser.add_argument(
         "--tracker",

@@ -80,6 +80,7 @@ from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.backends.tensorrt_backend import TensorRTBackend, require_tensorrt, tensorrt_status
 from runtime.hashing import sha256_file
 from runtime.paths import PROJECT_ROOT, data_root
+from runtime.program import program_name
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
@@ -483,6 +484,7 @@ def build_nanotrack(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog=program_name("python export/build_engine.py"),
         description="Export the tracker's backbone and RoI pooling to ONNX (and TensorRT).",
     )
     parser.add_argument(

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.registry import create_tracker
+from runtime.registry import build_tracker
+from runtime.threads import ensure_threads
 from runtime.tracker_api import (
     BatchesTargets,
     ReportsLost,
@@ -112,8 +113,10 @@ class MultiTracker:
 
 
 def create_multi_tracker(
-    name: str, data_dir: Path | None = None, **options: object
+    name: str, data_dir: Path | None = None, *, threads: int | None = None, **options: object
 ) -> MultiTracker:
-    """A :class:`MultiTracker` of the registry's tracker ``name`` (options as
-    :func:`runtime.registry.create_tracker`'s); its first tracker is built now."""
-    return MultiTracker(lambda: create_tracker(name, data_dir, **options))
+    """A :class:`MultiTracker` of the registry's tracker ``name`` (``threads`` and options as
+    :func:`runtime.registry.create_tracker`'s, threads set once); its first tracker is built
+    now."""
+    ensure_threads(threads)
+    return MultiTracker(lambda: build_tracker(name, data_dir, **options))

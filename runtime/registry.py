@@ -1,24 +1,30 @@
-"""Our trackers by name, so the CLI and the benchmarks never special-case anyone.
+"""Every tracker by name, so the CLI, the Python API and the benchmarks never special-case anyone.
 
 ``create_tracker(name)`` returns an object implementing :class:`runtime.tracker_api.Tracker`.
-A name is a tracker plus a preset of config overrides (e.g. the backbone), so variants can be run
-side by side in one ``bench.ope`` call. OpenCV's peers live in ``bench/`` (baselines, not product).
+A name of ours is a tracker plus a preset of config overrides (e.g. the backbone), so variants can
+be run side by side in one ``bench.ope`` call. OpenCV's trackers (``cv2-*``,
+:mod:`runtime.opencv_peers`) are in the registry too, as peers: baselines to compare against,
+labelled as such, in the family ``"opencv"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from runtime.mlt import MLTConfig, MLTTracker
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.adaptive import PLAIN, AdaptiveNanoTrackConfig, AdaptiveNanoTracker
 from runtime.nanotrack.mlt_nano import FINETUNE, MLTNanoConfig, MLTNanoTracker
+from runtime.opencv_peers import PEER_NAMES, make_peer
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
 from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
+from runtime.threads import ensure_threads
 from runtime.tracker_api import Tracker
 
 # Options the CLI sets (python -m runtime.track), by config field: their flags, and whose they
@@ -55,6 +61,9 @@ def _config(cls: type, values: dict[str, object]) -> Any:
 
 def unknown_options_message(name: str, names: list[str], known: list[str]) -> str:
     """``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"`` and the like."""
+    if not known:  # an OpenCV peer: OpenCV's own settings, none of ours
+        given = ", ".join(CLI_FLAGS.get(option, repr(option)) for option in names)
+        return f"{name} is an OpenCV peer and takes no options (got {given})"
     parts = []
     for option in names:
         if option in CLI_FLAGS:
@@ -118,72 +127,160 @@ def _target_layer(
     return factory
 
 
-_FACTORIES: dict[str, Callable[..., Tracker]] = {
+Family = Literal["nanotrack", "rtmdnet", "mlt", "opencv"]
+"""What a tracker is built on, which decides what its options mean (``--prune``: the head's
+pruning network on the NanoTrack base, MetaRTT's channel pruning on RT-MDNet); ``"opencv"``: an
+OpenCV peer, not ours."""
+
+ExportKind = Literal["siamese", "rtmdnet"]
+"""The manifest ``kind`` of the export folders a tracker runs from: the Siamese template/search
+graphs (``build_engine.py --tracker nanotrack``) or the RT-MDNet backbone + RoI pooling."""
+
+
+@dataclass(frozen=True)
+class TrackerEntry:
+    """One name in the registry. Family and export kind are declared here, never guessed from the
+    name: ``rtmdnet-nanotrack`` holds "nano" but is RT-MDNet on NanoTrack's backbone."""
+
+    factory: Callable[..., Tracker]
+    family: Family
+    export_kind: ExportKind | None  # None: runs from no export folder of ours (OpenCV peers)
+
+
+def _on_nanotrack(factory: Callable[..., Tracker]) -> TrackerEntry:
+    """The NanoTrack v3 Siamese network, or a target layer on it: its template/search graphs."""
+    return TrackerEntry(factory, family="nanotrack", export_kind="siamese")
+
+
+def _on_rtmdnet(factory: Callable[..., Tracker]) -> TrackerEntry:
+    """The RT-MDNet head on some backbone: backbone + RoI pooling graphs."""
+    return TrackerEntry(factory, family="rtmdnet", export_kind="rtmdnet")
+
+
+def _on_mlt(factory: Callable[..., Tracker]) -> TrackerEntry:
+    """MLT: its trunk exports and runs like RT-MDNet's backbone."""
+    return TrackerEntry(factory, family="mlt", export_kind="rtmdnet")
+
+
+def _opencv_peer(name: str) -> TrackerEntry:
+    """OpenCV's tracker ``name``: OpenCV's settings, none of our config fields."""
+
+    def factory(data_dir: Path | None, **options: object) -> Tracker:
+        if options:
+            raise UnknownOptions(sorted(options), [])
+        return make_peer(name, data_dir)
+
+    return TrackerEntry(factory, family="opencv", export_kind=None)
+
+
+_ENTRIES: dict[str, TrackerEntry] = {
     # The full pretrained NanoTrack v3 network (backbone, BAN head) with its published tracking
     # values and our lost-target recovery; ONNX Runtime from the graph cache by default.
-    "nanotrack": _nanotrack({}),
+    "nanotrack": _on_nanotrack(_nanotrack({})),
     # The same without the widened search while lost (the reference procedure exactly).
-    "nanotrack-norecovery": _nanotrack({"recovery": False}),
+    "nanotrack-norecovery": _on_nanotrack(_nanotrack({"recovery": False})),
     # MetaRTT on the NanoTrack base (docs/nanotrack.md, "Seeds"): a target layer on the
     # classification features, adapted by 5 + 5 steps with the shipped meta-learned rule; the
     # same layer fine-tuned from zero with one plain rate (the baseline); the base weights frozen.
-    "metartt-nano": _target_layer("metartt-nano", AdaptiveNanoTracker, {}),
-    "nanotrack-ft": _target_layer("nanotrack-ft", AdaptiveNanoTracker, {"rule": PLAIN}),
+    "metartt-nano": _on_nanotrack(_target_layer("metartt-nano", AdaptiveNanoTracker, {})),
+    "nanotrack-ft": _on_nanotrack(
+        _target_layer("nanotrack-ft", AdaptiveNanoTracker, {"rule": PLAIN})
+    ),
     # ... and with the head's classification tower pruned once per video by the shipped pruning net
     # (MetaRTT's one-shot pruning on the base; docs/nanotrack.md, "Pruning the head").
-    "metartt-nano-prune": _target_layer(
-        "metartt-nano-prune", AdaptiveNanoTracker, {"prune": "shipped"}
+    "metartt-nano-prune": _on_nanotrack(
+        _target_layer("metartt-nano-prune", AdaptiveNanoTracker, {"prune": "shipped"})
     ),
     # MLT on the NanoTrack base (docs/nanotrack.md, "Seeds"): the same layer's kernel and channel
     # attention generated by the shipped meta-learner from the loss gradient over 8 context
     # images every 30 frames; its baseline: the layer fine-tuned by Adam every 50 frames.
-    "mlt-nano": _target_layer("mlt-nano", MLTNanoTracker, {}),
-    "mlt-nano-ft": _target_layer("mlt-nano-ft", MLTNanoTracker, {"generator": FINETUNE}),
+    "mlt-nano": _on_nanotrack(_target_layer("mlt-nano", MLTNanoTracker, {})),
+    "mlt-nano-ft": _on_nanotrack(
+        _target_layer("mlt-nano-ft", MLTNanoTracker, {"generator": FINETUNE})
+    ),
     # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
-    "metartt": _metartt({}),
+    "metartt": _on_rtmdnet(_metartt({})),
     # MetaRTT + one-shot channel pruning: masks from the shipped pruning network at the first
     # frame; the variants: one static mask for all videos, masks fitted on the first frame alone.
-    "metartt-prune": _metartt_pruned("net"),
-    "metartt-prune-static": _metartt_pruned("static"),
-    "metartt-prune-fit": _metartt_pruned("fit"),
-    "rtmdnet": _rtmdnet({}),
-    "rtmdnet-nanotrack": _rtmdnet({"backbone": "nanotrack"}),
-    "rtmdnet-mobilenet_v2": _rtmdnet({"backbone": "mobilenet_v2"}),
-    "rtmdnet-vggm": _rtmdnet({"backbone": "vggm"}),
+    "metartt-prune": _on_rtmdnet(_metartt_pruned("net")),
+    "metartt-prune-static": _on_rtmdnet(_metartt_pruned("static")),
+    "metartt-prune-fit": _on_rtmdnet(_metartt_pruned("fit")),
+    "rtmdnet": _on_rtmdnet(_rtmdnet({})),
+    "rtmdnet-nanotrack": _on_rtmdnet(_rtmdnet({"backbone": "nanotrack"})),
+    "rtmdnet-mobilenet_v2": _on_rtmdnet(_rtmdnet({"backbone": "mobilenet_v2"})),
+    "rtmdnet-vggm": _on_rtmdnet(_rtmdnet({"backbone": "vggm"})),
     # MLT (ICCV 2019) with the shipped checkpoint: meta-learned kernels every 30 frames; the
     # matching network alone (mt); and conv5 fine-tuned on the memory every 50 frames (mt+ft).
-    "mlt": _mlt({}),
-    "mlt-mt": _mlt({"use_meta": False}),
-    "mlt-mt-ft": _mlt({"use_meta": False, "finetune": True}),
+    "mlt": _on_mlt(_mlt({})),
+    "mlt-mt": _on_mlt(_mlt({"use_meta": False})),
+    "mlt-mt-ft": _on_mlt(_mlt({"use_meta": False, "finetune": True})),
 }
 
-TRACKER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
-# Which export folders a tracker runs from (manifest "kind"): the Siamese template/search graphs
-# (build_engine.py --tracker nanotrack) or the RT-MDNet backbone + RoI pooling (the others).
-SIAMESE_TRACKERS = frozenset(
-    name
-    for name in TRACKER_NAMES
-    if "nano" in name  # nanotrack*, metartt-nano, mlt-nano*
-)
+TRACKER_NAMES: tuple[str, ...] = tuple(_ENTRIES)  # ours
+_ENTRIES.update({name: _opencv_peer(name) for name in PEER_NAMES})
+ALL_NAMES: tuple[str, ...] = (*TRACKER_NAMES, *PEER_NAMES)  # ours, then OpenCV's peers
 
 
-def export_kind(name: str) -> str:
-    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``name`` uses."""
-    return "siamese" if name in SIAMESE_TRACKERS else "rtmdnet"
+def is_opencv_peer(name: str) -> bool:
+    return name in PEER_NAMES
 
 
-def create_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
-    """Build one of our trackers; ``options`` override fields of its config dataclass.
+def unknown_tracker_message(name: str) -> str:
+    """``"unknown tracker 'nanotrak'; did you mean 'nanotrack'? ours: ...; OpenCV peers: ..."``."""
+    close = difflib.get_close_matches(name, ALL_NAMES, n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unknown tracker {name!r}{guess} (ours: {', '.join(TRACKER_NAMES)}; "
+        f"OpenCV peers: {', '.join(PEER_NAMES)})"
+    )
 
-    ValueError for an unknown name, or an option the tracker does not take (worded for the CLI:
-    ``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"``).
-    """
+
+def _entry(name: str) -> TrackerEntry:
     try:
-        factory = _FACTORIES[name]
+        return _ENTRIES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown tracker {name!r}; ours are: {', '.join(TRACKER_NAMES)}"
-        ) from None
+        raise ValueError(unknown_tracker_message(name)) from None
+
+
+def tracker_family(name: str) -> Family:
+    """What ``name`` is built on (its registry entry says; ValueError for an unknown name)."""
+    return _entry(name).family
+
+
+def export_kind(name: str) -> ExportKind | None:
+    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``name`` uses
+    (``None`` for an OpenCV peer, which uses none)."""
+    return _entry(name).export_kind
+
+
+def create_tracker(
+    name: str, data_dir: Path | None = None, *, threads: int | None = None, **options: object
+) -> Tracker:
+    """Build a tracker by name (ours, or an OpenCV peer ``cv2-*``), with the CPU threads set as
+    the CLI sets them; ``options`` override fields of its config dataclass (OpenCV's peers take
+    none).
+
+    ``threads``: torch's and OpenCV's thread count, which are **process-wide** settings
+    (:func:`runtime.threads.set_threads`): given, it is applied; ``None`` keeps the count this
+    process already chose (the CLI's ``--threads``, an earlier ``threads=``,
+    ``runtime.threads.set_threads``), or the first time picks the cores not already busy, as the
+    CLI does (:func:`runtime.threads.default_threads`). Without this, torch runs one thread per
+    core, and on a machine where another process keeps a core busy every frame waits for it.
+    :func:`build_tracker` builds without touching the threads.
+
+    ValueError for an unknown name (with the closest known one), a thread count below 1, or an
+    option the tracker does not take (worded for the CLI: ``"mlt does not take --meta (it is
+    MetaRTT's: --tracker metartt)"``).
+    """
+    ensure_threads(threads)
+    return build_tracker(name, data_dir, **options)
+
+
+def build_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
+    """:func:`create_tracker` leaving the process's thread settings alone (the benchmarks and
+    training set them once for the whole run); ``options`` are config fields only (``threads``
+    here is a config's own, e.g. NanoTrack's ONNX Runtime threads)."""
+    factory = _entry(name).factory
     try:
         return factory(data_dir, **options)
     except UnknownOptions as exc:

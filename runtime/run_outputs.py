@@ -34,9 +34,11 @@ class StopSignals:
 
     Inside :meth:`held` a signal is only recorded, and raised when the block ends, so one frame's
     outputs (box row, score row, video frame) are written whole or not at all. The previous
-    handlers come back on exit. A signal the process was started ignoring (``nohup``, SIGINT of a
-    background job) stays ignored. Outside the main thread (where Python cannot set handlers)
-    nothing is installed.
+    handlers come back on exit. The handlers are installed whatever the process inherited: a shell
+    starts a background job (``cmd &``, ``nohup cmd &``, many CI runners) with SIGINT ignored, and
+    a run that ignored the SIGINT sent to it would go on to its end (or be SIGKILLed, leaving an
+    unplayable video), so how it was started must not decide whether it stops cleanly (issue 28).
+    Outside the main thread (where Python cannot set handlers) nothing is installed.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -50,10 +52,7 @@ class StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
         for signum in self.SIGNALS:
-            previous = signal.getsignal(signum)
-            if previous == signal.SIG_IGN:
-                continue
-            self._previous[signum] = previous
+            self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
         return self
 
@@ -156,13 +155,14 @@ class TrackOutputs:
         """Write one frame's outputs; returns the annotated image when a video is written."""
         image = None
         try:
-            if not self.files:
-                # Opened with the first frame's results, so a run stopped before it (a slow
-                # model load, Ctrl-C) leaves earlier files of these names as they were.
-                self.files = [_TargetFiles.open(path) for path in self._boxes_paths]
-            for files, target in zip(self.files, targets, strict=True):
-                files.boxes.write(target.box)
-                files.scores.write_line(format_scores_row(index, target.score, target.lost))
+            if self._boxes_paths:  # without --boxes there are no text files, only the video
+                if not self.files:
+                    # Opened with the first frame's results, so a run stopped before it (a slow
+                    # model load, Ctrl-C) leaves earlier files of these names as they were.
+                    self.files = [_TargetFiles.open(path) for path in self._boxes_paths]
+                for files, target in zip(self.files, targets, strict=True):
+                    files.boxes.write(target.box)
+                    files.scores.write_line(format_scores_row(index, target.score, target.lost))
             if self.video is not None:
                 image = self.video.write(frame, index, targets, fps=fps, total=total)
         except OutputError:

@@ -11,12 +11,20 @@ busy cores loses far less than that (docs/metartt.md, "Threads").
 by a cgroup CPU quota where one is set) and subtracts the work already running there (the 1-minute
 load average, rounded), never going below one thread. ``OMP_NUM_THREADS``, when set to a positive
 integer, is the user's choice and wins.
+
+:func:`set_threads` applies a count to torch and OpenCV. Both settings are **process-wide** (torch
+has no per-model thread count): every tracker and every other torch/OpenCV user in the process
+gets the same. The count chosen is remembered, and :func:`ensure_threads` (what
+:func:`runtime.registry.create_tracker` calls) picks :func:`default_threads` only when nothing in
+this process has chosen one yet, and only once: the CLI's ``--threads``, a benchmark's, or an
+earlier tracker's choice is never overridden behind the caller's back.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
@@ -64,4 +72,53 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
     return max(1, cores - round(load))
 
 
-__all__ = ["busy_cores", "default_threads", "usable_cores"]
+@dataclass
+class ProcessThreads:
+    """The thread count chosen for this process, if any (torch's and OpenCV's are global)."""
+
+    count: int | None = None
+
+
+_PROCESS = ProcessThreads()
+
+
+def set_threads(count: int) -> int:
+    """Use ``count`` threads in torch (intra-op) and OpenCV, for the whole process; returns it.
+
+    ONNX Runtime sessions built afterwards take torch's count unless given their own.
+    """
+    if count < 1:
+        raise ValueError(f"threads must be at least 1, got {count}")
+    import cv2
+
+    cv2.setNumThreads(count)
+    try:
+        import torch
+    except ImportError:  # a tracker without torch still runs; nothing more to configure
+        pass
+    else:
+        torch.set_num_threads(count)
+    _PROCESS.count = count
+    return count
+
+
+def ensure_threads(threads: int | None = None) -> int:
+    """The thread count to track with, applied: ``threads`` when given (it replaces any earlier
+    choice), else the count this process already chose, else (the first time) the free cores
+    (:func:`default_threads`), measured once: later, this process's own work would count in the
+    load average and shrink the count mid-run."""
+    if threads is not None:
+        return set_threads(threads)
+    if _PROCESS.count is not None:
+        return _PROCESS.count
+    return set_threads(default_threads())
+
+
+__all__ = [
+    "ProcessThreads",
+    "busy_cores",
+    "default_threads",
+    "ensure_threads",
+    "set_threads",
+    "usable_cores",
+]

@@ -38,11 +38,13 @@ import cv2
 import numpy as np
 
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
-from runtime.boxes import from_otb, validate_init_box
+from runtime.boxes import from_otb, small_box_message, validate_init_box
 from runtime.demo_clip import synthesize_clip
 from runtime.multi_target import MultiTracker
+from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
-from runtime.registry import TRACKER_NAMES, create_tracker
+from runtime.program import program_name
+from runtime.registry import TRACKER_NAMES, create_tracker, is_opencv_peer
 from runtime.run_outputs import (
     OutputPaths,
     StopSignals,
@@ -51,7 +53,7 @@ from runtime.run_outputs import (
     target_boxes_paths,
 )
 from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
-from runtime.threads import default_threads
+from runtime.threads import default_threads, set_threads
 from runtime.track_request import (
     DEFAULT_TRACKER,
     FALLBACK_TRACKER,
@@ -99,9 +101,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    names = ", ".join(TRACKER_NAMES)
     parser = _Parser(
-        prog="python -m runtime.track",
+        prog=program_name("python -m runtime.track"),
         description=(
             "Track one or more objects through a video, image folder or camera, starting from "
             "their boxes in the first frame. Writes a boxes file per target (1-based x,y,w,h per "
@@ -134,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracker",
         default=None,
         help=(
-            f"tracker name, one of: {names} (default: {DEFAULT_TRACKER}; without the shared "
-            f"pretrained weights, {FALLBACK_TRACKER})"
+            f"tracker name, one of ours: {', '.join(TRACKER_NAMES)} (default: {DEFAULT_TRACKER}; "
+            f"without the shared pretrained weights, {FALLBACK_TRACKER}); or, to compare "
+            f"against, OpenCV peers (baselines, not ours): {', '.join(PEER_NAMES)}"
         ),
     )
     parser.add_argument(
@@ -591,11 +593,18 @@ def live_line(result: RunResult) -> str:
     return line
 
 
+def tracker_label(name: str) -> str:
+    """The tracker's name as output shows it: OpenCV's peers are marked as not ours."""
+    return f"{name} (OpenCV peer)" if is_opencv_peer(name) else name
+>>>>>>> i28-cli
+
+
 def summarize(result: RunResult, source_name: str, tracker_name: str, wall: float) -> list[str]:
     n = len(result.boxes)
     targets = result.boxes[0].shape[0] if result.boxes else 1
     several = f" ({targets} targets)" if targets > 1 else ""
-    lines = [f"tracked {n} frames of {source_name} with {tracker_name}{several}"]
+    label = tracker_label(tracker_name)
+    lines = [f"tracked {n} frames of {source_name} with {label}{several}"]
     if result.update_seconds:
         times = result.update_seconds
         mean_fps = len(times) / sum(times) if sum(times) > 0 else float("inf")
@@ -641,17 +650,6 @@ def degraded_input_message(result: RunResult, source_name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- main
-
-
-def _set_threads(threads: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(threads)
-    try:
-        import torch
-    except ImportError:  # a tracker without torch still runs; nothing to configure
-        return
-    torch.set_num_threads(threads)
 
 
 def _check_writable(path: Path) -> None:
@@ -715,7 +713,11 @@ def build_tracker(
 def _first_boxes(
     resolved: ResolvedInput, source: FrameSource, display: Display
 ) -> list[np.ndarray]:
-    """The targets' first-frame boxes, 0-based and checked: as given, or drawn by the user."""
+    """The targets' first-frame boxes, 0-based and checked: as given, or drawn by the user.
+
+    Messages give the boxes 1-based, the CLI's convention (as ``--init`` and the boxes file).
+    A box too small for the network to see is tracked after one warning each.
+    """
     if resolved.init_boxes_1based:
         boxes = [from_otb(box) for box in resolved.init_boxes_1based]
     else:
@@ -723,11 +725,14 @@ def _first_boxes(
         if not boxes:
             raise UsageError("no box drawn on the first frame; nothing tracked")
     for number, box in enumerate(boxes, start=1):
+        which = "first-frame box" if len(boxes) == 1 else f"first-frame box {number}"
         try:
-            validate_init_box(box, source.first_frame.shape)
+            validate_init_box(box, source.first_frame.shape, one_based=True)
         except ValueError as exc:
-            which = "first-frame box" if len(boxes) == 1 else f"first-frame box {number}"
             raise UsageError(f"bad {which} (from {resolved.box_origin}): {exc}") from None
+        small = small_box_message(box)
+        if small is not None:
+            _stderr(f"warning: {which} (from {resolved.box_origin}) {small}")
     return boxes
 
 
@@ -741,7 +746,7 @@ def run(
     wall_start = time.perf_counter()
     stop = stop or StopSignals()
     notify: Callable[[str], None] = (lambda _m: None) if request.quiet else _stderr
-    _set_threads(request.threads if request.threads is not None else default_threads())
+    set_threads(request.threads if request.threads is not None else default_threads())
     data = data_root(request.data)
     resolved = resolve_input(request.input, request.init, data, notify, can_draw=request.show)
     display = open_display(request.show, not resolved.init_boxes_1based, _stderr, window)

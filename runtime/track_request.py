@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.registry import TRACKER_NAMES, export_kind
+from runtime.registry import ALL_NAMES, TRACKER_NAMES, tracker_family, unknown_tracker_message
 from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
 from runtime.video import DEFAULT_TIMEOUT
 
@@ -32,7 +32,8 @@ class UsageError(ValueError):
 def _prune_option(tracker: str | None, value: str) -> str:
     """A ``--prune`` value -> the tracker's ``prune`` setting: MetaRTT's (:func:`prune_setting`),
     or for the NanoTrack-base trackers the head's pruning network ("shipped" or a path)."""
-    if tracker is None or export_kind(tracker) != "siamese":
+    # No --tracker (--prune then means metartt) or a test double's name: MetaRTT's setting.
+    if tracker not in TRACKER_NAMES or tracker_family(tracker) != "nanotrack":
         return prune_setting(value)
     if value == FIT:
         raise UsageError(
@@ -99,10 +100,8 @@ class TrackRequest:
 
         ``check_name=False`` leaves the tracker name to the factory (tests inject their own).
         """
-        if check_name and args.tracker is not None and args.tracker not in TRACKER_NAMES:
-            raise UsageError(
-                f"unknown tracker {args.tracker!r}; ours are: {', '.join(TRACKER_NAMES)}"
-            )
+        if check_name and args.tracker is not None and args.tracker not in ALL_NAMES:
+            raise UsageError(unknown_tracker_message(args.tracker))
         if args.max_frames is not None and args.max_frames < 1:
             raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
         if args.threads is not None and args.threads < 1:

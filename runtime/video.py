@@ -801,10 +801,32 @@ def _draw_box(image: np.ndarray, box: np.ndarray, color: tuple[int, int, int], t
 
 
 def _put_label(image: np.ndarray, text: str, origin: tuple[int, int]) -> None:
-    # A dark outline under white text stays legible on any background.
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.5
-    cv2.putText(image, text, origin, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, text, origin, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    # A dark outline under white text stays legible on any background. Scale 0.5 suits a 640-px
+    # wide frame; smaller frames get smaller text, down to 0.35 (about 8 px high, still
+    # legible), and a line still too wide breaks at its double spaces onto the next lines, so
+    # nothing is cut off at the right edge (a 176x144 clip lost most of its status line).
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    width = image.shape[1]
+    scale = float(np.clip(0.5 * width / 640, 0.35, 0.5))
+    x, y = origin
+    room = width - x - 3  # the outline is 1 px wider than the text on each side
+
+    def fits(line: str) -> bool:
+        return cv2.getTextSize(line, font, scale, 3)[0][0] <= room
+
+    lines: list[str] = []
+    for part in text.split("  "):
+        if lines and fits(f"{lines[-1]}  {part}"):
+            lines[-1] = f"{lines[-1]}  {part}"
+        else:
+            lines.append(part)
+    while not all(fits(line) for line in lines) and scale > 0.25:  # one word wider than the room
+        scale -= 0.05
+    (_, line_height), baseline = cv2.getTextSize("Ag", font, scale, 3)
+    for k, line in enumerate(lines):
+        at = (x, y + k * (line_height + baseline + 2))
+        cv2.putText(image, line, at, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, line, at, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def draw_annotations(

@@ -22,7 +22,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from bench.peers import PEER_NAMES, nano_model_paths
 from bench.trackers import make_tracker
 from runtime.backends import ManifestMismatchError, OnnxRuntimeBackend
 from runtime.backends.manifest import (
@@ -41,8 +40,9 @@ from runtime.confidence import (
     load_calibrations,
 )
 from runtime.hashing import sha256_file
+from runtime.opencv_peers import PEER_NAMES, nano_model_paths
 from runtime.paths import PROJECT_ROOT, data_root
-from runtime.registry import SIAMESE_TRACKERS, TRACKER_NAMES, create_tracker
+from runtime.registry import TRACKER_NAMES, create_tracker, tracker_family
 from runtime.tracker_api import ReportsLost, check_frame
 
 DATA = data_root()
@@ -222,11 +222,12 @@ BOX = np.array([50.0, 40.0, 40.0, 30.0])
 
 
 def _options(name: str) -> dict:
-    if name.startswith("cv2-"):
+    if name in PEER_NAMES:
         return {}
-    if name in SIAMESE_TRACKERS:
+    family = tracker_family(name)
+    if family == "nanotrack":
         return {"backend": "torch"}  # no graph cache export in a unit test
-    if name.startswith("mlt"):
+    if family == "mlt":
         return {}
     return dict(FAST_RTMDNET)
 

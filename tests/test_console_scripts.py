@@ -4,6 +4,7 @@ and the training scripts run as plain files, without ``sys.path`` edits, from an
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import runtime.program as program
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
 
@@ -58,3 +61,42 @@ def test_training_script_runs_as_a_file(script, where, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"usage: python {script}" in done.stdout
     assert "sys.path" not in (ROOT / script).read_text()
+
+
+def _usage(command: str, argv0: str, monkeypatch, capsys) -> str:
+    module, _, name = SCRIPTS[command].partition(":")
+    main = getattr(importlib.import_module(module), name)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    return capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize("command", sorted(SCRIPTS))
+def test_usage_names_the_command_as_it_was_started(command, monkeypatch, capsys):
+    # One rule for every tool (issue 28.5): started as a console command, usage names that
+    # command; started any other way, the python form the docs give (python -m MODULE, or
+    # python DIR/SCRIPT.py for the thin scripts), never the file name argparse would guess.
+    monkeypatch.setattr(program, "console_commands", lambda: frozenset(SCRIPTS))
+    assert _usage(command, f"/venv/bin/{command}", monkeypatch, capsys).startswith(
+        f"usage: {command} "
+    )
+    module = SCRIPTS[command].partition(":")[0]
+    usage = _usage(command, "/somewhere/else.py", monkeypatch, capsys)
+    documented = usage.removeprefix("usage: ").split(" [")[0].split(" --")[0]
+    if documented.startswith("python -m "):
+        target = documented.removeprefix("python -m ")
+        assert importlib.util.find_spec(target) is not None, usage
+        assert target == module, f"{command}: python -m {target} is not {module}"
+    else:
+        script = ROOT / documented.removeprefix("python ")
+        assert script.is_file(), usage
+        own_file = script == ROOT / f"{module.replace('.', '/')}.py"
+        assert own_file or f"from {module} import main" in script.read_text(), usage
+
+
+def test_console_commands_are_read_from_the_installed_project():
+    found = program.console_commands()
+    if not found:
+        pytest.skip("the project is not installed here (PYTHONPATH use): no console commands")
+    assert set(SCRIPTS) <= found

@@ -70,7 +70,7 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert main(["--trackers", "nosuch", "--frames", "10", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert (
-        err.startswith("bench.long_video: error: unknown tracker nosuch") and err.count("\n") == 1
+        err.startswith("bench.long_video: error: unknown tracker 'nosuch'") and err.count("\n") == 1
     )
     assert main(["--trackers", "cv2-csrt", "--frames", "1"]) == 2
     assert "--frames must be at least 2" in capsys.readouterr().err

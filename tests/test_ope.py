@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.ope import OPEError, markdown_table, resolve_sequences, run_ope
+from bench.ope import OPEError, markdown_table, resolve_sequences, run_ope, versus
 from runtime.paths import PROJECT_ROOT
 from runtime.sequences import Sequence, load_sequence, read_boxes_file
 from tests.synthetic import (
@@ -57,7 +57,14 @@ def test_run_ope_json_results_and_plots(tmp_path: Path, sequence: Sequence) -> N
             "mean_precision",
             "median_fps",
             "excluded_from_means",
+            "environment",
         }
+        # Where and how it ran, for the report (issue 28.5): test doubles report no backend.
+        environment = entry["environment"]
+        assert set(environment) == {"cpu", "threads", "backend", "date"}
+        assert environment["cpu"] and environment["threads"] >= 1
+        assert environment["backend"] == "-"
+        assert len(environment["date"]) == len("2025-01-31")
         assert entry["excluded_from_means"] == []
         assert list(entry["per_sequence"]) == [SEQ_NAME]
         per = entry["per_sequence"][SEQ_NAME]
@@ -176,7 +183,7 @@ def test_cli_unknown_tracker_one_line(data: Path, tmp_path: Path) -> None:
     proc = _cli("--data", str(data), "--trackers", "cv2-kcf,nope", "--json", str(tmp_path / "o"))
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "unknown tracker nope" in lines[0], proc.stderr
+    assert len(lines) == 1 and "unknown tracker 'nope'" in lines[0], proc.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -227,3 +234,60 @@ def test_tracker_specs_carry_their_own_overrides():
     )
     with pytest.raises(OPEError, match="NAME"):
         split_spec("rtmdnet[seed=2")
+
+
+# ------------------------------------------------------------------ wins against a peer
+
+
+def _entry(aucs: dict[str, float], excluded: tuple[str, ...] = ()) -> dict:
+    per = {seq: {"auc": auc} for seq, auc in aucs.items()}
+    return {"per_sequence": per, "mean_auc": 0.0, "excluded_from_means": list(excluded)}
+
+
+def test_versus_counts_wins_losses_and_ties_per_sequence() -> None:
+    peer = _entry({"A": 0.5, "B": 0.5, "C": 0.5, "D": 0.5, "E": 0.5, "F": 0.5})
+    # B and D are exactly at the tie margin (0.005), E was never run, F is excluded.
+    mine = _entry({"A": 0.6, "B": 0.505, "C": 0.4, "D": 0.495, "F": 0.9}, excluded=("F",))
+    summary = {"peer": peer, "mine": mine}
+    result = versus(summary, "peer")
+    assert set(result) == {"mine"}
+    counts = result["mine"]
+    assert (counts["peer"], counts["wins"], counts["losses"], counts["ties"]) == ("peer", 1, 1, 2)
+    assert counts["per_sequence"] == pytest.approx({"A": 0.1, "B": 0.005, "C": -0.1, "D": -0.005})
+
+
+def test_run_ope_stores_versus_under_each_other_tracker(tmp_path: Path, sequence: Sequence):
+    out = tmp_path / "ope.json"
+    summary = run_ope(
+        ["oracle", "static"], [sequence], factory=tracker_factory(sequence), json_path=out,
+        progress=False, peer="static",
+    )  # fmt: skip
+    written = json.loads(out.read_text())
+    assert "versus" not in written["static"]
+    assert written["oracle"]["versus"]["wins"] == 1 and written["oracle"]["versus"]["ties"] == 0
+    assert written["oracle"]["versus"]["peer"] == "static"
+    table = markdown_table(summary)
+    assert "W/L/T vs static" in table.splitlines()[0]
+    assert "| 1/0/0 |" in table
+    with pytest.raises(OPEError, match="--peer nope is not one of --trackers"):
+        run_ope(["oracle"], [sequence], factory=tracker_factory(sequence), peer="nope",
+                progress=False)  # fmt: skip
+
+
+def test_cli_peer_table_json_and_where_it_wrote(data: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "ope.json", tmp_path / "report"
+    proc = _cli(
+        "--data", str(data), "--trackers", "cv2-kcf,cv2-mil", "--peer", "cv2-kcf", "--json",
+        str(out), "--report", str(report), "--quiet", "--threads", "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "W/L/T vs cv2-kcf" in lines[0]
+    versus_kcf = json.loads(out.read_text())["cv2-mil"]["versus"]
+    assert versus_kcf["wins"] + versus_kcf["losses"] + versus_kcf["ties"] == 1
+    assert set(versus_kcf["per_sequence"]) == {SEQ_NAME}
+    # One line each says where the results went (issue 28.5).
+    assert lines[-2:] == [f"wrote {out}", f"wrote {report / 'index.html'}"]
+    proc = _cli("--data", str(data), "--trackers", "cv2-kcf", "--peer", "cv2-mil", "--json", "x")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--peer cv2-mil is not one of --trackers" in proc.stderr

@@ -162,6 +162,20 @@ def test_signals_inside_held_wait_for_the_block_to_end() -> None:
         assert stop.pending == signal.SIGINT
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signals_handle_a_signal_the_process_inherited_as_ignored(signum: int) -> None:
+    # A background job (`cmd &`, nohup, a CI runner) starts with SIGINT ignored; the CLI must
+    # still stop cleanly on it (issue 28.7), and put the inherited disposition back afterwards.
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        with StopSignals(), pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)  # the handler runs here
+        assert signal.getsignal(signum) == signal.SIG_IGN
+    finally:
+        signal.signal(signum, previous)
+
+
 _CHILD = """
 import sys, time
 import numpy as np
@@ -202,16 +216,21 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_killed_cli_leaves_boxes_and_a_playable_video(
-    long_clip: Path, tmp_path: Path, signum: int
+    long_clip: Path, tmp_path: Path, signum: int, inherited: str
 ) -> None:
     boxes, video = tmp_path / "b.txt", tmp_path / "v.mp4"
     argv = [str(long_clip), "--init", INIT, "--boxes", str(boxes), "--output", str(video)]
+    # The child's disposition is set either way, so the test does not depend on how pytest
+    # itself was started (in the background SIGINT arrives ignored).
+    restore = signal.SIG_IGN if inherited == "ignored" else signal.SIG_DFL
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, *argv, "--quiet"],
         cwd=tmp_path,
         env=_child_env(),
+        preexec_fn=lambda: signal.signal(signum, restore),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -477,6 +496,7 @@ def _without_fps(summary: dict) -> dict:
     out = json.loads(json.dumps(summary))
     for entry in out.values():
         entry.pop("median_fps")
+        entry.pop("environment", None)  # the date may turn between the two runs
         for per in entry["per_sequence"].values():
             per.pop("fps")
     return out
@@ -611,3 +631,24 @@ def test_write_atomic_removes_temporaries_of_dead_writers(tmp_path: Path) -> Non
     assert not dead.exists()
     assert alive.exists() and other.exists()
     assert remove_stale_temporaries(tmp_path / "y.json") == [other]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ope_stops_on_a_signal_it_inherited_as_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, signum: int
+) -> None:
+    # Like the tracking CLI (issue 28.7): started in the background, bench.ope still stops
+    # cleanly (exit 130, finished runs kept) on SIGINT or SIGTERM.
+    def signalled(_args: object) -> int:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler runs here
+        return 0
+
+    monkeypatch.setattr("bench.ope._main", signalled)
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        assert ope_main(["--trackers", "x", "--json", str(tmp_path / "o.json")]) == 130
+        assert signal.getsignal(signum) == signal.SIG_IGN, "the inherited disposition is back"
+    finally:
+        signal.signal(signum, previous)
+    assert "interrupted" in capsys.readouterr().err

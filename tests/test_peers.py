@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
-from bench.peers import NANO_BACKBONE, NANO_DIR, NANO_NECKHEAD, from_cv_rect, to_cv_rect
 from bench.trackers import available_names, make_tracker
 from runtime.evaluation.metrics import overlaps
-from runtime.paths import data_root
+from runtime.opencv_peers import (
+    NANO_BACKBONE,
+    NANO_DIR,
+    NANO_NECKHEAD,
+    VIT_DIR,
+    VIT_MODEL,
+    from_cv_rect,
+    to_cv_rect,
+)
+from runtime.paths import PROJECT_ROOT, data_root
 from runtime.tracker_api import Tracker
 
 N_FRAMES = 20
@@ -20,6 +31,14 @@ def _nano_missing() -> str | None:
     folder = data_root() / NANO_DIR
     missing = [n for n in (NANO_BACKBONE, NANO_NECKHEAD) if not (folder / n).is_file()]
     return f"cv2-nano ONNX files not under {folder}: {', '.join(missing)}" if missing else None
+
+
+def _vit_missing() -> str | None:
+    path = data_root() / VIT_DIR / VIT_MODEL
+    return None if path.is_file() else f"cv2-vit ONNX file not at {path}"
+
+
+MISSING = {"cv2-nano": _nano_missing, "cv2-vit": _vit_missing}
 
 
 def _clip(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -44,9 +63,9 @@ def _moving_square() -> tuple[list[np.ndarray], np.ndarray]:
     return frames, np.asarray(boxes, dtype=np.float64)
 
 
-@pytest.mark.parametrize("name", ["cv2-csrt", "cv2-kcf", "cv2-mil", "cv2-nano"])
+@pytest.mark.parametrize("name", ["cv2-csrt", "cv2-kcf", "cv2-mil", "cv2-nano", "cv2-vit"])
 def test_peer_tracks_moving_square(name: str) -> None:
-    if name == "cv2-nano" and (reason := _nano_missing()):
+    if name in MISSING and (reason := MISSING[name]()):
         pytest.skip(reason)
     frames, gt = _moving_square()
     tracker = make_tracker(name, data_dir=None)
@@ -86,7 +105,7 @@ def test_cv_rect_conversion_rounds_and_clips() -> None:
 
 def test_names_and_unknown_name() -> None:
     names = available_names()
-    assert {"cv2-csrt", "cv2-kcf", "cv2-mil", "cv2-nano"} <= set(names)
+    assert {"cv2-csrt", "cv2-kcf", "cv2-mil", "cv2-nano", "cv2-vit"} <= set(names)
     with pytest.raises(ValueError, match="unknown tracker"):
         make_tracker("cv2-nope")
 
@@ -94,6 +113,25 @@ def test_names_and_unknown_name() -> None:
 def test_nano_missing_files_name_the_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=NANO_BACKBONE):
         make_tracker("cv2-nano", data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match=VIT_MODEL):
+        make_tracker("cv2-vit", data_dir=tmp_path)
+
+
+def test_peers_take_no_options_and_say_they_are_opencvs() -> None:
+    with pytest.raises(ValueError, match="cv2-kcf is an OpenCV peer and takes no options"):
+        make_tracker("cv2-kcf", backend="torch")
+
+
+def test_runtime_does_not_import_bench() -> None:
+    # The CLI and the API run OpenCV's peers from runtime/, which must stand alone (DESIGN.md).
+    code = (
+        "import sys, runtime.track, runtime.registry, runtime.multi_target; "
+        "sys.exit(' '.join(m for m in sys.modules if m.split('.')[0] == 'bench') or None)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("name", ["cv2-csrt", "cv2-kcf", "cv2-mil"])

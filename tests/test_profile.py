@@ -136,4 +136,4 @@ def test_the_cli_profiles_real_trackers_with_their_own_stages(tmp_path, capsys):
 def test_the_cli_refuses_an_unknown_tracker_in_one_line(capsys):
     assert main(["--trackers", "nosuch", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown tracker nosuch" in err[0]
+    assert len(err) == 1 and "unknown tracker 'nosuch'" in err[0]

@@ -127,7 +127,7 @@ def _report(result: Path, data: Path, out: Path) -> tuple[str, _Page]:
 
 def test_the_page_has_every_tracker_every_table_and_the_attributes(result, data, tmp_path):
     page, parsed = _report(result, data, tmp_path / "report")
-    assert set(parsed.tables) == {"trackers", "sequences", "attributes"}
+    assert set(parsed.tables) == {"trackers", "environment", "sequences", "attributes"}
     for table in parsed.tables:
         assert set(parsed.rows(table)) == {"tracker", "oracle", ODD, "static"}
     trackers = parsed.rows("trackers")
@@ -232,7 +232,7 @@ def test_without_saved_runs_the_page_says_so_and_keeps_the_tables(result, data, 
     parsed = _Page(page)
     assert page.count("No plots:") == 1
     assert not (out / "success.png").exists()  # the earlier report's plot is not left behind
-    assert set(parsed.tables) == {"trackers", "sequences", "attributes"}
+    assert set(parsed.tables) == {"trackers", "environment", "sequences", "attributes"}
     assert parsed.rows("trackers")["oracle"][4] == "–"
     assert len(parsed.images) == 1  # the attribute bars need no curves
     assert capsys.readouterr().out.strip() == str(out / "index.html")
@@ -316,3 +316,51 @@ def test_ope_writes_the_report_after_its_run(data, tmp_path):
     parsed = _Page((report / "index.html").read_text())
     assert set(parsed.rows("trackers")) == {"tracker", "cv2-kcf"}
     assert (report / "success.png").read_bytes()[:8] == PNG
+
+
+def test_the_page_says_where_each_tracker_ran(result, data, tmp_path):
+    # Machine, threads, backend and date beside the figures (issue 28.5).
+    _, parsed = _report(result, data, tmp_path / "report")
+    rows = parsed.rows("environment")
+    assert rows["tracker"] == ["CPU", "threads", "backend", "date"]
+    recorded = json.loads(result.read_text())["oracle"]["environment"]
+    assert rows["oracle"] == [
+        recorded["cpu"],
+        str(recorded["threads"]),
+        recorded["backend"],
+        recorded["date"],
+    ]
+    assert rows["static"] == rows["oracle"], "seeds run alike: one value, not three"
+
+
+def test_a_result_from_before_the_environment_was_recorded_says_so(result, data, tmp_path):
+    old = json.loads(result.read_text())
+    for entry in old.values():
+        del entry["environment"]
+    result.write_text(json.dumps(old))
+    page, parsed = _report(result, data, tmp_path / "report")
+    assert parsed.rows("environment")["oracle"] == ["–"] * 4
+    assert "not recorded" in page
+
+
+def test_attribute_codes_are_spelt_out(result, data, tmp_path):
+    page, parsed = _report(result, data, tmp_path / "report")
+    text = " ".join("".join(parsed.text).split())
+    for code, name in [("SV", "scale variation"), ("DEF", "deformation"),
+                       ("MB", "motion blur"), ("FM", "fast motion")]:  # fmt: skip
+        assert f"{code}: {name}" in text
+        assert f'<abbr title="{name[0].upper() + name[1:]}">{code}</abbr>' in page
+    assert "illumination variation" not in text, "only the attributes the sequences have"
+
+
+def test_wins_against_a_peer_reach_the_page(data, tmp_path):
+    sequences = [load_sequence(data / name) for name in ATTRIBUTES]
+    truth = sequences[0].ground_truth
+    path = tmp_path / "runs" / "ope.json"
+    run_ope(["oracle", "static"], sequences, factory=lambda spec: OracleTracker(truth)
+            if spec == "oracle" else StaticTracker(), json_path=path, progress=False,
+            peer="static")  # fmt: skip
+    _, parsed = _report(path, data, tmp_path / "report")
+    trackers = parsed.rows("trackers")
+    assert trackers["tracker"][-1] == "W/L/T vs static"
+    assert trackers["oracle"][-1] == "3/0/0" and trackers["static"][-1] == "–"

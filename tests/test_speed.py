@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench.speed import _skip_reason, main
+from bench.speed import _runs, _skip_reason, main
+from runtime.backends.manifest import MANIFEST_FORMAT
 from runtime.paths import data_root
 
 VASE = data_root() / "sequences" / "Vase"
@@ -40,3 +41,21 @@ def test_tensorrt_is_skipped_with_the_reason_where_missing(tmp_path):
         assert _skip_reason("tensorrt", tmp_path) == "tensorrt not installed"
     else:
         pytest.skip("tensorrt is installed here; the skip path is not reachable")
+
+
+def _export(folder, kind):
+    folder.mkdir()
+    manifest = {"format": MANIFEST_FORMAT, "kind": kind}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_each_tracker_runs_from_the_export_folders_of_its_declared_kind(tmp_path):
+    # The kind comes from the registry entry, not the name: rtmdnet-nanotrack (RT-MDNet head on
+    # NanoTrack's backbone) runs from RT-MDNet folders although its name holds "nano".
+    siamese = _export(tmp_path / "s", "siamese")
+    rtmdnet = _export(tmp_path / "r", "rtmdnet")
+    folders = [siamese, rtmdnet]
+    assert [run[1] for run in _runs("rtmdnet-nanotrack", ["onnxruntime"], folders)] == [rtmdnet]
+    assert [run[1] for run in _runs("metartt-nano", ["onnxruntime"], folders)] == [siamese]
+    assert [run[1] for run in _runs("mlt", ["onnxruntime"], folders)] == [rtmdnet]

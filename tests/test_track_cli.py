@@ -303,3 +303,108 @@ def test_missing_meta_checkpoint_is_one_error_line(clip: Path, tmp_path: Path) -
     done = _run_cli([str(clip), "--init", INIT, "--meta", "missing.pt"], tmp_path)
     assert done.returncode == 2
     assert "meta checkpoint not found: missing.pt" in _one_error_line(done.stderr)
+
+
+def _expected_files(boxes: str | None, video: str | None, targets: int) -> set[str]:
+    """What a run writes: per target a boxes file and its ``_scores.csv`` (``_t1``, ``_t2``, ...
+    before the suffix when there are several), and the video."""
+    names = {video} if video else set()
+    if boxes:
+        stem = boxes.removesuffix(".txt")
+        tags = [""] if targets == 1 else [f"_t{k}" for k in range(1, targets + 1)]
+        names |= {f"{stem}{tag}{end}" for tag in tags for end in (".txt", "_scores.csv")}
+    return names
+
+
+@pytest.mark.parametrize(
+    ("flags", "boxes", "video"),
+    [
+        ([], "outputs/walk_boxes.txt", "outputs/walk_tracked.mp4"),
+        (["--boxes", "b.txt"], "b.txt", None),
+        (["--output", "o.mp4"], None, "o.mp4"),
+        (["--boxes", "b.txt", "--output", "o.mp4"], "b.txt", "o.mp4"),
+    ],
+    ids=["neither", "boxes-only", "output-only", "both"],
+)
+@pytest.mark.parametrize("targets", [1, 2])
+def test_every_combination_of_outputs(
+    clip: Path,
+    in_tmp: Path,
+    flags: list[str],
+    boxes: str | None,
+    video: str | None,
+    targets: int,
+) -> None:
+    # --output without --boxes crashed after the first frame (issue 28): every combination runs.
+    inits = ["--init", INIT] + (["--init", "81,31,30,30"] if targets > 1 else [])
+    argv = [str(clip), *inits, *flags, "--quiet"]
+    assert main(argv, tracker_factory=Factory()) == 0
+    expected = _expected_files(boxes, video, targets)
+    assert {str(p.relative_to(in_tmp)) for p in in_tmp.rglob("*") if p.is_file()} == expected
+    for name in expected:
+        path = in_tmp / name
+        if path.suffix == ".mp4":
+            assert len(list(open_source(path))) == N_FRAMES
+        elif path.name.endswith("_scores.csv"):
+            assert len(path.read_text().splitlines()) == N_FRAMES + 1  # header + a row per frame
+        else:
+            assert len(read_boxes_file(path)) == N_FRAMES
+
+
+# ----------------------------------------------------------------------------- OpenCV peers
+
+
+def test_an_opencv_peer_runs_from_the_cli_labelled_as_one(clip: Path, in_tmp: Path, capsys) -> None:
+    # The README compares against cv2-nano; the CLI refused the peers (issue 28.5).
+    argv = [str(clip), "--init", INIT, "--tracker", "cv2-kcf", "--boxes", "b.txt", "--threads", "1"]
+    assert main(argv) == 0
+    assert len(read_boxes_file(in_tmp / "b.txt")) == N_FRAMES
+    assert f"tracked {N_FRAMES} frames of walk with cv2-kcf (OpenCV peer)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_help_lists_the_opencv_peers_apart(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    peers = "cv2-csrt, cv2-kcf, cv2-mil, cv2-nano, cv2-vit"
+    assert f"OpenCV peers (baselines, not ours): {peers}" in text
+
+
+def test_an_opencv_peer_refuses_our_options(clip: Path, in_tmp: Path, capsys) -> None:
+    argv = [str(clip), "--init", INIT, "--tracker", "cv2-kcf", "--backend", "torch"]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cv2-kcf is an OpenCV peer and takes no options (got --backend)" in line
+
+
+def test_a_misspelt_tracker_gets_the_closest_name(clip: Path, in_tmp: Path, capsys) -> None:
+    assert main([str(clip), "--init", INIT, "--tracker", "nanotrak"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: unknown tracker 'nanotrak'; did you mean 'nanotrack'?")
+
+
+# ------------------------------------------------------------------- messages about the box
+
+
+def test_init_errors_echo_the_box_as_the_user_wrote_it(clip: Path, in_tmp: Path, capsys) -> None:
+    # The user's numbers are 1-based; the message said x=499,y=9 (0-based) for 500,10 (issue 28.5).
+    assert main([str(clip), "--init", "500,10,20,20"], tracker_factory=Factory()) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "x=500,y=10,w=20,h=20 (1-based) lies outside the 160x120 frame" in line
+
+
+@pytest.mark.parametrize(("box", "warned"), [("21,31,1,1", True), ("21,31,2,2", True),
+                                             ("21,31,3,20", True), ("21,31,4,4", False),
+                                             ("21,31,10,10", False)])  # fmt: skip
+def test_a_box_too_small_for_the_network_is_one_warning(
+    clip: Path, in_tmp: Path, capsys, box: str, warned: bool
+) -> None:
+    assert main([str(clip), "--init", box, "--boxes", "b.txt", "--quiet"], Factory()) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    if warned:
+        assert len(lines) == 1 and lines[0].startswith("warning: first-frame box "), lines
+        assert "smaller than 4 px a side" in lines[0]
+    else:
+        assert lines == []

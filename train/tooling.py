@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from runtime.atomic import write_atomic
 from runtime.paths import data_root
+from runtime.program import program_name
 
 Config = TypeVar("Config")
 Result = TypeVar("Result")
@@ -415,7 +416,7 @@ class SeededTool:
 
     def parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(
-            prog=f"python train/{self.script}", description=self.description
+            prog=program_name(f"python train/{self.script}"), description=self.description
         )
         steps = f"training steps (default {self.default_steps})"
         parser.add_argument("--steps", type=int, help=steps)

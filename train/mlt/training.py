@@ -54,6 +54,7 @@ from runtime.mlt.model import (
     to_tensor,
 )
 from runtime.paths import data_root
+from runtime.program import program_name
 from train import tooling
 from train.datasets import annotated, is_aerial, read_frame, training_sequences
 
@@ -399,7 +400,9 @@ def _write_checkpoint(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python train/mlt.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=program_name("python train/mlt.py"), description=__doc__.split("\n")[0]
+    )
     tooling.add_common_arguments(p, "lr=1e-3 or matching=runs/mlt/match-nanotrack/mlt.pt")
     p.add_argument("--stage", choices=STAGES)
     p.add_argument("--trunk", choices=("nanotrack", "paper"))

@@ -47,7 +47,8 @@ from runtime.backbones import build_backbone
 from runtime.boxes import iou
 from runtime.evaluation.one_pass import mean_auc, resolve_sequences
 from runtime.paths import data_root
-from runtime.registry import create_tracker
+from runtime.program import program_name
+from runtime.registry import build_tracker
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead, fast_low_precision
 from runtime.rtmdnet.meta import BatchSpec
@@ -324,7 +325,8 @@ def validation_auc(checkpoint: Path, root: Path, max_frames: int) -> float:
     sequences = resolve_sequences(root / "sequences", [], "val")
     return mean_auc(
         "metartt",
-        lambda: create_tracker("metartt", data_dir=root, meta=str(checkpoint)),
+        # build_tracker: validation keeps the threads training runs with.
+        lambda: build_tracker("metartt", data_dir=root, meta=str(checkpoint)),
         sequences,
         max_frames,
     )
@@ -489,7 +491,7 @@ def _mean_rate(learner: TrainingMetaLearner, which: str) -> float:
 # ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python train/meta.py",
+        prog=program_name("python train/meta.py"),
         description="Meta-train MetaRTT's initial weights and per-step learning rates.",
     )
     tooling.add_common_arguments(p, "meta.lr_init_value=0.05 or episode.n_neg_init=2000")

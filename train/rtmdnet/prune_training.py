@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.prune_net import PruneNet, PruneNetConfig
 from runtime.rtmdnet.head import fast_low_precision
 from runtime.rtmdnet.meta import (
@@ -298,7 +299,7 @@ def _write_checkpoint(
 # ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python train/prune.py",
+        prog=program_name("python train/prune.py"),
         description="Train MetaRTT's channel-pruning network (the meta-learned tracker fixed).",
     )
     tooling.add_common_arguments(p, "net.dropout=0.5 or episode.n_neg_init=2000")

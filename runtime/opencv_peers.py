@@ -1,7 +1,11 @@
-"""OpenCV's trackers as peers, behind :class:`runtime.tracker_api.Tracker`.
+"""OpenCV's trackers as peers (baselines to compare against, not ours), behind
+:class:`runtime.tracker_api.Tracker`.
 
-Names: ``cv2-csrt``, ``cv2-kcf``, ``cv2-mil`` (opencv-contrib) and ``cv2-nano`` (``cv2.TrackerNano``
-running the NanoTrack v2 ONNX pair from ``<data>/peers/nanotrack_v2/``).
+Names: ``cv2-csrt``, ``cv2-kcf``, ``cv2-mil`` (opencv-contrib), ``cv2-nano`` (``cv2.TrackerNano``
+running the NanoTrack v2 ONNX pair from ``<data>/peers/nanotrack_v2/``) and ``cv2-vit``
+(``cv2.TrackerVit`` running OpenCV Zoo's VitTrack from ``<data>/peers/vittrack/``). They live in
+``runtime/`` so that the CLI (``--tracker cv2-nano``) and the Python API can run them as well as
+``bench/``, which must never be imported by ``runtime/``.
 
 Box convention at this boundary: OpenCV's trackers take and return integer pixel rectangles
 ``(x, y, w, h)``, 0-based, the same origin as the project's 0-based float boxes. So the only
@@ -24,6 +28,8 @@ from runtime.tracker_api import check_init, check_update
 NANO_DIR = Path("peers") / "nanotrack_v2"
 NANO_BACKBONE = "nanotrack_backbone_sim.onnx"
 NANO_NECKHEAD = "nanotrack_head_sim.onnx"
+VIT_DIR = Path("peers") / "vittrack"
+VIT_MODEL = "object_tracking_vittrack_2023sep.onnx"
 
 CvRect = tuple[int, int, int, int]
 
@@ -78,7 +84,7 @@ class OpenCVTracker:
         return self._last_box.copy(), self._score()
 
     def _score(self) -> float:
-        # Only TrackerNano exposes a confidence; the others only say ok / not ok.
+        # Only TrackerNano and TrackerVit expose a confidence; the others only say ok / not ok.
         get_score = getattr(self._tracker, "getTrackingScore", None)
         return float(get_score()) if get_score is not None else 1.0
 
@@ -103,11 +109,29 @@ def _nano_factory(data_dir: Path | None) -> Callable[[], Any]:
     return build
 
 
+def vit_model_path(data_dir: Path | None = None) -> Path:
+    """VitTrack's ONNX file; FileNotFoundError names it when missing."""
+    path = data_root(data_dir) / VIT_DIR / VIT_MODEL
+    return require_file(path, "cv2-vit model ONNX " + VIT_MODEL)
+
+
+def _vit_factory(data_dir: Path | None) -> Callable[[], Any]:
+    model = vit_model_path(data_dir)  # checked now, not at the first init
+
+    def build() -> Any:
+        params = cv2.TrackerVit_Params()
+        params.net = str(model)
+        return cv2.TrackerVit.create(params)
+
+    return build
+
+
 _FACTORIES: dict[str, Callable[[Path | None], Callable[[], Any]]] = {
     "cv2-csrt": lambda _data: cv2.TrackerCSRT.create,
     "cv2-kcf": lambda _data: cv2.TrackerKCF.create,
     "cv2-mil": lambda _data: cv2.TrackerMIL.create,
     "cv2-nano": _nano_factory,
+    "cv2-vit": _vit_factory,
 }
 
 PEER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
