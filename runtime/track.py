@@ -596,7 +596,6 @@ def live_line(result: RunResult) -> str:
 def tracker_label(name: str) -> str:
     """The tracker's name as output shows it: OpenCV's peers are marked as not ours."""
     return f"{name} (OpenCV peer)" if is_opencv_peer(name) else name
->>>>>>> i28-cli
 
 
 def summarize(result: RunResult, source_name: str, tracker_name: str, wall: float) -> list[str]:
