@@ -175,10 +175,10 @@ def _opencv_peer(name: str) -> TrackerEntry:
 
 _ENTRIES: dict[str, TrackerEntry] = {
     # The full pretrained NanoTrack v3 network (backbone, BAN head) with its published tracking
-    # values and our lost-target recovery; ONNX Runtime from the graph cache by default.
+    # values, averaged per cell with NanoTrack v2 (docs/nanotrack.md); ONNX Runtime from the
+    # graph cache by default. Its variants are presets: nanotrack[fusion_weight=0] (v3 alone),
+    # nanotrack[recovery=True] (the widened search while lost).
     "nanotrack": _on_nanotrack(_nanotrack({})),
-    # The same without the widened search while lost (the reference procedure exactly).
-    "nanotrack-norecovery": _on_nanotrack(_nanotrack({"recovery": False})),
     # MetaRTT on the NanoTrack base (docs/nanotrack.md, "Seeds"): a target layer on the
     # classification features, adapted by 5 + 5 steps with the shipped meta-learned rule; the
     # same layer fine-tuned from zero with one plain rate (the baseline); the base weights frozen.

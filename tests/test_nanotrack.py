@@ -533,8 +533,8 @@ def test_registry_builds_nanotrack_and_refuses_foreign_options(monkeypatch, tmp_
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     tracker = create_tracker("nanotrack", backend="torch")
     assert isinstance(tracker, NanoTracker) and tracker.name == "nanotrack"
-    assert tracker.backend.name == "torch" and tracker.config.recovery
-    assert not create_tracker("nanotrack-norecovery", backend="torch").config.recovery
+    assert tracker.backend.name == "torch" and not tracker.config.recovery
+    assert tracker.config.fusion_weight == 0.5 and tracker.second is not None
     with pytest.raises(ValueError, match="nanotrack"):
         create_tracker("nanotrack", meta="x")
     assert not (tmp_path / "cache").exists()
