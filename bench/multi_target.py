@@ -9,7 +9,8 @@ same size spread over the frame on a fixed grid (what they contain does not matt
 each is a full target: its own template and state). Every tracker is a
 :class:`runtime.multi_target.MultiTracker`: the frame is shared, the network loaded once where
 the tracker offers siblings. Where the tracker batches its targets (nanotrack on the torch
-backend), it is measured both ways: ``batched`` (one network call for the crops of one side) and
+backend with v3 alone: ``nanotrack[backend=torch;fusion_weight=0]``), it is measured both
+ways: ``batched`` (one network call for the crops of one side) and
 ``one by one``.
 
 Reported per row: the median milliseconds of one ``update`` of all targets (tracker time only,

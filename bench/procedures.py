@@ -72,21 +72,23 @@ class Procedure:
 OPENCV = Procedure("v2", "opencv", 0.055, 0.37, opencv_scale_penalty=True, truncate=True)
 VARIANTS: dict[str, Procedure] = {
     "v3": Procedure(),
-    "v3, pysot crop": Procedure(crop="pysot"),
-    "v3, opencv crop": Procedure(crop="opencv"),
-    "v3, opencv values": Procedure(penalty_k=0.055, lr=0.37),
-    "v3, truncated box": Procedure(truncate=True),
+    "v3 + pysot crop": Procedure(crop="pysot"),
+    "v3 + opencv crop": Procedure(crop="opencv"),
+    "v3 + opencv values": Procedure(penalty_k=0.055, lr=0.37),
+    "v3 + truncated box": Procedure(truncate=True),
     "v2": Procedure("v2"),
-    "v2, opencv values": Procedure("v2", penalty_k=0.055, lr=0.37),
-    "v2, opencv values, opencv scale penalty": Procedure(
+    "v2 + opencv values": Procedure("v2", penalty_k=0.055, lr=0.37),
+    "v2 + opencv values + opencv scale penalty": Procedure(
         "v2", penalty_k=0.055, lr=0.37, opencv_scale_penalty=True
     ),
-    "v2, opencv values, opencv crop": Procedure("v2", "opencv", 0.055, 0.37),
-    "v2, opencv values, truncated box": Procedure("v2", penalty_k=0.055, lr=0.37, truncate=True),
-    "v2, opencv procedure": OPENCV,
+    "v2 + opencv values + opencv crop": Procedure("v2", "opencv", 0.055, 0.37),
+    "v2 + opencv values + truncated box": Procedure("v2", penalty_k=0.055, lr=0.37, truncate=True),
+    "v2 + opencv procedure": OPENCV,
     "both (the default)": Procedure("both"),
-    "both, v2 share 0.3": Procedure("both", fusion_weight=0.3),
-    "both, v2 share 0.7": Procedure("both", fusion_weight=0.7),
+    "both (v2 share 0.2)": Procedure("both", fusion_weight=0.2),
+    "both (v2 share 0.3)": Procedure("both", fusion_weight=0.3),
+    "both (v2 share 0.4)": Procedure("both", fusion_weight=0.4),
+    "both (v2 share 0.7)": Procedure("both", fusion_weight=0.7),
 }
 
 
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.procedures",
         description="NanoTrack v2/v3 through our procedure and OpenCV's, one difference at a time.",
     )
-    parser.add_argument("--json", type=Path, required=True, help="results (resumed if present)")
+    parser.add_argument("--json", type=Path, help="results (resumed if present); required")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--variants", default=None, help="comma-separated names (default: all)")
     parser.add_argument("--list", action="store_true", help="list the variants and stop")
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, procedure in VARIANTS.items():
             print(f"{name}: {procedure}")
         return 0
+    if args.json is None:
+        parser.error("the following arguments are required: --json")
     names = [n.strip() for n in args.variants.split(",")] if args.variants else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     data = data_root(args.data)

@@ -157,10 +157,11 @@ def test_nanotrack_targets_share_one_network_and_match_single_runs() -> None:
 @needs_weights
 def test_nanotrack_on_torch_batches_crops_of_one_side() -> None:
     """One batched search call from the same state gives each target's single-crop result
-    (to float rounding), also when the targets' crops differ in side (one widened: lost)."""
+    (to float rounding), also when the targets' crops differ in side (one widened: lost).
+    v3 alone: with the second network the targets run one by one (its graph takes one crop)."""
     frames, gt = crossing_frames(3)
     boxes = [gt[0], gt[0] + [30.0, -10.0, 0.0, 0.0], gt[0] + [-20.0, 5.0, 0.0, 0.0]]
-    group = create_multi_tracker("nanotrack", backend="torch")
+    group = create_multi_tracker("nanotrack", backend="torch", fusion_weight=0.0)
     group.init(frames[0], boxes)
     group.targets[2].state.instance_size = 287  # as if lost: its crop cannot join the others
     calls: list[int] = []
@@ -350,7 +351,8 @@ def test_grid_boxes_stay_inside_the_frame() -> None:
 @needs_weights
 def test_bench_measures_both_ways_where_the_tracker_batches(tmp_path: Path, capsys) -> None:
     out = tmp_path / "multi.json"
-    argv = ["--trackers", "nanotrack[backend=torch]", "--targets", "1,2", "--frames", "3"]
+    spec = "nanotrack[backend=torch;fusion_weight=0]"  # v3 alone batches (module docstring)
+    argv = ["--trackers", spec, "--targets", "1,2", "--frames", "3"]
     assert bench_main([*argv, "--seq", "Crossing", "--threads", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [(r["mode"], r["targets"]) for r in rows] == [
@@ -362,7 +364,7 @@ def test_bench_measures_both_ways_where_the_tracker_batches(tmp_path: Path, caps
     assert [r["ms_per_target"] * r["targets"] for r in rows] == pytest.approx(
         [r["median_ms"] for r in rows]
     )
-    assert "| nanotrack[backend=torch] | batched | 2 |" in capsys.readouterr().out
+    assert f"| {spec} | batched | 2 |" in capsys.readouterr().out
 
 
 def test_bench_refuses_an_unknown_sequence_in_one_line(tmp_path: Path, capsys) -> None:
