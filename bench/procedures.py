@@ -24,7 +24,7 @@ edge, where its cosine window is 0), ``"both"`` the product's average of the two
 runs without the lost state (v3's published procedure). Per (variant, sequence) the AUC is saved
 to ``--json`` as it is made, and a rerun skips what is there (resumable). The table prints each
 variant's mean AUC over all, ground-level and aerial sequences (:mod:`bench.scenes`) and its
-wins, losses and ties (0.005) against the first variant.
+wins, losses and ties against the first variant (``bench.ope``'s rule: a tie within 0.005).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bench.ope import versus
 from bench.scenes import scene_of
 from runtime.atomic import write_atomic
 from runtime.crop import square_crop
@@ -50,11 +51,11 @@ from runtime.nanotrack.deploy import create_siamese_backend
 from runtime.nanotrack.second_network import SecondNetwork
 from runtime.nanotrack.tracker import cell_points, cosine_window, frame_fill
 from runtime.paths import data_root
+from runtime.program import program_name
 from runtime.sequences import load_sequence
 from runtime.tracker_api import check_init
 
 FOLDERS = ("sequences", "train_extra")
-TIE = 0.005
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,15 @@ def run(variants: dict[str, Procedure], data: Path, out: Path, quiet: bool = Fal
 
 def table(results: dict) -> str:
     names = list(results)
-    base = results[names[0]]["auc"]
+    # bench.ope's rule for wins, losses and ties, on the same shape of summary.
+    summary = {
+        name: {
+            "per_sequence": {seq: {"auc": auc} for seq, auc in entry["auc"].items()},
+            "excluded_from_means": [],
+        }
+        for name, entry in results.items()
+    }
+    against = versus(summary, names[0])
     lines = [
         f"| variant | mean AUC (n) | ground-level | aerial | vs {names[0]}: W/L/T |",
         "| --- | ---: | ---: | ---: | --- |",
@@ -241,18 +250,17 @@ def table(results: dict) -> str:
             values = [v for s, v in auc.items() if kind is None or scene[s] == kind]
             return float(np.mean(values)) if values else float("nan")
 
-        diff = np.array([auc[s] - base[s] for s in auc if s in base])
-        wins, losses = int((diff > TIE).sum()), int((diff < -TIE).sum())
+        vs = against[name] if name in against else {"wins": 0, "losses": 0, "ties": len(auc)}
         lines.append(
             f"| {name} | {mean(None):.3f} ({len(auc)}) | {mean('ground'):.3f} | "
-            f"{mean('aerial'):.3f} | {wins}/{losses}/{len(diff) - wins - losses} |"
+            f"{mean('aerial'):.3f} | {vs['wins']}/{vs['losses']}/{vs['ties']} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.procedures",
+        prog=program_name("python -m bench.procedures"),
         description="NanoTrack v2/v3 through our procedure and OpenCV's, one difference at a time.",
     )
     parser.add_argument("--json", type=Path, help="results (resumed if present); required")
