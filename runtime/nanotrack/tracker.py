@@ -133,14 +133,12 @@ class NanoTracker:
         self.config = c = config or NanoTrackConfig()
         self.data_dir = data_dir
         fusing = c.fusion_weight > 0.0
-        # Fusing on two or more threads, v2 runs beside v3 on its own thread and v3 keeps the
-        # others; on one, v2 runs after v3 on the same thread.
+        # Fusing, v2 runs beside v3 on its own thread (second_network.py says why always) and
+        # v3 keeps the other threads, at least one.
         total = int(c.threads or torch.get_num_threads())
         v3_config = replace(c, threads=max(1, total - 1)) if fusing else c
         self.backend = backend or create_siamese_backend(v3_config, data_dir)
-        if fusing and second is None:
-            second = SecondNetwork(data_dir, parallel=total > 1)
-        self.second = second if fusing else None
+        self.second = (second or SecondNetwork(data_dir)) if fusing else None
         self.second_template: np.ndarray | None = None
         # Looked up by the family's name, not self.name: a preset's name is not a calibration.
         self.calibration: Calibration | None = (
