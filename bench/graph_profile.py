@@ -1,0 +1,285 @@
+"""The default tracker's networks against this CPU's limit: operators, FLOPs, achieved GFLOP/s.
+
+    python -m bench.graph_profile --json OUT [--runs N] [--threads 1,2] [--data DIR]
+
+For NanoTrack v3's search graph (the graph cache's ``search.onnx`` at the 255 crop) and NanoTrack
+v2's backbone + head (:mod:`runtime.nanotrack.second_network`), on ONNX Runtime with the
+options every backend uses:
+
+- **work**: multiply-accumulates per frame, counted from the graphs' own shapes (``Conv``:
+  output elements x input channels per group x kernel area; ``MatMul`` / ``Gemm``: M x N x K);
+  elementwise ops are left out (they are memory-bound, and small here);
+- **time**: the median of ``--runs`` calls per thread count, on the same crops;
+- **achieved GFLOP/s** = 2 x MACs / time, against **this CPU's measured peak**: the median of a
+  2048 x 2048 float32 matrix product in torch (MKL/oneDNN, the fastest kernel on the machine)
+  with the same thread count, run in the same process;
+- **per operator**: ONNX Runtime's own profiler (``enable_profiling``), the kernel time of every
+  node summed over the runs, grouped by op type and the slowest nodes listed.
+
+The CPU's model and its vector extensions are recorded beside the figures; the table says what
+share of the peak each network reaches. Nothing here changes a tracker; it says where the
+milliseconds of a frame are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import shape_inference
+
+from bench.environment import CPUINFO, cpu_model
+from runtime.atomic import write_atomic
+from runtime.backends.onnxruntime_backend import session_options
+from runtime.nanotrack.deploy import cached_export
+from runtime.nanotrack.second_network import size_free_backbone, v2_files
+from runtime.paths import data_root
+from runtime.program import program_name
+
+SIDE = 255
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The vector extensions of :data:`VECTOR_FLAGS` this CPU reports."""
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.partition(":")[2].split())
+                return [f for f in VECTOR_FLAGS if f in present]
+    except OSError:
+        pass
+    return []
+
+
+def macs(model: onnx.ModelProto, inputs: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Multiply-accumulates per op type of ``model`` with ``inputs`` at the given shapes."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name in inputs:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, inputs[value.name], strict=True):
+                dim.Clear()
+                dim.dim_value = size
+    inferred = shape_inference.infer_shapes(fixed)
+    shapes: dict[str, list[int]] = {}
+    for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]
+    for init in inferred.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    out: dict[str, int] = defaultdict(int)
+    for node in inferred.graph.node:
+        if node.op_type == "Conv":
+            weight, output = shapes.get(node.input[1]), shapes.get(node.output[0])
+            if weight and output:
+                out["Conv"] += int(np.prod(output)) * int(np.prod(weight[1:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+            if a and b:
+                transposed = node.op_type == "Gemm" and any(
+                    attr.name == "transB" and attr.i for attr in node.attribute
+                )
+                n = b[-2] if transposed else b[-1]
+                out[node.op_type] += int(np.prod(a)) * int(n)
+    return dict(out)
+
+
+def sgemm_peak(threads: int, runs: int = 20, size: int = 2048) -> float:
+    """GFLOP/s of a float32 ``size`` x ``size`` matrix product in torch on ``threads`` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        torch.mm(a, b)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return 2.0 * size**3 / statistics.median(times) / 1e9
+
+
+class Network:
+    """One network's sessions and feeds: ``run()`` is one frame's search."""
+
+    def __init__(self, name: str, graphs: list[bytes], feeds: list[dict], chain: bool) -> None:
+        self.name, self.graphs, self.feeds, self.chain = name, graphs, feeds, chain
+
+    def sessions(self, threads: int, profile_dir: Path | None = None) -> list[ort.InferenceSession]:
+        out = []
+        for i, graph in enumerate(self.graphs):
+            options = session_options(threads)
+            if profile_dir is not None:
+                options.enable_profiling = True
+                options.profile_file_prefix = str(profile_dir / f"{self.name}-{i}")
+            out.append(ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+        return out
+
+    def run(self, sessions: list[ort.InferenceSession]) -> None:
+        feed = dict(self.feeds[0])
+        for i, session in enumerate(sessions):
+            outputs = session.run(None, feed)
+            if self.chain and i + 1 < len(sessions):
+                feed = {**self.feeds[i + 1], "input2": outputs[0]}
+
+
+def networks(data_dir: Path | None) -> tuple[list[Network], dict[str, dict[str, int]]]:
+    """v3's search graph and v2's backbone + head, with random crops, and their MACs."""
+    rng = np.random.default_rng(0)
+    crop = (rng.random((1, 3, SIDE, SIDE)) * 255).astype(np.float32)
+    template = (rng.random((1, 3, 127, 127)) * 255).astype(np.float32)
+    export = cached_export(data_root(data_dir) / "weights", lambda m: print(m, file=sys.stderr))
+    template_graph = export.graph("template").read_bytes()
+    search_graph = export.graph("search").read_bytes()
+    template_session = ort.InferenceSession(template_graph, providers=["CPUExecutionProvider"])
+    names = [o.name for o in template_session.get_outputs()]  # the search graph's kernel inputs
+    kernels = template_session.run(None, {"crop": template})
+    search = onnx.load_from_string(search_graph)
+    v3_feed = {"crop": crop, **dict(zip(names, kernels, strict=True))}
+    backbone_path, head_path = v2_files(data_dir)
+    backbone = size_free_backbone(backbone_path)
+    head = head_path.read_bytes()
+    feature = ort.InferenceSession(backbone, providers=["CPUExecutionProvider"]).run(
+        None, {"input": template}
+    )[0]
+    v3 = Network("v3 search", [search_graph], [v3_feed], chain=False)
+    v2 = Network("v2 backbone+head", [backbone, head], [{"input": crop}, {"input1": feature}], True)
+    work = {
+        v3.name: macs(search, {"crop": (1, 3, SIDE, SIDE)}),
+        v2.name: {
+            op: macs(onnx.load_from_string(backbone), {"input": (1, 3, SIDE, SIDE)}).get(op, 0)
+            + macs(onnx.load_from_string(head), {}).get(op, 0)
+            for op in ("Conv", "MatMul", "Gemm")
+        },
+    }
+    return [v3, v2], work
+
+
+def timed(network: Network, threads: int, runs: int) -> float:
+    sessions = network.sessions(threads)
+    for _ in range(20):
+        network.run(sessions)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        network.run(sessions)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def operator_profile(network: Network, runs: int) -> tuple[dict[str, float], list[dict]]:
+    """Kernel milliseconds per frame by op type, and the ten slowest nodes (1 thread)."""
+    by_type: dict[str, float] = defaultdict(float)
+    by_node: dict[str, list] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        sessions = network.sessions(1, Path(folder))
+        for _ in range(runs):
+            network.run(sessions)
+        for session in sessions:
+            trace = json.loads(Path(session.end_profiling()).read_text())
+            for event in trace:
+                args = event.get("args", {})
+                if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+                    continue
+                ms = event["dur"] / 1000.0 / runs
+                by_type[args.get("op_name", "?")] += ms
+                node = by_node.setdefault(
+                    event["name"][: -len("_kernel_time")], [args.get("op_name"), 0.0]
+                )
+                node[1] += ms
+    slowest = sorted(by_node.items(), key=lambda kv: -kv[1][1])[:10]
+    return dict(sorted(by_type.items(), key=lambda kv: -kv[1])), [
+        {"node": name, "op": op, "ms": ms} for name, (op, ms) in slowest
+    ]
+
+
+def profile(data_dir: Path | None, threads: list[int], runs: int) -> dict:
+    nets, work = networks(data_dir)
+    result: dict = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        "side": SIDE,
+        "runs": runs,
+        "peak_sgemm_gflops": {str(t): sgemm_peak(t) for t in threads},
+        "networks": {},
+    }
+    for net in nets:
+        total_macs = sum(work[net.name].values())
+        entry: dict = {"macs": work[net.name], "gflop": 2.0 * total_macs / 1e9, "threads": {}}
+        for t in threads:
+            seconds = timed(net, t, runs)
+            achieved = 2.0 * total_macs / seconds / 1e9
+            entry["threads"][str(t)] = {
+                "median_ms": seconds * 1e3,
+                "gflops": achieved,
+                "share_of_peak": achieved / result["peak_sgemm_gflops"][str(t)],
+            }
+        entry["ops_ms_1_thread"], entry["slowest_nodes_1_thread"] = operator_profile(net, runs)
+        result["networks"][net.name] = entry
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"CPU: {result['cpu']} ({', '.join(result['cpu_flags']) or 'no vector flags found'}); "
+        f"ONNX Runtime {result['onnxruntime']}; crop {result['side']}; medians of "
+        f"{result['runs']} calls.",
+        "",
+        "| network | GFLOP a frame | threads | median ms | GFLOP/s | peak (SGEMM) GFLOP/s "
+        "| share of peak |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, entry in result["networks"].items():
+        for t, row in entry["threads"].items():
+            lines.append(
+                f"| {name} | {entry['gflop']:.3f} | {t} | {row['median_ms']:.2f} | "
+                f"{row['gflops']:.1f} | {result['peak_sgemm_gflops'][t]:.1f} | "
+                f"{100 * row['share_of_peak']:.1f} % |"
+            )
+    for name, entry in result["networks"].items():
+        ops = ", ".join(f"{op} {ms:.2f}" for op, ms in list(entry["ops_ms_1_thread"].items())[:6])
+        lines.append(f"\n{name}, kernel ms a frame by op type (1 thread): {ops}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=program_name("python -m bench.graph_profile"),
+        description="The default tracker's networks against this CPU's limit.",
+    )
+    parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
+    parser.add_argument("--runs", type=int, default=500, help="calls per measurement")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    args = parser.parse_args(argv)
+    try:
+        threads = [int(t) for t in args.threads.split(",") if t.strip()]
+        if not threads or min(threads) < 1 or args.runs < 1:
+            raise ValueError("--threads and --runs must be positive")
+        result = profile(args.data, threads, args.runs)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    write_atomic(args.json, (json.dumps(result, indent=1) + "\n").encode())
+    print(markdown(result))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
