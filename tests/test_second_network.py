@@ -109,3 +109,17 @@ def test_missing_second_network_is_named(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="NanoTrack v2 backbone"):
         NanoTracker(NanoTrackConfig(), data_dir=tmp_path)
     assert NanoTracker(NanoTrackConfig(fusion_weight=0.0), data_dir=tmp_path).second is None
+
+
+@needs_data
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fused_tracker_on_cuda_matches_the_cpu():
+    """v3 in torch on the GPU, v2 on the CPU beside it: the CPU default's boxes."""
+    seq = load_sequence(DATA / "sequences" / "Crossing")
+    frames = [cv2.imread(str(p)) for p in seq.frame_paths[:20]]
+    runs = []
+    for config in (NanoTrackConfig(), NanoTrackConfig(device="cuda", backend="torch")):
+        tracker = NanoTracker(config)
+        tracker.init(frames[0], seq.ground_truth[0])
+        runs.append(np.stack([tracker.update(f)[0] for f in frames[1:]]))
+    assert iou(runs[0], runs[1]).min() > 0.95
