@@ -1,4 +1,4 @@
-"""The ``nanotrack`` tracker: the full NanoTrack v3 network, anchor-free, with lost-target recovery.
+"""The ``nanotrack`` tracker: NanoTrack v3 and v2 on the same crops, averaged; a lost state.
 
 The procedure is NanoTrack v3's published tracker (``NanoTrack/nanotrack/tracker/nano_tracker.py``
 in HonglinChu/SiamTrackers, read and rewritten here; values in :mod:`runtime.nanotrack.config`):
@@ -16,14 +16,17 @@ in HonglinChu/SiamTrackers, read and rewritten here; values in :mod:`runtime.nan
 Where this differs from the reference, on purpose: the crop side is not rounded to whole pixels
 (the reference rounds the crop but divides by the unrounded scale; here the two agree), and the
 crop is cut with :func:`runtime.crop.square_crop` (continuous coordinates, area pre-filtering for
-strong downscaling) like every other tracker in the project.
+strong downscaling) like every other tracker in the project (each measured better on the 44
+shared sequences: docs/nanotrack.md). And (ours) NanoTrack v2 scores the same 255 crop beside
+v3 (:mod:`runtime.nanotrack.second_network`, ``fusion_weight``): the two networks' per-cell
+probabilities and edge distances are averaged before the penalties.
 
-Lost target (ours): after ``lost_patience`` frames in a row whose best score is under
-``lost_threshold`` the tracker reports ``lost``; while lost the search crop grows by
-``search_growth`` pixels a frame, at the same scale, up to ``max_instance_size`` (the map grows
-from 15x15 to at most 23x23 cells, the target keeps its size in the crop), and the box keeps its
-size. A frame scoring ``recover_threshold`` or more ends it. ``score`` keeps its meaning
-throughout: the target probability of the chosen cell.
+Lost target (ours): after ``lost_patience`` frames in a row whose best probability is under
+``lost_threshold`` the tracker reports ``lost``; a frame at ``recover_threshold`` or more ends it.
+With ``recovery`` (off by default) the search crop grows by ``search_growth`` pixels a frame
+while lost, at the same scale, up to ``max_instance_size`` (the map grows from 15x15 to at most
+23x23 cells, v3 alone), and the box keeps its size. ``update`` returns the calibrated
+P(IoU > 0) of the chosen cell (``calibrate``), ``raw_score`` its probability.
 """
 
 from __future__ import annotations
