@@ -90,6 +90,13 @@ VARIANTS: dict[str, Procedure] = {
     "both (v2 share 0.3)": Procedure("both", fusion_weight=0.3),
     "both (v2 share 0.4)": Procedure("both", fusion_weight=0.4),
     "both (v2 share 0.7)": Procedure("both", fusion_weight=0.7),
+    # v3's published values around the average (a documented search: docs/nanotrack.md)
+    "both (window 0.35)": Procedure("both", window_influence=0.35),
+    "both (window 0.55)": Procedure("both", window_influence=0.55),
+    "both (penalty_k 0.08)": Procedure("both", penalty_k=0.08),
+    "both (penalty_k 0.2)": Procedure("both", penalty_k=0.2),
+    "both (lr 0.25)": Procedure("both", lr=0.25),
+    "both (lr 0.45)": Procedure("both", lr=0.45),
 }
 
 
