@@ -68,6 +68,7 @@ class Procedure:
     opencv_scale_penalty: bool = False
     truncate: bool = False
     fusion_weight: float = 0.5  # v2's share with network="both"
+    box_weight: float | None = None  # v2's share of the edges alone (None: fusion_weight)
 
 
 OPENCV = Procedure("v2", "opencv", 0.055, 0.37, opencv_scale_penalty=True, truncate=True)
@@ -86,6 +87,8 @@ VARIANTS: dict[str, Procedure] = {
     "v2 + opencv values + truncated box": Procedure("v2", penalty_k=0.055, lr=0.37, truncate=True),
     "v2 + opencv procedure": OPENCV,
     "both (the default)": Procedure("both"),
+    "both (v3's boxes)": Procedure("both", box_weight=0.0),
+    "both (v2's boxes)": Procedure("both", box_weight=1.0),
     "both (v2 share 0.2)": Procedure("both", fusion_weight=0.2),
     "both (v2 share 0.3)": Procedure("both", fusion_weight=0.3),
     "both (v2 share 0.4)": Procedure("both", fusion_weight=0.4),
@@ -166,8 +169,10 @@ class ProcedureTracker:
             outputs.append(self.nets.v2.search(x, self.feature))
         if len(outputs) == 1:
             return outputs[0]
+        (score_v3, delta_v3), (score_v2, delta_v2) = outputs
         w = self.p.fusion_weight
-        return tuple((1 - w) * a + w * b for a, b in zip(*outputs, strict=True))  # type: ignore[return-value]
+        wb = w if self.p.box_weight is None else self.p.box_weight
+        return (1 - w) * score_v3 + w * score_v2, (1 - wb) * delta_v3 + wb * delta_v2
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         p, (w, h) = self.p, self.size

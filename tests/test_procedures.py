@@ -55,6 +55,10 @@ def test_scenes_from_meta(tmp_path: Path):
     assert [scene_of(f) for f in (uav, otb, bare)] == [AERIAL, GROUND, GROUND]
 
 
+def test_variant_names_can_be_listed_in_variants():
+    assert not [name for name in VARIANTS if "," in name]  # --variants splits at commas
+
+
 def test_cli_lists_and_refuses_in_one_line(capsys, tmp_path: Path):
     assert main(["--list"]) == 0
     assert "both (the default)" in capsys.readouterr().out
