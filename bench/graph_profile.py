@@ -157,13 +157,11 @@ def networks(data_dir: Path | None) -> tuple[list[Network], dict[str, dict[str, 
     )[0]
     v3 = Network("v3 search", [search_graph], [v3_feed], chain=False)
     v2 = Network("v2 backbone+head", [backbone, head], [{"input": crop}, {"input1": feature}], True)
+    v2_backbone = macs(onnx.load_from_string(backbone), {"input": (1, 3, SIDE, SIDE)})
+    v2_head = macs(onnx.load_from_string(head), {})
     work = {
         v3.name: macs(search, {"crop": (1, 3, SIDE, SIDE)}),
-        v2.name: {
-            op: macs(onnx.load_from_string(backbone), {"input": (1, 3, SIDE, SIDE)}).get(op, 0)
-            + macs(onnx.load_from_string(head), {}).get(op, 0)
-            for op in ("Conv", "MatMul", "Gemm")
-        },
+        v2.name: {op: v2_backbone.get(op, 0) + v2_head.get(op, 0) for op in {*v2_backbone, *v2_head}},
     }
     return [v3, v2], work
 
