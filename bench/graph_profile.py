@@ -161,7 +161,9 @@ def networks(data_dir: Path | None) -> tuple[list[Network], dict[str, dict[str, 
     v2_head = macs(onnx.load_from_string(head), {})
     work = {
         v3.name: macs(search, {"crop": (1, 3, SIDE, SIDE)}),
-        v2.name: {op: v2_backbone.get(op, 0) + v2_head.get(op, 0) for op in {*v2_backbone, *v2_head}},
+        v2.name: {
+            op: v2_backbone.get(op, 0) + v2_head.get(op, 0) for op in {*v2_backbone, *v2_head}
+        },
     }
     return [v3, v2], work
 
