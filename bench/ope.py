@@ -70,7 +70,6 @@ each other: the manifest's config says which). It prints its own table and write
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from collections.abc import Callable
@@ -111,6 +110,8 @@ from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
 from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
+from runtime.specs import SpecError, parse_spec
+from runtime.specs import parse_overrides as parse_spec_overrides
 from runtime.threads import set_threads as runtime_set_threads
 from runtime.tracker_api import Tracker
 
@@ -550,18 +551,17 @@ def tracker_specs(text: str) -> list[str]:
 
 
 def split_spec(spec: str) -> tuple[str, dict[str, object]]:
-    """``"rtmdnet[backend=onnxruntime;seed=1]"`` -> ``("rtmdnet", {...})``: per-tracker overrides.
+    """``"rtmdnet[backend=onnxruntime;seed=1]"`` -> ``("rtmdnet", {...})``: per-tracker overrides
+    (:func:`runtime.specs.parse_spec`).
 
     The whole spec stays the tracker's label in the results, so variants of one tracker can run
     side by side in one run.
     """
-    name, bracket, rest = spec.partition("[")
-    if not bracket:
-        return spec, {}
-    if not rest.endswith("]"):
-        raise OPEError(f"tracker spec {spec!r}: expected NAME[KEY=VALUE;...]")
-    items = [item for item in rest[:-1].split(";") if item.strip()]
-    return name, parse_overrides(items)
+    try:
+        parsed = parse_spec(spec)
+    except SpecError as exc:
+        raise OPEError(str(exc)) from None
+    return parsed.name, parsed.overrides
 
 
 def spec_factory(root: Path, options: dict[str, object]) -> Callable[[str], Tracker]:
@@ -585,18 +585,11 @@ def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["lr_init=0.001", "backbone=vggm"]`` -> ``{"lr_init": 0.001, "backbone": "vggm"}``."""
-    options: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise OPEError(f"--set needs KEY=VALUE, got {item!r}")
-        try:
-            value: object = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare word such as a backbone name
-        options[key.strip()] = value
-    return options
+    """``--set`` items as config overrides (:func:`runtime.specs.parse_overrides`)."""
+    try:
+        return parse_spec_overrides(items)
+    except SpecError as exc:
+        raise OPEError(f"--set: {exc}") from None
 
 
 def torch_threads() -> int:

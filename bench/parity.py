@@ -1,6 +1,6 @@
 """End-to-end agreement between backends: the same tracker's boxes on torch and on each other.
 
-    python -m bench.parity --split val --trackers metartt,metartt-prune \\
+    python -m bench.parity --split val --trackers "metartt,metartt[prune=shipped]" \\
         --backends onnxruntime --export-dir outputs/export/rtmdnet-nanotrack [--json OUT]
     python -m bench.parity --split val --trackers nanotrack --export-dir outputs/export/nanotrack
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="shared data folder")
     parser.add_argument("--split", default="val")
     parser.add_argument("--seqs", default=None)
-    parser.add_argument("--trackers", default="metartt,metartt-prune")
+    parser.add_argument("--trackers", default="metartt,metartt[prune=shipped]")
     parser.add_argument("--backends", default="onnxruntime")
     parser.add_argument("--export-dir", type=Path, default=Path("outputs/export/rtmdnet-nanotrack"))
     parser.add_argument("--max-frames", type=int, default=None)

@@ -1,7 +1,8 @@
 """Tracking speed per backend, in one run: ``python -m bench.speed``.
 
     python -m bench.speed [--split val] [--seqs A,B] [--backends torch,onnxruntime,tensorrt] \\
-        [--export-dir DIR[,INT8_DIR]] [--trackers rtmdnet,metartt,metartt-prune] [--json OUT] \\
+        [--export-dir DIR[,INT8_DIR]] [--trackers "rtmdnet,metartt,metartt[prune=shipped]"] \\
+        [--json OUT]
         [--max-frames N] [--threads N]
 
 Every tracker on every backend tracks the same decoded frames in the same process

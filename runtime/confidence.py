@@ -147,7 +147,7 @@ def calibration_for(
     feature_kind: str = "raw",
     path: str | os.PathLike[str] | None = None,
 ) -> Calibration:
-    """``tracker``'s calibration: its own, else its family's (``mlt-mt`` -> ``mlt``), else the
+    """``tracker``'s calibration: its own, else its family's (``mlt-nano`` -> ``mlt``), else the
     uncalibrated stand-in with one warning (``feature_kind`` says what the raw score is)."""
     try:
         table = load_calibrations(path)

@@ -1,10 +1,11 @@
 """Every tracker by name, so the CLI, the Python API and the benchmarks never special-case anyone.
 
-``create_tracker(name)`` returns an object implementing :class:`runtime.tracker_api.Tracker`.
-A name of ours is a tracker plus a preset of config overrides (e.g. the backbone), so variants can
-be run side by side in one ``bench.ope`` call. OpenCV's trackers (``cv2-*``,
-:mod:`runtime.opencv_peers`) are in the registry too, as peers: baselines to compare against,
-labelled as such, in the family ``"opencv"``.
+``create_tracker(spec)`` returns an object implementing :class:`runtime.tracker_api.Tracker`. Six
+names are ours, each with a role a user can act on (README, "Which tracker"); every other
+variant is a spec over one of them, ``NAME[KEY=VALUE;...]`` (:mod:`runtime.specs`), and the ones
+worth naming are listed with their purpose in :mod:`runtime.presets`. OpenCV's trackers
+(``cv2-*``, :mod:`runtime.opencv_peers`) are in the registry too, as peers: baselines to compare
+against, labelled as such, in the family ``"opencv"``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any, Literal
 
 from runtime.mlt import MLTConfig, MLTTracker
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
-from runtime.nanotrack.adaptive import PLAIN, AdaptiveNanoTrackConfig, AdaptiveNanoTracker
-from runtime.nanotrack.mlt_nano import FINETUNE, MLTNanoConfig, MLTNanoTracker
+from runtime.nanotrack.adaptive import AdaptiveNanoTrackConfig, AdaptiveNanoTracker
+from runtime.nanotrack.mlt_nano import MLTNanoConfig, MLTNanoTracker
 from runtime.opencv_peers import PEER_NAMES, make_peer
+from runtime.presets import FORMER_NAMES, PRESETS
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
-from runtime.rtmdnet.prune import SHIPPED_PRUNE, SHIPPED_STATIC
+from runtime.rtmdnet.prune import prune_setting
+from runtime.specs import TrackerSpec, parse_spec
 from runtime.threads import ensure_threads
 from runtime.tracker_api import Tracker
 
@@ -76,7 +79,10 @@ def unknown_options_message(name: str, names: list[str], known: list[str]) -> st
 
 def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
-        config = _config(RTMDNetConfig, {**preset, **options})
+        values = {**preset, **options}
+        if isinstance(values.get("prune"), str):  # "shipped", "static", "fit" or a path
+            values["prune"] = prune_setting(str(values["prune"]))
+        config = _config(RTMDNetConfig, values)
         return RTMDNetTracker(config, data_dir=data_dir)
 
     return factory
@@ -85,14 +91,6 @@ def _rtmdnet(preset: dict[str, object]) -> Callable[..., Tracker]:
 def _metartt(preset: dict[str, object]) -> Callable[..., Tracker]:
     def factory(data_dir: Path | None, **options: object) -> Tracker:
         return _rtmdnet({"meta": str(SHIPPED_CHECKPOINT), **preset})(data_dir, **options)
-
-    return factory
-
-
-def _metartt_pruned(which: str) -> Callable[..., Tracker]:
-    def factory(data_dir: Path | None, **options: object) -> Tracker:
-        prune = {"net": str(SHIPPED_PRUNE), "static": str(SHIPPED_STATIC), "fit": "fit"}[which]
-        return _metartt({"prune": prune})(data_dir, **options)
 
     return factory
 
@@ -174,47 +172,27 @@ def _opencv_peer(name: str) -> TrackerEntry:
 
 
 _ENTRIES: dict[str, TrackerEntry] = {
-    # The full pretrained NanoTrack v3 network (backbone, BAN head) with its published tracking
-    # values, averaged per cell with NanoTrack v2 (docs/nanotrack.md); ONNX Runtime from the
-    # graph cache by default. Its variants are presets: nanotrack[fusion_weight=0] (v3 alone),
-    # nanotrack[recovery=True] (the widened search while lost).
+    # The default: the full pretrained NanoTrack v3 network (backbone, BAN head) with its
+    # published tracking values, averaged per cell with NanoTrack v2 (docs/nanotrack.md); ONNX
+    # Runtime from the graph cache by default.
     "nanotrack": _on_nanotrack(_nanotrack({})),
-    # MetaRTT on the NanoTrack base (docs/nanotrack.md, "Seeds"): a target layer on the
-    # classification features, adapted by 5 + 5 steps with the shipped meta-learned rule; the
-    # same layer fine-tuned from zero with one plain rate (the baseline); the base weights frozen.
-    "metartt-nano": _on_nanotrack(_target_layer("metartt-nano", AdaptiveNanoTracker, {})),
-    "nanotrack-ft": _on_nanotrack(
-        _target_layer("nanotrack-ft", AdaptiveNanoTracker, {"rule": PLAIN})
-    ),
-    # ... and with the head's classification tower pruned once per video by the shipped pruning net
-    # (MetaRTT's one-shot pruning on the base; docs/nanotrack.md, "Pruning the head").
-    "metartt-nano-prune": _on_nanotrack(
-        _target_layer("metartt-nano-prune", AdaptiveNanoTracker, {"prune": "shipped"})
-    ),
-    # MLT on the NanoTrack base (docs/nanotrack.md, "Seeds"): the same layer's kernel and channel
-    # attention generated by the shipped meta-learner from the loss gradient over 8 context
-    # images every 30 frames; its baseline: the layer fine-tuned by Adam every 50 frames.
-    "mlt-nano": _on_nanotrack(_target_layer("mlt-nano", MLTNanoTracker, {})),
-    "mlt-nano-ft": _on_nanotrack(
-        _target_layer("mlt-nano-ft", MLTNanoTracker, {"generator": FINETUNE})
-    ),
-    # MetaRTT: the RT-MDNet procedure with the shipped meta checkpoint (5 + 5 learned steps).
+    # MetaRTT (the paper's tracker): the RT-MDNet procedure with the shipped meta checkpoint
+    # (5 + 5 learned steps); its one-shot channel pruning is the preset metartt[prune=shipped].
     "metartt": _on_rtmdnet(_metartt({})),
-    # MetaRTT + one-shot channel pruning: masks from the shipped pruning network at the first
-    # frame; the variants: one static mask for all videos, masks fitted on the first frame alone.
-    "metartt-prune": _on_rtmdnet(_metartt_pruned("net")),
-    "metartt-prune-static": _on_rtmdnet(_metartt_pruned("static")),
-    "metartt-prune-fit": _on_rtmdnet(_metartt_pruned("fit")),
-    "rtmdnet": _on_rtmdnet(_rtmdnet({})),
-    "rtmdnet-nanotrack": _on_rtmdnet(_rtmdnet({"backbone": "nanotrack"})),
-    "rtmdnet-mobilenet_v2": _on_rtmdnet(_rtmdnet({"backbone": "mobilenet_v2"})),
-    "rtmdnet-vggm": _on_rtmdnet(_rtmdnet({"backbone": "vggm"})),
-    # MLT (ICCV 2019) with the shipped checkpoint: meta-learned kernels every 30 frames; the
-    # matching network alone (mt); and conv5 fine-tuned on the memory every 50 frames (mt+ft).
+    # MLT (ICCV 2019) with the shipped checkpoint: meta-learned kernels every 30 frames.
     "mlt": _on_mlt(_mlt({})),
-    "mlt-mt": _on_mlt(_mlt({"use_meta": False})),
-    "mlt-mt-ft": _on_mlt(_mlt({"use_meta": False, "finetune": True})),
+    # MetaRTT's method on the NanoTrack base (docs/nanotrack.md, "Seeds"): a target layer on the
+    # classification features, adapted by 5 + 5 steps with the shipped meta-learned rule; the
+    # base weights frozen.
+    "metartt-nano": _on_nanotrack(_target_layer("metartt-nano", AdaptiveNanoTracker, {})),
+    # MLT's method on the NanoTrack base: the same layer's kernel and channel attention generated
+    # by the shipped meta-learner from the loss gradient over 8 context images every 30 frames.
+    "mlt-nano": _on_nanotrack(_target_layer("mlt-nano", MLTNanoTracker, {})),
+    # RT-MDNet, the foundation MetaRTT builds on: the FC head learned per video, no meta
+    # checkpoint (MetaRTT's baseline).
+    "rtmdnet": _on_rtmdnet(_rtmdnet({})),
 }
+# Every other variant is a preset (runtime/presets.py): a spec such as metartt[prune=shipped].
 
 TRACKER_NAMES: tuple[str, ...] = tuple(_ENTRIES)  # ours
 _ENTRIES.update({name: _opencv_peer(name) for name in PEER_NAMES})
@@ -226,39 +204,52 @@ def is_opencv_peer(name: str) -> bool:
 
 
 def unknown_tracker_message(name: str) -> str:
-    """``"unknown tracker 'nanotrak'; did you mean 'nanotrack'? ours: ...; OpenCV peers: ..."``."""
+    """``"unknown tracker 'nanotrak'; did you mean 'nanotrack'? ours: ...; OpenCV peers: ..."``;
+    for a name that became a preset, the spec to write instead."""
+    if name in FORMER_NAMES:
+        return (
+            f"{name!r} is no longer a tracker name: write {FORMER_NAMES[name]!r} "
+            f"(the presets and their purpose: runtime/presets.py, docs/model_zoo.md)"
+        )
     close = difflib.get_close_matches(name, ALL_NAMES, n=1, cutoff=0.6)
     guess = f"; did you mean {close[0]!r}?" if close else ""
     return (
-        f"unknown tracker {name!r}{guess} (ours: {', '.join(TRACKER_NAMES)}; "
-        f"OpenCV peers: {', '.join(PEER_NAMES)})"
+        f"unknown tracker {name!r}{guess} (ours: {', '.join(TRACKER_NAMES)}, each also as "
+        f"NAME[KEY=VALUE;...]; OpenCV peers: {', '.join(PEER_NAMES)})"
     )
 
 
-def _entry(name: str) -> TrackerEntry:
+def preset_specs() -> tuple[str, ...]:
+    """The presets' specs (:mod:`runtime.presets`), in their listed order."""
+    return tuple(preset.spec for preset in PRESETS)
+
+
+def _entry(spec: str | TrackerSpec) -> TrackerEntry:
+    name = spec.name if isinstance(spec, TrackerSpec) else parse_spec(spec).name
     try:
         return _ENTRIES[name]
     except KeyError:
         raise ValueError(unknown_tracker_message(name)) from None
 
 
-def tracker_family(name: str) -> Family:
-    """What ``name`` is built on (its registry entry says; ValueError for an unknown name)."""
-    return _entry(name).family
+def tracker_family(spec: str) -> Family:
+    """What ``spec``'s tracker is built on (its registry entry says; ValueError for an unknown
+    name)."""
+    return _entry(spec).family
 
 
-def export_kind(name: str) -> ExportKind | None:
-    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``name`` uses
-    (``None`` for an OpenCV peer, which uses none)."""
-    return _entry(name).export_kind
+def export_kind(spec: str) -> ExportKind | None:
+    """``"siamese"`` or ``"rtmdnet"``: the manifest kind of the export folders ``spec``'s tracker
+    uses (``None`` for an OpenCV peer, which uses none)."""
+    return _entry(spec).export_kind
 
 
 def create_tracker(
-    name: str, data_dir: Path | None = None, *, threads: int | None = None, **options: object
+    spec: str, data_dir: Path | None = None, *, threads: int | None = None, **options: object
 ) -> Tracker:
-    """Build a tracker by name (ours, or an OpenCV peer ``cv2-*``), with the CPU threads set as
-    the CLI sets them; ``options`` override fields of its config dataclass (OpenCV's peers take
-    none).
+    """Build a tracker from its name or spec (ours, ``NAME[KEY=VALUE;...]``, or an OpenCV peer
+    ``cv2-*``), with the CPU threads set as the CLI sets them; the spec's values and ``options``
+    override fields of its config dataclass (OpenCV's peers take none).
 
     ``threads``: torch's and OpenCV's thread count, which are **process-wide** settings
     (:func:`runtime.threads.set_threads`): given, it is applied; ``None`` keeps the count this
@@ -268,20 +259,28 @@ def create_tracker(
     core, and on a machine where another process keeps a core busy every frame waits for it.
     :func:`build_tracker` builds without touching the threads.
 
-    ValueError for an unknown name (with the closest known one), a thread count below 1, or an
-    option the tracker does not take (worded for the CLI: ``"mlt does not take --meta (it is
-    MetaRTT's: --tracker metartt)"``).
+    ValueError for an unknown name (with the closest known one, or the spec a former name became),
+    a malformed spec, a thread count below 1, an option the tracker does not take (worded for the
+    CLI: ``"mlt does not take --meta (it is MetaRTT's: --tracker metartt)"``), or an option given
+    both in the spec and in ``options`` with different values.
     """
     ensure_threads(threads)
-    return build_tracker(name, data_dir, **options)
+    return build_tracker(spec, data_dir, **options)
 
 
-def build_tracker(name: str, data_dir: Path | None = None, **options: object) -> Tracker:
+def build_tracker(spec: str, data_dir: Path | None = None, **options: object) -> Tracker:
     """:func:`create_tracker` leaving the process's thread settings alone (the benchmarks and
     training set them once for the whole run); ``options`` are config fields only (``threads``
     here is a config's own, e.g. NanoTrack's ONNX Runtime threads)."""
-    factory = _entry(name).factory
+    parsed = parse_spec(spec)
+    clash = [k for k, v in parsed.overrides.items() if k in options and options[k] != v]
+    if clash:
+        raise ValueError(
+            f"{spec}: {', '.join(clash)} given both in the spec and as an option, with "
+            f"different values"
+        )
+    factory = _entry(parsed).factory
     try:
-        return factory(data_dir, **options)
+        return factory(data_dir, **{**options, **parsed.overrides})
     except UnknownOptions as exc:
-        raise ValueError(unknown_options_message(name, exc.names, exc.known)) from None
+        raise ValueError(unknown_options_message(parsed.name, exc.names, exc.known)) from None

@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracker",
         default=None,
         help=(
-            f"tracker name, one of ours: {', '.join(TRACKER_NAMES)} (default: {DEFAULT_TRACKER}; "
-            f"without the shared pretrained weights, {FALLBACK_TRACKER}); or, to compare "
-            f"against, OpenCV peers (baselines, not ours): {', '.join(PEER_NAMES)}"
+            f"one of ours: {', '.join(TRACKER_NAMES)} (default: {DEFAULT_TRACKER}; without the "
+            f"shared pretrained weights, {FALLBACK_TRACKER}), or one with settings changed, "
+            "NAME[KEY=VALUE;...], e.g. the preset metartt[prune=shipped] (runtime/presets.py); "
+            f"or, to compare against, OpenCV peers (baselines, not ours): {', '.join(PEER_NAMES)}"
         ),
     )
     parser.add_argument(
@@ -151,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prune",
         nargs="?",
         const="shipped",
-        metavar="CKPT|fit",
+        metavar="CKPT|static|fit",
         help="MetaRTT one-shot channel pruning: masks predicted at the first frame by a pruning "
         "network (train/prune.py's OUT/prune.pt; without a value, the shipped one for the "
-        "shipped meta checkpoint), or 'fit' (masks fitted on the first frame alone); with "
+        "shipped meta checkpoint), 'static' (the shipped one-mask ablation) or 'fit' (masks "
+        "fitted on the first frame alone); with "
         "--tracker metartt-nano, the head's pruning network (train/nanotrack_prune.py's "
         "OUT/nanotrack_prune.pt; without a value, the shipped one)",
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from runtime.registry import ALL_NAMES, TRACKER_NAMES, tracker_family, unknown_tracker_message
 from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
+from runtime.specs import SpecError, parse_spec
 from runtime.video import DEFAULT_TIMEOUT
 
 # The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
@@ -22,7 +23,7 @@ DEFAULT_TRACKER = "nanotrack"
 META_TRACKER = "metartt"
 # Needs no weight file, so the default run works on a machine without the shared data (it tracks
 # far worse: the VGG-M trunk is untrained). Used only when --tracker was not given.
-FALLBACK_TRACKER = "rtmdnet-vggm"
+FALLBACK_TRACKER = "rtmdnet[backbone=vggm]"
 
 
 class UsageError(ValueError):
@@ -33,7 +34,8 @@ def _prune_option(tracker: str | None, value: str) -> str:
     """A ``--prune`` value -> the tracker's ``prune`` setting: MetaRTT's (:func:`prune_setting`),
     or for the NanoTrack-base trackers the head's pruning network ("shipped" or a path)."""
     # No --tracker (--prune then means metartt) or a test double's name: MetaRTT's setting.
-    if tracker not in TRACKER_NAMES or tracker_family(tracker) != "nanotrack":
+    name = None if tracker is None else parse_spec(tracker).name
+    if name not in TRACKER_NAMES or tracker_family(tracker) != "nanotrack":
         return prune_setting(value)
     if value == FIT:
         raise UsageError(
@@ -100,8 +102,13 @@ class TrackRequest:
 
         ``check_name=False`` leaves the tracker name to the factory (tests inject their own).
         """
-        if check_name and args.tracker is not None and args.tracker not in ALL_NAMES:
-            raise UsageError(unknown_tracker_message(args.tracker))
+        if check_name and args.tracker is not None:
+            try:
+                name = parse_spec(args.tracker).name
+            except SpecError as exc:
+                raise UsageError(str(exc)) from None
+            if name not in ALL_NAMES:
+                raise UsageError(unknown_tracker_message(name))
         if args.max_frames is not None and args.max_frames < 1:
             raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
         if args.threads is not None and args.threads < 1:

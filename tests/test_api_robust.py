@@ -322,7 +322,7 @@ def test_a_corrupt_checkpoint_is_one_line_without_unsafe_advice(tmp_path, clip, 
 @needs_weights
 @pytest.mark.parametrize(
     ("name", "option", "flag"),
-    [("mlt", "meta", "--meta"), ("mlt-mt", "prune", "--prune"), ("nanotrack", "meta", "--meta")],
+    [("mlt", "meta", "--meta"), ("mlt", "prune", "--prune"), ("nanotrack", "meta", "--meta")],
 )
 def test_an_option_a_tracker_does_not_take_names_the_flag(name, option, flag):
     with pytest.raises(ValueError) as error:
@@ -385,7 +385,7 @@ def test_score_calibrator_falls_back_to_the_family_and_warns_once_without_any(tm
     table = {"format": "tracker-confidence/1", "trackers": {"mlt": {"a": 2.0, "b": -1.0}}}
     path = tmp_path / "c.json"
     path.write_text(json.dumps(table))
-    scorer = ScoreCalibrator("mlt-mt", path=path)
+    scorer = ScoreCalibrator("mlt-variant", path=path)
     assert scorer.calibration.tracker == "mlt" and scorer(1.0) == pytest.approx(0.7310586)
     with pytest.warns(UserWarning, match="not calibrated"):
         raw = ScoreCalibrator("unknown-tracker", "raw", path=path)

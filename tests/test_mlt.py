@@ -89,7 +89,7 @@ def test_nanotrack_trunk_shapes_on_a_real_frame():
 
 @needs_data
 @needs_shipped
-@pytest.mark.parametrize("name", ["mlt", "mlt-mt"])
+@pytest.mark.parametrize("name", ["mlt", "mlt[use_meta=False]"])
 def test_tracks_ten_real_frames(name):
     frames, gt = _frames(11)
     tracker = create_tracker(name, data_dir=DATA)
@@ -114,7 +114,9 @@ def test_kernels_are_generated_every_t_frames_and_ft_finetunes():
     assert tracker.kernels.shape == (256, 32) and tracker.attention.shape == (224,)
     assert tracker.z.shape[1] == 224 and template.shape[1] == 192
 
-    ft = create_tracker("mlt-mt-ft", data_dir=DATA, ft_interval=4, ft_steps=3)
+    ft = create_tracker(
+        "mlt[use_meta=False;finetune=True]", data_dir=DATA, ft_interval=4, ft_steps=3
+    )
     ft.init(frames[0], gt[0])
     for frame in frames[1:5]:
         ft.update(frame)
@@ -154,7 +156,7 @@ def test_checkpoint_round_trip_and_a_mismatched_trunk_is_refused(tmp_path):
 
 
 def test_registry_names():
-    assert {"mlt", "mlt-mt", "mlt-mt-ft"} <= set(TRACKER_NAMES)
+    assert "mlt" in TRACKER_NAMES
     with pytest.raises(ValueError, match="mlt"):
         create_tracker("mlt", meta="x.pt")
 

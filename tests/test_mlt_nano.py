@@ -1,5 +1,5 @@
 """MLT on the NanoTrack v3 base (issue 16): the kernel generator, its checkpoint, the trackers
-``mlt-nano`` / ``mlt-nano-ft``, and the generator's training resume."""
+``mlt-nano`` / ``mlt-nano[generator=adam]``, and the generator's training resume."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path):
 def test_the_shipped_trackers_generate_or_fine_tune_on_schedule():
     frames, gt = crossing_frames(8)
     generated = create_tracker("mlt-nano", online_interval=3)
-    tuned = create_tracker("mlt-nano-ft", ft_interval=4, ft_steps=3)
+    tuned = create_tracker("mlt-nano[generator=adam]", ft_interval=4, ft_steps=3)
     assert isinstance(tuned, MLTNanoTracker) and tuned.config.generator == FINETUNE
     for tracker in (generated, tuned):
         tracker.init(frames[0], gt[0])

@@ -51,11 +51,13 @@ def _export(folder, kind):
 
 
 def test_each_tracker_runs_from_the_export_folders_of_its_declared_kind(tmp_path):
-    # The kind comes from the registry entry, not the name: rtmdnet-nanotrack (RT-MDNet head on
-    # NanoTrack's backbone) runs from RT-MDNet folders although its name holds "nano".
+    # The kind comes from the registry entry, not the text: rtmdnet[backbone=nanotrack] (RT-MDNet
+    # head on NanoTrack's backbone) runs from RT-MDNet folders although its spec holds "nano".
     siamese = _export(tmp_path / "s", "siamese")
     rtmdnet = _export(tmp_path / "r", "rtmdnet")
     folders = [siamese, rtmdnet]
-    assert [run[1] for run in _runs("rtmdnet-nanotrack", ["onnxruntime"], folders)] == [rtmdnet]
+    assert [run[1] for run in _runs("rtmdnet[backbone=nanotrack]", ["onnxruntime"], folders)] == [
+        rtmdnet
+    ]
     assert [run[1] for run in _runs("metartt-nano", ["onnxruntime"], folders)] == [siamese]
     assert [run[1] for run in _runs("mlt", ["onnxruntime"], folders)] == [rtmdnet]

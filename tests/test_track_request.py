@@ -82,11 +82,11 @@ def test_prune_on_the_nanotrack_base_means_the_heads_pruning_network(tmp_path):
 
 
 def test_prune_fit_on_rtmdnet_nanotrack_is_metartts_fit():
-    # rtmdnet-nanotrack is the RT-MDNet head on NanoTrack's backbone, not the Siamese base: its
-    # name holds "nano", which made --prune fit refused (issue 28.6).
+    # rtmdnet[backbone=nanotrack] is the RT-MDNet head on NanoTrack's backbone, not the Siamese
+    # base: its spec holds "nano", which made --prune fit refused (issue 28.6).
     assert (
-        _request("v.mp4", "--tracker", "rtmdnet-nanotrack", "--prune", "fit").tracker.options()[
-            "prune"
-        ]
+        _request(
+            "v.mp4", "--tracker", "rtmdnet[backbone=nanotrack]", "--prune", "fit"
+        ).tracker.options()["prune"]
         == "fit"
     )

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from runtime.atomic import write_atomic
 from runtime.paths import data_root
 from runtime.program import program_name
+from runtime.specs import SpecError, parse_overrides
 
 Config = TypeVar("Config")
 Result = TypeVar("Result")
@@ -70,14 +71,12 @@ def config_from_dict(cls: type[Config], data: dict) -> Config:
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, object]:
-    """``--set`` values ``["a.b=1", ...]`` -> ``{"a.b": "1"}`` (typed by apply_overrides)."""
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set needs KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+    """``--set`` values ``["a.b=1", ...]`` -> ``{"a.b": 1}`` (:func:`runtime.specs.parse_overrides`;
+    typed to each field by :func:`apply_overrides`)."""
+    try:
+        return parse_overrides(list(items))
+    except SpecError as exc:
+        raise SystemExit(f"error: --set: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------

@@ -95,11 +95,11 @@ class MLTTracker(CalibratedScore):  # raw_score, lost: from self.scorer
         if c.use_meta and self.learner is None:
             raise MLTCheckpointError(
                 "the MLT checkpoint has no meta-learner (stage 1 only): train stage meta, or "
-                "run the mlt-mt variant (use_meta=False)"
+                "run the matching network alone: --tracker 'mlt[use_meta=False]'"
             )
         if self.learner is not None:
             self.learner = self.learner.to(self.device).eval()
-        self.name = "mlt" if c.use_meta else ("mlt-mt-ft" if c.finetune else "mlt-mt")
+        self.name = "mlt"  # its variants are presets of this name (runtime/presets.py)
         if backend is None:
             # The NanoTrack trunk through runtime.backends (torch, ONNX Runtime or TensorRT);
             # the paper trunk lives in the matching network.

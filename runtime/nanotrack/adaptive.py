@@ -1,10 +1,10 @@
 """MetaRTT on the NanoTrack v3 base: a target-specific layer adapted by a few gradient steps.
 
 ``metartt-nano`` (meta-learned ``theta_init^0`` and per-step rates, ``train/nanotrack_meta.py``)
-and ``nanotrack-ft`` (the same layer fine-tuned from zero with one plain rate, the baseline the
-paper compares with) are :class:`AdaptiveNanoTracker` with two rules. The base network and its
-tracking procedure are :class:`runtime.nanotrack.tracker.NanoTracker`'s, unchanged; only the
-per-cell score differs: ``sigmoid(margin + w . f + b)`` with the target layer of
+and ``metartt-nano[rule=plain]`` (the same layer fine-tuned from zero with one plain rate, the
+baseline the paper compares with) are :class:`AdaptiveNanoTracker` with two rules. The base
+network and its tracking procedure are :class:`runtime.nanotrack.tracker.NanoTracker`'s,
+unchanged; only the per-cell score differs: ``sigmoid(margin + w . f + b)`` with the target layer of
 :mod:`runtime.nanotrack.target_layer` (``w = b = 0`` gives the base's probability exactly).
 
 - first frame: ``K_init`` steps on the search crop around the given box (labels from the box);
@@ -56,7 +56,7 @@ from runtime.response_maps import response_entropy
 from runtime.tracker_api import check_init
 
 SHIPPED_RULE = Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_target_layer.pt"
-PLAIN = "plain"  # the rule value of nanotrack-ft
+PLAIN = "plain"  # the rule of the preset metartt-nano[rule=plain]
 
 
 @dataclass
@@ -83,7 +83,7 @@ class TargetLayerConfig(NanoTrackConfig):
 @dataclass
 class AdaptiveNanoTrackConfig(TargetLayerConfig):
     # A target-layer checkpoint (train/nanotrack_meta.py), "shipped" (runtime/checkpoints/), or
-    # "plain": fine-tuning from zero, `plain_rate` for every step (nanotrack-ft).
+    # "plain": fine-tuning from zero, `plain_rate` for every step (metartt-nano[rule=plain]).
     rule: str = "shipped"
     plain_rate: float = 1.0  # chosen on train + train_extra (docs/nanotrack.md, "Seeds")
     init_steps: int = 5  # K_init (MetaRTT); a meta rule brings its own count

@@ -1,4 +1,4 @@
-"""MLT on the NanoTrack v3 base: ``mlt-nano`` (generated kernels) and ``mlt-nano-ft`` (Adam).
+"""MLT on the NanoTrack v3 base: ``mlt-nano`` (generated kernels) and ``mlt-nano[generator=adam]``.
 
 Both are :class:`runtime.nanotrack.adaptive.TargetLayerTracker`: the base tracker whose cell
 score takes a residual ``w . f + b`` on the classification features (zero: the base exactly).
@@ -9,8 +9,9 @@ score takes a residual ``w . f + b`` on the classification features (zero: the b
   the loss gradient on the first frame's crop; every ``online_interval`` = T = 30 frames it
   generates them again from the gradient over M = 8 context images: the first frame and the
   memory frames (confident, target not lost) with the lowest response entropy.
-- ``mlt-nano-ft``: the paper's online fine-tuning baseline instead of the meta-learner: every
-  ``ft_interval`` = 50 frames, ``ft_steps`` = 30 Adam steps at ``ft_lr`` = 1e-3 on the layer,
+- ``mlt-nano[generator=adam]``: the paper's online fine-tuning baseline instead of the
+  meta-learner: every ``ft_interval`` = 50 frames, ``ft_steps`` = 30 Adam steps at ``ft_lr`` =
+  1e-3 on the layer,
   over the 2M = 16 lowest-entropy context images (MLT-mt+ft's values, as ``runtime.mlt``).
 """
 
@@ -29,13 +30,13 @@ from runtime.nanotrack.target_layer import CropSample, balanced_loss
 SHIPPED_GENERATOR = (
     Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_kernel_generator.pt"
 )
-FINETUNE = "adam"  # the generator value of mlt-nano-ft
+FINETUNE = "adam"  # the generator of the preset mlt-nano[generator=adam]
 
 
 @dataclass
 class MLTNanoConfig(TargetLayerConfig):
     # A kernel-generator checkpoint (train/mlt_nano.py), "shipped" (runtime/checkpoints/), or
-    # "adam": fine-tune the layer online instead (mlt-nano-ft).
+    # "adam": fine-tune the layer online instead (mlt-nano[generator=adam]).
     generator: str = "shipped"
     online_interval: int = 30  # T (MLT): new kernels every 30 frames
     memory_frames: int = 100  # context images kept (MLT's memory size, runtime.mlt)

@@ -53,6 +53,7 @@ SHIPPED_PRUNE = Path(__file__).resolve().parent.parent / "checkpoints" / "metart
 SHIPPED_STATIC = Path(__file__).resolve().parent.parent / "checkpoints" / "metartt_prune_static.pt"
 FIT = "fit"  # the prune setting for masks fitted on the first frame alone
 SHIPPED = "shipped"  # --prune without a value: the shipped pruning network
+STATIC = "static"  # one mask for every video, the ablation shipped beside the pruning network
 # How many D_init samples (a random subset) the descriptor averages: the mean is stable well
 # before that, and the head's forward over all 5,500 would cost ~0.1 s at the first frame.
 DESCRIPTOR_SAMPLES = 1024
@@ -307,14 +308,19 @@ class PruneCheckpoint:
 def prune_setting(value: str) -> str:
     """A ``--prune`` value -> the tracker's ``prune`` setting (a checkpoint path or "fit").
 
-    ``"shipped"``: the pruning network shipped for the shipped meta checkpoint.
+    ``"shipped"``: the pruning network shipped for the shipped meta checkpoint; ``"static"``: the
+    one static mask shipped beside it (the ablation).
     """
     if value == SHIPPED:
         return str(SHIPPED_PRUNE)
+    if value == STATIC:
+        return str(SHIPPED_STATIC)
     if value == FIT:
         return value
     if not Path(value).is_file():
-        raise PruneCheckpointError(f"--prune: no pruning checkpoint at {value} (or give 'fit')")
+        raise PruneCheckpointError(
+            f"--prune: no pruning checkpoint at {value} (or give shipped, static or fit)"
+        )
     return value
 
 

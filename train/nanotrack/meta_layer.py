@@ -70,7 +70,7 @@ class NanoMetaConfig:
     episodes_per_step: int = 4
     init_steps: int = 5  # K_init (MetaRTT)
     online_steps: int = 5  # K_on (MetaRTT)
-    initial_rate: float = 1.0  # every rate starts at the plain fine-tuning rate (nanotrack-ft)
+    initial_rate: float = 1.0  # starts at the plain fine-tuning rate (metartt-nano[rule=plain])
     frames_per_video: int = 30  # later frames cut per video, spread evenly over it
     shift: float = 0.15  # crop centre noise, in target sides (std)
     scale_step: float = 1.08  # crop size noise: scale_step ** N(0, 1)
