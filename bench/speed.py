@@ -2,8 +2,7 @@
 
     python -m bench.speed [--split val] [--seqs A,B] [--backends torch,onnxruntime,tensorrt] \\
         [--export-dir DIR[,INT8_DIR]] [--trackers "rtmdnet,metartt,metartt[prune=shipped]"] \\
-        [--json OUT]
-        [--max-frames N] [--threads N]
+        [--json OUT] [--max-frames N] [--threads N]
 
 Every tracker on every backend tracks the same decoded frames in the same process
 (``bench.ope``), so the FPS figures compare; the table gives the median FPS over the sequences,
