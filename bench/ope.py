@@ -86,6 +86,8 @@ from bench.result_files import WRITE_FORMATS, write_results
 from bench.run_store import ONE_PASS, R, RunFormat, RunStore, restart_format, runs_dir_for
 from bench.trackers import available_names, make_tracker
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
+from runtime.cli.signals import StopSignals
 from runtime.evaluation.metrics import mean_curves
 from runtime.evaluation.one_pass import (
     OPEError,
@@ -106,10 +108,8 @@ from runtime.evaluation.restarts import (
 )
 from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
-from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
 from runtime.threads import set_threads as runtime_set_threads
 from runtime.tracker_api import Tracker

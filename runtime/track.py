@@ -2,7 +2,7 @@
 
 One target per ``--init`` (repeatable), each with its own tracker (:mod:`runtime.multi_target`;
 one target is a group of one, so there is one loop); with ``--show`` the boxes may be drawn in a
-window instead (:mod:`runtime.viewer`) and re-drawn mid-run.
+window instead (:mod:`runtime.io.viewer`) and re-drawn mid-run.
 
 Boundary conventions: ``--init`` and the ``--boxes`` file are **1-based** ``x, y, w, h`` (OTB, like
 ``videos.json``); they are converted to the project's 0-based boxes here and nowhere else.
@@ -11,7 +11,7 @@ Mistakes in what the user gave (missing or unreadable input, a bad box, an unkno
 weights, an output path that cannot be written) end with one line on stderr that starts with
 ``error: `` and exit code 2, no traceback; all of them are found before tracking starts.
 
-Outputs are written as the run goes (:mod:`runtime.run_outputs`), so a stopped run leaves them
+Outputs are written as the run goes (:mod:`runtime.io.outputs`), so a stopped run leaves them
 valid for the frames tracked. A bad image mid-folder stops the run there with exit code
 :data:`EXIT_INCOMPLETE` (3): the outputs are valid but do not cover the input, which a script must
 be able to tell from success; a video shorter than it declares only warns (exit 0), because a
@@ -39,28 +39,29 @@ import numpy as np
 
 from runtime.backends.tensorrt_backend import TensorRTUnavailable
 from runtime.boxes import from_otb, small_box_message, validate_init_box
-from runtime.demo_clip import synthesize_clip
-from runtime.multi_target import MultiTracker
-from runtime.opencv_peers import PEER_NAMES
-from runtime.paths import data_root
-from runtime.program import program_name
-from runtime.registry import TRACKER_NAMES, create_tracker, is_opencv_peer
-from runtime.run_outputs import (
-    OutputPaths,
-    StopSignals,
-    TrackOutputs,
-    scores_path,
-    target_boxes_paths,
-)
-from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
-from runtime.threads import default_threads, set_threads
-from runtime.track_request import (
+from runtime.cli.program import program_name
+from runtime.cli.request import (
     DEFAULT_TRACKER,
     FALLBACK_TRACKER,
     TrackerChoice,
     TrackRequest,
     UsageError,
 )
+from runtime.cli.signals import StopSignals
+from runtime.io.demo_clip import synthesize_clip
+from runtime.io.outputs import (
+    OutputPaths,
+    TrackOutputs,
+    scores_path,
+    target_boxes_paths,
+)
+from runtime.io.viewer import Key, OpenCVWindow, Window, window_unavailable
+from runtime.multi_target import MultiTracker
+from runtime.opencv_peers import PEER_NAMES
+from runtime.paths import data_root
+from runtime.registry import TRACKER_NAMES, create_tracker, is_opencv_peer
+from runtime.sequences import GROUND_TRUTH_FILE, read_boxes_file
+from runtime.threads import default_threads, set_threads
 from runtime.tracker_api import ReportsRunStats, RunsOnBackend, Tracker
 from runtime.video import (
     DEFAULT_TIMEOUT,
@@ -76,7 +77,6 @@ from runtime.video import (
     parse_source,
     quiet_opencv_logs,
 )
-from runtime.viewer import Key, OpenCVWindow, Window, window_unavailable
 
 DEFAULT_VIDEO = "pysot_bag.avi"
 OUTPUT_DIR = Path("outputs")  # relative to the current directory, like any CLI's outputs

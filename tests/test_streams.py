@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.cli.request import TrackRequest, UsageError
 from runtime.paths import data_root
 from runtime.sequences import read_boxes_file
 from runtime.track import build_parser, main
-from runtime.track_request import TrackRequest, UsageError
 from runtime.video import (
     InputError,
     LiveSource,

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.io.demo_clip import demo_track, render_frames, synthesize_clip
 from runtime.paths import PROJECT_ROOT, data_root
 from runtime.sequences import read_boxes_file
 from runtime.track import DEFAULT_TRACKER, FALLBACK_TRACKER, main

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.boxes import from_otb
-from runtime.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.io.demo_clip import demo_track, render_frames, synthesize_clip
 from runtime.paths import data_root
 from runtime.video import (
     AnnotatedVideoWriter,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.demo_clip import render_frames
+from runtime.io.demo_clip import render_frames
 from runtime.paths import PROJECT_ROOT
 from runtime.video import AnnotatedVideoWriter, AtomicVideoWriter, TargetMark, even_size
 
@@ -102,7 +102,7 @@ def test_odd_frame_size_is_padded_to_even_and_said(tmp_path: Path) -> None:
 _KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from runtime.demo_clip import render_frames
+from runtime.io.demo_clip import render_frames
 from runtime.video import AtomicVideoWriter
 
 writer = AtomicVideoWriter(Path(sys.argv[1]), 25.0, (160, 120))
