@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.cli.parser import build_parser
 from runtime.cli.request import (
     DEFAULT_TRACKER,
     FALLBACK_TRACKER,
@@ -14,7 +15,6 @@ from runtime.cli.request import (
     UsageError,
 )
 from runtime.rtmdnet.prune import SHIPPED_PRUNE
-from runtime.track import build_parser
 
 
 def _request(*argv: str, check_name: bool = True) -> TrackRequest:

@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from runtime.atomic import LineFile
+from runtime.io.overlay import TargetMark
+from runtime.io.video_writer import AnnotatedVideoWriter, OutputError
 from runtime.sequences import BoxesFileWriter
-from runtime.video import AnnotatedVideoWriter, OutputError, TargetMark
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputPaths:
+    """Where a run writes: the boxes file (``None``: none) and the annotated video (``None``:
+    none). Several targets get one boxes file each (:func:`target_boxes_paths`)."""
+
     boxes: Path | None
     video: Path | None
 
