@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from runtime.backends import create_backend
+from runtime.cli.program import program_name
 from runtime.crop import CropWindow, cut
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.roi_features import crop_to_tensor
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.sampling import SampleSpec, draw

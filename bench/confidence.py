@@ -43,6 +43,7 @@ from tqdm import tqdm
 from bench.trackers import make_tracker
 from runtime.atomic import write_atomic
 from runtime.boxes import iou
+from runtime.cli.program import program_name
 from runtime.confidence import (
     CALIBRATION_FILE,
     Calibration,
@@ -54,7 +55,6 @@ from runtime.confidence import (
 )
 from runtime.evaluation.one_pass import OPEError, decode_frames
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.sequences import Sequence, load_sequence, sequence_names
 from runtime.tracker_api import Tracker
 

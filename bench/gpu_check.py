@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
 from runtime.paths import PROJECT_ROOT
-from runtime.program import program_name
 
 GPU_TESTS = "cuda or gpu or tensorrt"
 CPU_REFERENCE = "nanotrack"

@@ -41,10 +41,10 @@ from onnx import shape_inference
 from bench.environment import CPUINFO, cpu_model
 from runtime.atomic import write_atomic
 from runtime.backends.onnxruntime_backend import session_options
+from runtime.cli.program import program_name
 from runtime.nanotrack.deploy import cached_export
 from runtime.nanotrack.second_network import size_free_backbone, v2_files
 from runtime.paths import data_root
-from runtime.program import program_name
 
 SIDE = 255
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")

@@ -32,7 +32,7 @@ from calib.build import load
 from calib.quantize import crop_feed
 from runtime.backends.manifest import CROP, FEATURES, load_manifest
 from runtime.backends.qdq import activations_to_uint8
-from runtime.program import program_name
+from runtime.cli.program import program_name
 
 
 def _options(threads: int, profile_prefix: str | None = None, saved: Path | None = None):

@@ -22,7 +22,7 @@ import numpy as np
 from calib.build import load
 from calib.quantize import compare, split_indices
 from runtime.backends.manifest import load_manifest
-from runtime.program import program_name
+from runtime.cli.program import program_name
 
 SUMMARY = ("top1_agreement", "feature_map_rel_error_median", "estimate_iou_median")
 

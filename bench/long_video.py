@@ -46,9 +46,9 @@ import numpy as np
 from bench.ope import add_set_argument, parse_overrides, set_threads, spec_factory, tracker_specs
 from runtime.atomic import write_atomic
 from runtime.boxes import centers, from_otb, iou
+from runtime.cli.program import program_name
 from runtime.evaluation.one_pass import OPEError, build_tracker
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.sequences import GROUND_TRUTH_FILE, list_frames, read_boxes_file
 from runtime.tracker_api import Tracker
 

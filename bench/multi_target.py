@@ -33,10 +33,10 @@ import numpy as np
 
 from bench.ope import add_set_argument, parse_overrides, set_threads, spec_factory, tracker_specs
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
 from runtime.evaluation.one_pass import OPEError
 from runtime.multi_target import MultiTracker, batches
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.sequences import load_sequence
 
 DEFAULT_SEQUENCE = "Crossing"  # a val sequence: 120 frames of 360x240, one pedestrian

@@ -85,6 +85,8 @@ from bench.result_files import WRITE_FORMATS, write_results
 from bench.run_store import ONE_PASS, R, RunFormat, RunStore, restart_format, runs_dir_for
 from bench.trackers import available_names, make_tracker
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
+from runtime.cli.signals import StopSignals
 from runtime.evaluation.metrics import mean_curves
 from runtime.evaluation.one_pass import (
     OPEError,
@@ -105,10 +107,8 @@ from runtime.evaluation.restarts import (
 )
 from runtime.opencv_peers import PEER_NAMES
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.registry import unknown_tracker_message
 from runtime.rtmdnet.prune import prune_setting
-from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence
 from runtime.specs import SpecError, parse_spec
 from runtime.specs import parse_overrides as parse_spec_overrides

@@ -35,10 +35,10 @@ from tqdm import tqdm
 from bench.ope import set_threads, split_list
 from runtime.backends import create_backend
 from runtime.boxes import iou
+from runtime.cli.program import program_name
 from runtime.evaluation.one_pass import decode_frames, resolve_sequences, truncate
 from runtime.nanotrack import NanoTracker
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.registry import create_tracker
 from runtime.rtmdnet import RTMDNetTracker
 from runtime.sequences import Sequence

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from bench.ope import versus
 from bench.scenes import scene_of
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
 from runtime.crop import square_crop
 from runtime.evaluation.metrics import evaluate_sequence
 from runtime.nanotrack import NanoTrackConfig
@@ -51,7 +52,6 @@ from runtime.nanotrack.deploy import create_siamese_backend
 from runtime.nanotrack.second_network import SecondNetwork
 from runtime.nanotrack.tracker import cell_points, cosine_window, frame_fill
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.sequences import load_sequence
 from runtime.tracker_api import check_init
 

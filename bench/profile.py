@@ -37,6 +37,7 @@ from bench.ope import (
     tracker_specs,
 )
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
 from runtime.evaluation.one_pass import (
     OPEError,
     build_tracker,
@@ -45,7 +46,6 @@ from runtime.evaluation.one_pass import (
     truncate,
 )
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.sequences import Sequence
 from runtime.stage_clock import OTHER, STAGES
 from runtime.tracker_api import TimesStages, Tracker

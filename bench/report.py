@@ -48,8 +48,8 @@ from bench.report_html import Image, Page, render
 from bench.report_inputs import ReportError, load_runs, sequence_attributes
 from bench.report_stats import TrackerGroup, attribute_counts, group_seeds, ranked, sequences_of
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
 from runtime.paths import data_root
-from runtime.program import program_name
 
 PAGE = "index.html"
 CURVE_FILES = ("success.png", "precision.png", "norm_precision.png")

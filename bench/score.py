@@ -37,10 +37,10 @@ from bench.result_files import (
     read_result_boxes,
     read_times,
 )
+from runtime.cli.program import program_name
 from runtime.evaluation.metrics import evaluate_sequence
 from runtime.evaluation.one_pass import OPEError, TrackedSequence, resolve_sequences, summarize
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.sequences import GROUND_TRUTH_FILE, Sequence, sequence_names
 
 

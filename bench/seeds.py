@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.program import program_name
+from runtime.cli.program import program_name
 
 SEED = re.compile(r";?seed=(\d+)")
 

@@ -24,9 +24,9 @@ from bench.ope import run_ope, set_threads, split_list, split_spec, write_json
 from bench.trackers import make_tracker
 from runtime.backends.manifest import load_manifest
 from runtime.backends.tensorrt_backend import tensorrt_status
+from runtime.cli.program import program_name
 from runtime.evaluation.one_pass import OPEError, resolve_sequences
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.registry import export_kind
 from runtime.rtmdnet import RTMDNetConfig
 

@@ -55,8 +55,8 @@ from calib.sources import (
     per_sequence_counts,
     read_settings,
 )
+from runtime.cli.program import program_name
 from runtime.hashing import sha256_file
-from runtime.program import program_name
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.geometry import tracker_crop
 from runtime.sequences import load_sequence

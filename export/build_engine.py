@@ -78,9 +78,9 @@ from runtime.backends.manifest import (
 )
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.backends.tensorrt_backend import TensorRTBackend, require_tensorrt, tensorrt_status
+from runtime.cli.program import program_name
 from runtime.hashing import sha256_file
 from runtime.paths import PROJECT_ROOT, data_root
-from runtime.program import program_name
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.config import RTMDNetConfig
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT

@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from runtime.boxes import validate_init_box
+from runtime.io.frames import as_bgr
 from runtime.stage_clock import StageClock
-from runtime.video import as_bgr
 
 
 @runtime_checkable
@@ -96,7 +96,7 @@ def check_frame(frame: object) -> np.ndarray:
     """``frame`` as the contiguous ``H x W x 3`` uint8 BGR array trackers take; ValueError if not.
 
     Grey ``H x W`` or ``H x W x 1`` frames become BGR, ``H x W x 4`` BGRA loses its alpha (as
-    :func:`runtime.video.as_bgr` does for decoded video). Float and other dtypes are refused,
+    :func:`runtime.io.frames.as_bgr` does for decoded video). Float and other dtypes are refused,
     not rescaled: a float frame in [0, 1] read as 0..255 would be black.
     """
     if not isinstance(frame, np.ndarray):

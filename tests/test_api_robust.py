@@ -177,7 +177,7 @@ def _error_line(stderr: str) -> str:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    from runtime.demo_clip import synthesize_clip
+    from runtime.io.demo_clip import synthesize_clip
 
     path, _ = synthesize_clip(tmp_path_factory.mktemp("clip") / "walk.mp4", 6, (160, 120), seed=1)
     return path

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.demo_clip import render_frames
+from runtime.io.demo_clip import render_frames
 from runtime.track import main
 from tests.helpers.local_http import serve_folder
 from tests.test_video_h264 import run_killed_writer

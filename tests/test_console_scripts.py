@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import runtime.program as program
+import runtime.cli.program as program
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
 

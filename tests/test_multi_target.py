@@ -13,13 +13,13 @@ import pytest
 
 from bench.multi_target import main as bench_main
 from bench.multi_target import target_boxes
-from runtime.demo_clip import synthesize_clip
+from runtime.io.demo_clip import synthesize_clip
+from runtime.io.overlay import TargetMark, draw_annotations, draw_targets, target_color
+from runtime.io.viewer import Key
 from runtime.multi_target import MultiTracker, create_multi_tracker
 from runtime.registry import create_tracker
 from runtime.sequences import read_boxes_file
 from runtime.track import main
-from runtime.video import TargetMark, draw_annotations, draw_targets, target_color
-from runtime.viewer import Key
 from tests.nanotrack_fixtures import crossing_frames, needs_weights
 
 N_FRAMES = 12

@@ -25,18 +25,15 @@ from bench.ope import OPEError, markdown_table, run_ope, runs_dir_for
 from bench.ope import main as ope_main
 from runtime.atomic import LineFile, remove_stale_temporaries, write_atomic
 from runtime.boxes import to_otb
-from runtime.demo_clip import render_frames, synthesize_clip
+from runtime.cli.main import EXIT_INCOMPLETE, EXIT_INTERRUPTED, main
+from runtime.cli.signals import StopSignals
 from runtime.evaluation.metrics import evaluate_sequence
+from runtime.io.demo_clip import render_frames, synthesize_clip
+from runtime.io.frames import FrameSizeError, UnreadableFrameError
+from runtime.io.sources import open_source
+from runtime.io.video_writer import AtomicVideoWriter
 from runtime.paths import PROJECT_ROOT
-from runtime.run_outputs import StopSignals
 from runtime.sequences import Sequence, load_sequence, read_boxes_file
-from runtime.track import EXIT_INCOMPLETE, EXIT_INTERRUPTED, main
-from runtime.video import (
-    AtomicVideoWriter,
-    FrameSizeError,
-    UnreadableFrameError,
-    open_source,
-)
 
 SIZE = (160, 120)
 INIT = "21,31,40,30"  # 1-based x,y,w,h inside 160x120

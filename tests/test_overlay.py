@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.video import TargetMark, draw_annotations, draw_targets
+from runtime.io.overlay import TargetMark, draw_annotations, draw_targets
 
 
 def _drawn_columns(image: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from runtime.boxes import iou
-from runtime.demo_clip import demo_track, render_frames
+from runtime.io.demo_clip import demo_track, render_frames
 from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.bbreg import BoxRegressor

@@ -22,18 +22,16 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.cli.parser import build_parser
+from runtime.cli.request import TrackRequest, UsageError
+from runtime.io.capture import quiet_opencv_logs
+from runtime.io.frames import InputError
+from runtime.io.live import LiveSource
+from runtime.io.source_spec import SourceKind, parse_source
+from runtime.io.sources import open_source
 from runtime.paths import data_root
 from runtime.sequences import read_boxes_file
-from runtime.track import build_parser, main
-from runtime.track_request import TrackRequest, UsageError
-from runtime.video import (
-    InputError,
-    LiveSource,
-    SourceKind,
-    open_source,
-    parse_source,
-    quiet_opencv_logs,
-)
+from runtime.track import main
 from tests.helpers.local_http import serve_folder
 
 INIT = "21,31,40,30"  # 1-based, inside every clip here

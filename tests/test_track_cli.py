@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.cli.request import DEFAULT_TRACKER, FALLBACK_TRACKER
+from runtime.io.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.io.sources import open_source
 from runtime.paths import PROJECT_ROOT, data_root
 from runtime.sequences import read_boxes_file
-from runtime.track import DEFAULT_TRACKER, FALLBACK_TRACKER, main
-from runtime.video import open_source
+from runtime.track import main
 
 N_FRAMES = 10
 SIZE = (160, 120)

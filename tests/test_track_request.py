@@ -1,4 +1,4 @@
-"""The CLI's typed request (runtime.track_request): defaults, options, early checks."""
+"""The CLI's typed request (runtime.cli.request): defaults, options, early checks."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from runtime.rtmdnet.prune import SHIPPED_PRUNE
-from runtime.track import build_parser
-from runtime.track_request import (
+from runtime.cli.parser import build_parser
+from runtime.cli.request import (
     DEFAULT_TRACKER,
     FALLBACK_TRACKER,
     META_TRACKER,
     TrackRequest,
     UsageError,
 )
+from runtime.rtmdnet.prune import SHIPPED_PRUNE
 
 
 def _request(*argv: str, check_name: bool = True) -> TrackRequest:

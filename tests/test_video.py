@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 
 from runtime.boxes import from_otb
-from runtime.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.io.demo_clip import demo_track, render_frames, synthesize_clip
+from runtime.io.frames import FrameSource, InputError
+from runtime.io.overlay import TargetMark, draw_annotations
+from runtime.io.sources import open_source
+from runtime.io.video_writer import AnnotatedVideoWriter, AtomicVideoWriter
 from runtime.paths import data_root
-from runtime.video import (
-    AnnotatedVideoWriter,
-    AtomicVideoWriter,
-    FrameSource,
-    InputError,
-    TargetMark,
-    draw_annotations,
-    open_source,
-)
 
 N_FRAMES = 12
 SIZE = (160, 120)

@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.demo_clip import render_frames
+from runtime.io.demo_clip import render_frames
+from runtime.io.overlay import TargetMark
+from runtime.io.video_writer import AnnotatedVideoWriter, AtomicVideoWriter, even_size
 from runtime.paths import PROJECT_ROOT
-from runtime.video import AnnotatedVideoWriter, AtomicVideoWriter, TargetMark, even_size
 
 FPS = 25.0
 
@@ -102,8 +103,8 @@ def test_odd_frame_size_is_padded_to_even_and_said(tmp_path: Path) -> None:
 _KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from runtime.demo_clip import render_frames
-from runtime.video import AtomicVideoWriter
+from runtime.io.demo_clip import render_frames
+from runtime.io.video_writer import AtomicVideoWriter
 
 writer = AtomicVideoWriter(Path(sys.argv[1]), 25.0, (160, 120))
 for frame in render_frames(60, (160, 120), seed=3):

@@ -27,8 +27,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from runtime.atomic import write_atomic
+from runtime.cli.program import program_name
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.specs import SpecError, parse_overrides
 
 Config = TypeVar("Config")

@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 
 from runtime.backbones import build_backbone
+from runtime.cli.program import program_name
 from runtime.crop import exemplar_side, square_crop
 from runtime.evaluation.one_pass import mean_auc, resolve_sequences
 from runtime.mlt import MLTConfig, MLTTracker
@@ -54,7 +55,6 @@ from runtime.mlt.model import (
     to_tensor,
 )
 from runtime.paths import data_root
-from runtime.program import program_name
 from train import tooling
 from train.datasets import annotated, is_aerial, read_frame, training_sequences
 

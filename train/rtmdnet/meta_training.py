@@ -45,9 +45,9 @@ from torch import nn
 
 from runtime.backbones import build_backbone
 from runtime.boxes import iou
+from runtime.cli.program import program_name
 from runtime.evaluation.one_pass import mean_auc, resolve_sequences
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.registry import build_tracker
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet.head import FCHead, fast_low_precision

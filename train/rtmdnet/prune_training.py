@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from runtime.cli.program import program_name
 from runtime.paths import data_root
-from runtime.program import program_name
 from runtime.prune_net import PruneNet, PruneNetConfig
 from runtime.rtmdnet.head import fast_low_precision
 from runtime.rtmdnet.meta import (

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from runtime.boxes import to_otb
-from runtime.video import AtomicVideoWriter
+from runtime.io.video_writer import AtomicVideoWriter
 
 DEMO_FPS = 25.0
 _SCALE_SWING = 0.15  # object size varies by +-15 % over the clip

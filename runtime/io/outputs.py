@@ -1,83 +1,33 @@
-"""What one tracking run writes, frame by frame, and the signals that may stop it.
+"""What one tracking run writes, frame by frame.
 
 Outputs are written as the run goes (:class:`TrackOutputs`): one boxes row and one scores row per
 frame, each on disk before the next frame is tracked, so any end of the run (normal, Ctrl-C,
 SIGTERM, a bad frame, even SIGKILL) leaves them valid for the frames tracked; the video is
-finalised on every end but SIGKILL. :class:`StopSignals` turns SIGTERM into Ctrl-C and holds
-both while one frame's outputs are written. Used by ``python -m runtime.track``.
+finalised on every end but SIGKILL (:class:`runtime.cli.signals.StopSignals` holds Ctrl-C and
+SIGTERM while one frame's outputs are written). Used by ``python -m runtime.track``.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from runtime.atomic import LineFile
+from runtime.io.overlay import TargetMark
+from runtime.io.video_writer import AnnotatedVideoWriter, OutputError
 from runtime.sequences import BoxesFileWriter
-from runtime.video import AnnotatedVideoWriter, OutputError, TargetMark
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputPaths:
+    """Where a run writes: the boxes file (``None``: none) and the annotated video (``None``:
+    none). Several targets get one boxes file each (:func:`target_boxes_paths`)."""
+
     boxes: Path | None
     video: Path | None
-
-
-class StopSignals:
-    """While active (``with``), SIGINT and SIGTERM both raise KeyboardInterrupt, as Ctrl-C does.
-
-    Inside :meth:`held` a signal is only recorded, and raised when the block ends, so one frame's
-    outputs (box row, score row, video frame) are written whole or not at all. The previous
-    handlers come back on exit. The handlers are installed whatever the process inherited: a shell
-    starts a background job (``cmd &``, ``nohup cmd &``, many CI runners) with SIGINT ignored, and
-    a run that ignored the SIGINT sent to it would go on to its end (or be SIGKILLed, leaving an
-    unplayable video), so how it was started must not decide whether it stops cleanly (issue 28).
-    Outside the main thread (where Python cannot set handlers) nothing is installed.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self._previous: dict[int, object] = {}
-        self._depth = 0
-        self.pending: int | None = None  # a signal received inside held(), not yet raised
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for signum in self.SIGNALS:
-            self._previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self._depth:
-            self.pending = signum
-            return
-        raise KeyboardInterrupt
-
-    @contextmanager
-    def held(self, *, raise_pending: bool = True) -> Iterator[None]:
-        """Hold SIGINT/SIGTERM during the block; one that came in is raised at its end."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-        if raise_pending and not self._depth and self.pending is not None:
-            self.pending = None
-            raise KeyboardInterrupt
 
 
 def scores_path(boxes: Path) -> Path:

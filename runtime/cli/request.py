@@ -12,10 +12,10 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from runtime.io.capture import DEFAULT_TIMEOUT
 from runtime.registry import ALL_NAMES, TRACKER_NAMES, tracker_family, unknown_tracker_message
 from runtime.rtmdnet.prune import FIT, SHIPPED, PruneCheckpointError, prune_setting
 from runtime.specs import SpecError, parse_spec
-from runtime.video import DEFAULT_TIMEOUT
 
 # The full NanoTrack v3 network: the most accurate and fastest here (docs/nanotrack.md).
 DEFAULT_TRACKER = "nanotrack"
