@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-DISTRIBUTION = "metartt-tracker"  # pyproject.toml's [project] name
+DISTRIBUTION = "realtime-tracker"  # pyproject.toml's [project] name
 
 
 @functools.cache
