@@ -44,11 +44,12 @@ from tqdm import tqdm
 from bench.ope import versus
 from bench.scenes import scene_of
 from runtime.atomic import write_atomic
+from runtime.backends import create_backend
 from runtime.cli.program import program_name
 from runtime.crop import square_crop
 from runtime.evaluation.metrics import evaluate_sequence
 from runtime.nanotrack import NanoTrackConfig
-from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.nanotrack.deploy import siamese_spec
 from runtime.nanotrack.second_network import SecondNetwork
 from runtime.nanotrack.tracker import cell_points, cosine_window, frame_fill
 from runtime.paths import data_root
@@ -130,7 +131,7 @@ class Networks:
 
     def __init__(self, data_dir: Path | None) -> None:
         config = NanoTrackConfig(backend="onnxruntime", threads=1)
-        self.v3 = create_siamese_backend(config, data_dir)
+        self.v3 = create_backend(siamese_spec(config, data_dir), verbose=False)
         self.v2 = SecondNetwork(data_dir)
 
 

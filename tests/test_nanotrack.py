@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.backends import create_backend
 from runtime.backends.manifest import MANIFEST_FILE, ManifestMismatchError
 from runtime.backends.siamese import (
     OnnxRuntimeSiameseBackend,
@@ -34,8 +35,8 @@ from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.deploy import (
     CACHE_ENV_VAR,
     cached_export,
-    create_siamese_backend,
     graph_source_sha256,
+    siamese_spec,
 )
 from runtime.nanotrack.graphs import PARITY_TOLERANCE, relative_error
 from runtime.nanotrack.model import build_network
@@ -263,7 +264,7 @@ def test_torch_backend_tracks_crossing():
 def test_onnxruntime_and_torch_backends_agree(module_cache, net):
     export = module_cache["export"]
     ort_backend = OnnxRuntimeSiameseBackend(export, threads=1)
-    torch_backend = create_siamese_backend(NanoTrackConfig(backend="torch"))
+    torch_backend = create_backend(siamese_spec(NanoTrackConfig(backend="torch")))
     # Lockstep on real crops, including the widened search sides of a lost target.
     z, xs = _real_crops((255, 287, 383))
     kernels = torch_backend.template(_tensor(z))
@@ -544,7 +545,7 @@ def test_registry_builds_nanotrack_and_refuses_foreign_options(monkeypatch, tmp_
 def test_int8_without_an_export_folder_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="int8"):
-        create_siamese_backend(NanoTrackConfig(precision="int8"))
+        create_backend(siamese_spec(NanoTrackConfig(precision="int8")))
     assert not (tmp_path / "cache").exists()  # refused before any export
 
 
@@ -553,7 +554,7 @@ def test_int8_without_an_export_folder_is_refused(monkeypatch, tmp_path):
 def test_fp16_on_the_cpu_is_refused(backend, monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="fp16"):
-        create_siamese_backend(NanoTrackConfig(backend=backend, precision="fp16"))
+        create_backend(siamese_spec(NanoTrackConfig(backend=backend, precision="fp16")))
     assert not (tmp_path / "cache").exists()
 
 

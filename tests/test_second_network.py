@@ -11,9 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from runtime.backends import create_backend
 from runtime.boxes import iou
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
-from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.nanotrack.deploy import siamese_spec
 from runtime.nanotrack.second_network import SecondNetwork, v2_files
 from runtime.nanotrack.tracker import cell_points, frame_fill, search_crop, template_crop
 from runtime.paths import data_root
@@ -73,7 +74,7 @@ def test_both_networks_put_the_target_in_the_same_place(name):
     z, x, _ = _first_pair(name)
     v2 = SecondNetwork()
     score_v2, delta_v2 = v2.search(x, v2.template(z))
-    v3 = create_siamese_backend(NanoTrackConfig())
+    v3 = create_backend(siamese_spec(NanoTrackConfig()), verbose=False)
     scores, boxes = v3.search(torch.from_numpy(x), v3.template(torch.from_numpy(z)))
     score_v3 = scores.numpy().reshape(-1).astype(np.float64)
     delta_v3 = boxes.numpy().reshape(4, -1).astype(np.float64)

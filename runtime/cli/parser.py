@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from runtime.backends.choice import BACKEND_NAMES, PRECISIONS
 from runtime.cli.inputs import DEFAULT_VIDEO
 from runtime.cli.program import program_name
 from runtime.cli.request import DEFAULT_TRACKER, FALLBACK_TRACKER, TrackRequest, UsageError
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+        choices=BACKEND_NAMES,
         default=None,
         help="where the fixed network runs (default: auto; nanotrack: TensorRT if usable and "
         "exported, else ONNX Runtime from --export-dir or from graphs it exports on first use; "
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "fp16", "int8"),
+        choices=PRECISIONS,
         default=None,
         help="backbone arithmetic: fp32 (default); fp16 on a GPU only; int8 with an export "
         "folder made by build_engine.py --precision int8",

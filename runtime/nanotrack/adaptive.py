@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.backends import create_backend
 from runtime.backends.manifest import checkpoint_record
 from runtime.backends.siamese import OnnxRuntimeSiameseBackend, TorchSiameseBackend
 from runtime.nanotrack import model
 from runtime.nanotrack.config import NanoTrackConfig
-from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.nanotrack.deploy import siamese_spec
 from runtime.nanotrack.pruning import (
     SHIPPED_NANO_PRUNE,
     NanoPruneCheckpoint,
@@ -110,7 +111,7 @@ class TargetLayerTracker(NanoTracker):
         self.pruner = self._load_pruner(config.prune, self.weights_dir)
         # Pruning reads the first frame's activations through the unpruned torch network.
         self.net = None if self.pruner is None else model.build_network(self.weights_dir)
-        backend = create_siamese_backend(config, data_dir, features=True)
+        backend = create_backend(siamese_spec(config, data_dir, features=True), verbose=False)
         super().__init__(config, data_dir, backend)
         self.full_backend = backend
         self.masks: Masks = {}

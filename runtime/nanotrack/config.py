@@ -58,8 +58,9 @@ class NanoTrackConfig:
 
     # --- run / backends -------------------------------------------------------------------------
     device: str = "cpu"
-    # auto: TensorRT where usable and exported, else ONNX Runtime from the graph cache (exported
-    # on first use, runtime.nanotrack.cache), else torch. Or torch | onnxruntime | tensorrt.
+    # auto: every tracker's rule (runtime.backends.choice); on a CPU with no export folder, ONNX
+    # Runtime from the graph cache (exported on first use, runtime.nanotrack.deploy). Or torch |
+    # onnxruntime | tensorrt.
     backend: str = "auto"
     export_dir: str | None = None  # a folder from build_engine.py --tracker nanotrack (or cache)
     precision: str = "fp32"  # fp32 | fp16 (GPU only) | int8 (an int8 export)

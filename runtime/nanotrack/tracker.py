@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.backends import create_backend
 from runtime.backends.siamese import SiameseBackend
 from runtime.confidence import Calibration, calibration_for
 from runtime.crop import exemplar_side, square_crop
 from runtime.nanotrack.config import NanoTrackConfig
-from runtime.nanotrack.deploy import create_siamese_backend
+from runtime.nanotrack.deploy import siamese_spec
 from runtime.nanotrack.second_network import SEARCH_SIDE, SecondNetwork
 from runtime.stage_clock import StageClock
 from runtime.tracker_api import Tracker, check_frame, check_init, check_update, require_init
@@ -140,7 +141,8 @@ class NanoTracker:
         # v3 keeps the other threads, at least one.
         total = int(c.threads or torch.get_num_threads())
         v3_config = replace(c, threads=max(1, total - 1)) if fusing else c
-        self.backend = backend or create_siamese_backend(v3_config, data_dir)
+        # verbose=False: the CLI reports the choice (runtime.track), unless --quiet
+        self.backend = backend or create_backend(siamese_spec(v3_config, data_dir), verbose=False)
         self.second = (second or SecondNetwork(data_dir)) if fusing else None
         self.second_template: np.ndarray | None = None
         # Looked up by the family's name, not self.name: a preset's name is not a calibration.

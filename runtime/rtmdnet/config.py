@@ -120,8 +120,9 @@ class RTMDNetConfig:
     # --- run -----------------------------------------------------------------------------
     seed: int = 0
     device: str = "cpu"
-    # Where backbone + RoIAlign run (runtime.backends): auto = TensorRT if usable and exported,
-    # else ONNX Runtime if export_dir is given, else torch.
+    # Where backbone + RoIAlign run (runtime.backends): auto = every tracker's rule
+    # (runtime.backends.choice): TensorRT if usable and exported, else ONNX Runtime if
+    # export_dir is given, else torch.
     backend: str = "auto"
     export_dir: str | None = None  # a folder written by export/build_engine.py
     # Arithmetic of backbone + RoIAlign: "fp32"; "fp16" (CUDA torch or a TensorRT fp16 engine,
