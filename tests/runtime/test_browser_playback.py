@@ -24,7 +24,7 @@ import pytest
 from runtime.demo_clip import render_frames
 from runtime.track import main
 from tests.helpers.local_http import serve_folder
-from tests.test_video_h264 import run_killed_writer
+from tests.runtime.test_video_h264 import run_killed_writer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -51,7 +51,7 @@ needs_data = pytest.mark.skipif(
     reason=f"needs {NANOTRACK} and sequences {', '.join(SEQUENCES)} under {DATA / 'sequences'}",
 )
 needs_tensorrt = pytest.mark.skipif(not TRT_OK, reason=TRT_WHY)  # "tensorrt not installed" / ...
-# Same shortened first-frame training as tests/test_rtmdnet.py.
+# Same shortened first-frame training as tests/runtime/rtmdnet/test_rtmdnet.py.
 FAST = {"maxiter_init": 20, "n_neg_init": 2000, "init_jitter_scales": (1.0, 1.1)}
 
 

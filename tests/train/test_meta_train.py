@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
     not (NANOTRACK.is_file() and (DATA / "splits.json").is_file()),
     reason=f"needs the shared data and NanoTrack weights at {DATA}",
 )
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Fewer first-frame negatives keep each step fast; the procedure is the same.
 SMALL = {"episode.n_neg_init": 1000, "meta_lr": 1e-3}
 

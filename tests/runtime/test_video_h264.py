@@ -2,7 +2,7 @@
 killed outright leaves a ``.partial.mp4`` that plays too.
 
 The file is written with PyAV (its bundled FFmpeg and libx264) and read back with OpenCV's own
-FFmpeg build, a different decoder. ``tests/test_browser_playback.py`` plays it in Chromium.
+FFmpeg build, a different decoder. ``tests/runtime/test_browser_playback.py`` plays it in Chromium.
 """
 
 from __future__ import annotations
