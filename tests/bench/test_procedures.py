@@ -7,20 +7,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from bench.procedures import VARIANTS, Networks, ProcedureTracker, integer_crop, main
 from bench.scenes import AERIAL, GROUND, scene_of
 from runtime.nanotrack import NanoTrackConfig, NanoTracker
-from runtime.paths import data_root
 from runtime.sequences import load_sequence
-
-DATA = data_root()
-CROSSING = DATA / "sequences" / "Crossing"
-needs_data = pytest.mark.skipif(
-    not (CROSSING.is_dir() and (DATA / "peers" / "nanotrack_v2").is_dir()),
-    reason=f"needs {CROSSING} and NanoTrack v2 in {DATA / 'peers'} (set TRACKER_DATA)",
-)
+from tests.support import CROSSING, needs_data
 
 
 @needs_data

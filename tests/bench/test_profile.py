@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bench.profile import main, profile_tracker, summarize
-from runtime.paths import data_root
 from runtime.sequences import Sequence
 from runtime.stage_clock import OTHER, STAGES, StageClock
 from runtime.tracker_api import TimesStages
+from tests.support import needs_data
 
 
 def test_a_disabled_clock_records_nothing_and_an_enabled_one_sums_repeated_stages():
@@ -101,9 +101,7 @@ def test_every_stage_name_is_documented_in_the_clock():
     assert len(set(STAGES)) == len(STAGES) and OTHER not in STAGES
 
 
-@pytest.mark.skipif(
-    not (data_root() / "sequences" / "Crossing").is_dir(), reason="needs the shared data"
-)
+@needs_data
 def test_the_cli_profiles_real_trackers_with_their_own_stages(tmp_path, capsys):
     out = tmp_path / "profile.json"
     code = main(

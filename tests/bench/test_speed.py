@@ -8,12 +8,10 @@ import pytest
 
 from bench.speed import _runs, _skip_reason, main
 from runtime.backends.manifest import MANIFEST_FORMAT
-from runtime.paths import data_root
-
-VASE = data_root() / "sequences" / "Vase"
+from tests.support import needs_data
 
 
-@pytest.mark.skipif(not VASE.is_dir(), reason=f"needs the real sequence {VASE}")
+@needs_data
 def test_one_row_per_tracker_backend_and_export_folder(tmp_path, capsys):
     """Torch always runs; a folder without an export is skipped with the reason."""
     out = tmp_path / "speed.json"

@@ -36,17 +36,9 @@ from runtime.backends.siamese import (
 )
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.tracker import map_side
-from runtime.paths import data_root
 from runtime.sequences import sequence_names
+from tests.support import DATA, NANOTRACK, SEQUENCES, WEIGHTS, needs_data
 
-DATA = data_root()
-WEIGHTS = DATA / "weights"
-NANOTRACK = WEIGHTS / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-SEQUENCES = DATA / "sequences"
-needs_data = pytest.mark.skipif(
-    not NANOTRACK.is_file() or not (DATA / "splits.json").is_file() or not SEQUENCES.is_dir(),
-    reason=f"needs {NANOTRACK}, {SEQUENCES} and {DATA / 'splits.json'} (the shared data)",
-)
 PAIRS = 12  # 10 calibrate, 2 are held out (every 5th)
 INT8_COUNT = 2
 

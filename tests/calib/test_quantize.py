@@ -31,17 +31,10 @@ from export.build_engine import build
 from export.build_engine import main as build_main
 from runtime.backends.manifest import FEATURE_MAP, FEATURES, ROI_FEATURES
 from runtime.backends.onnx_slicing import slice_backbone, slice_roi_pool
-from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig
 from runtime.sequences import sequence_names
+from tests.support import NANOTRACK, SEQUENCES, needs_data
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-SEQUENCES = DATA / "sequences"
-needs_data = pytest.mark.skipif(
-    not NANOTRACK.is_file() or not (DATA / "splits.json").is_file() or not SEQUENCES.is_dir(),
-    reason=f"needs {NANOTRACK}, {SEQUENCES} and {DATA / 'splits.json'} (the shared data)",
-)
 CALIB_COUNT = 24  # 4 crops from each of the 6 train sequences: enough for a fast test
 TEST_COUNT = 24
 # The 14 least sensitive convs, in the order build_engine measured on outputs/calib/train300

@@ -36,20 +36,14 @@ from runtime.backends import (
 from runtime.backends.manifest import MANIFEST_FILE
 from runtime.boxes import iou
 from runtime.hashing import sha256_file
-from runtime.paths import data_root
 from runtime.roi_features import RoIFeatureExtractor
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.head import FCHead
 from runtime.sequences import load_sequence
+from tests.support import DATA, NANOTRACK, needs_data
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
 SEQUENCES = ("Crossing", "Vase")
 TRT_OK, TRT_WHY = tensorrt_status()
-needs_data = pytest.mark.skipif(
-    not NANOTRACK.is_file() or not all((DATA / "sequences" / s).is_dir() for s in SEQUENCES),
-    reason=f"needs {NANOTRACK} and sequences {', '.join(SEQUENCES)} under {DATA / 'sequences'}",
-)
 needs_tensorrt = pytest.mark.skipif(not TRT_OK, reason=TRT_WHY)  # "tensorrt not installed" / ...
 # Same shortened first-frame training as tests/runtime/rtmdnet/test_rtmdnet.py.
 FAST = {"maxiter_init": 20, "n_neg_init": 2000, "init_jitter_scales": (1.0, 1.1)}

@@ -41,13 +41,10 @@ from runtime.confidence import (
 )
 from runtime.hashing import sha256_file
 from runtime.opencv_peers import PEER_NAMES, nano_model_paths
-from runtime.paths import PROJECT_ROOT, data_root
+from runtime.paths import PROJECT_ROOT
 from runtime.registry import TRACKER_NAMES, create_tracker, tracker_family
 from runtime.tracker_api import ReportsLost, check_frame
-
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
+from tests.support import DATA, NANOTRACK, needs_weights
 
 
 # --- export folders ------------------------------------------------------------------------------

@@ -19,12 +19,11 @@ from runtime.backbones import (
 )
 from runtime.backbones.mobilenet_v2 import MOBILENET_NPZ, TFSameConv2d, TFSamePad
 from runtime.backbones.nanotrack import NANOTRACK_NPZ
-from runtime.paths import data_root
+from tests.support import AUTHORS_BACKBONE, CROSSING, WEIGHTS
 
-WEIGHTS = data_root() / "weights"
-NANO_ONNX = WEIGHTS / "nanotrack_v3" / "nanotrack_backbone.onnx"
+NANO_ONNX = AUTHORS_BACKBONE
 CAT = WEIGHTS / "mobilenet_v2_imagenet" / "test_cat.bmp"
-FRAME = data_root() / "sequences" / "Crossing" / "img" / "0001.jpg"
+FRAME = CROSSING / "img" / "0001.jpg"
 NEEDS = {
     "nanotrack": WEIGHTS.joinpath(*NANOTRACK_NPZ),
     "mobilenet_v2": WEIGHTS.joinpath(*MOBILENET_NPZ),

@@ -35,14 +35,12 @@ from runtime.backends.manifest import (
 from runtime.backends.spec import resolve_spec
 from runtime.hashing import sha256_file
 from runtime.mlt import MLTConfig, MLTTracker
-from runtime.paths import PROJECT_ROOT, data_root
+from runtime.paths import PROJECT_ROOT
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT
 from runtime.rtmdnet.prune import SHIPPED_PRUNE
+from tests.support import DATA, NANOTRACK, needs_weights
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
 BACKENDS = PROJECT_ROOT / "runtime" / "backends"
 TRACKER_PACKAGES = ("runtime.rtmdnet", "runtime.mlt", "runtime.nanotrack")
 

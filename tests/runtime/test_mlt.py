@@ -13,29 +13,18 @@ import torch
 
 from runtime.boxes import iou
 from runtime.mlt import MLTConfig, MLTTracker
-from runtime.mlt.checkpoint import SHIPPED_CHECKPOINT, MLTCheckpoint, MLTCheckpointError
+from runtime.mlt.checkpoint import MLTCheckpoint, MLTCheckpointError
 from runtime.mlt.meta_learner import MetaLearner, conv5_gradient
 from runtime.mlt.model import MatchingNet, label_map, response_side
-from runtime.paths import data_root
 from runtime.registry import TRACKER_NAMES, create_tracker
-
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-SEQUENCE = DATA / "sequences" / "Crossing"
-needs_data = pytest.mark.skipif(
-    not (NANOTRACK.is_file() and (DATA / "splits.json").is_file() and SEQUENCE.is_dir()),
-    reason=f"needs the shared data (sequences, splits.json, NanoTrack weights) at {DATA}",
-)
-needs_shipped = pytest.mark.skipif(
-    not SHIPPED_CHECKPOINT.is_file(), reason=f"no shipped MLT checkpoint at {SHIPPED_CHECKPOINT}"
-)
+from tests.support import CROSSING, DATA, NANOTRACK, needs_data, needs_shipped_mlt
 
 
 def _frames(n: int):
     from runtime.sequences import load_sequence
     from train.datasets import read_frame
 
-    seq = load_sequence(SEQUENCE)
+    seq = load_sequence(CROSSING)
     return [read_frame(p) for p in seq.frame_paths[:n]], seq.ground_truth[:n]
 
 
@@ -88,7 +77,7 @@ def test_nanotrack_trunk_shapes_on_a_real_frame():
 
 
 @needs_data
-@needs_shipped
+@needs_shipped_mlt
 @pytest.mark.parametrize("name", ["mlt", "mlt-mt"])
 def test_tracks_ten_real_frames(name):
     frames, gt = _frames(11)
@@ -101,7 +90,7 @@ def test_tracks_ten_real_frames(name):
 
 
 @needs_data
-@needs_shipped
+@needs_shipped_mlt
 def test_kernels_are_generated_every_t_frames_and_ft_finetunes():
     frames, gt = _frames(9)
     tracker = create_tracker("mlt", data_dir=DATA, update_interval=4)

@@ -20,7 +20,7 @@ from runtime.sequences import read_boxes_file
 from runtime.track import main
 from runtime.video import TargetMark, draw_annotations, draw_targets, target_color
 from runtime.viewer import Key
-from tests.nanotrack_fixtures import crossing_frames, needs_weights
+from tests.support import needs_data
 
 N_FRAMES = 12
 SIZE = (160, 120)
@@ -136,8 +136,8 @@ def test_a_batching_tracker_updates_all_targets_in_one_call(batch: bool) -> None
     np.testing.assert_allclose(results[1][0], BOXES[1] + [2, 0, 0, 0])
 
 
-@needs_weights
-def test_nanotrack_targets_share_one_network_and_match_single_runs() -> None:
+@needs_data
+def test_nanotrack_targets_share_one_network_and_match_single_runs(crossing_frames) -> None:
     """ONNX Runtime (one crop a call): each target's boxes are a single tracker's, exactly."""
     frames, gt = crossing_frames(8)
     boxes = [gt[0], gt[0] + [30.0, -10.0, 0.0, 0.0]]
@@ -154,8 +154,8 @@ def test_nanotrack_targets_share_one_network_and_match_single_runs() -> None:
             assert multi[step][k][1] == want_score
 
 
-@needs_weights
-def test_nanotrack_on_torch_batches_crops_of_one_side() -> None:
+@needs_data
+def test_nanotrack_on_torch_batches_crops_of_one_side(crossing_frames) -> None:
     """One batched search call from the same state gives each target's single-crop result
     (to float rounding), also when the targets' crops differ in side (one widened: lost).
     v3 alone: with the second network the targets run one by one (its graph takes one crop)."""
@@ -348,7 +348,7 @@ def test_grid_boxes_stay_inside_the_frame() -> None:
     assert len({(b[0], b[1]) for b in boxes}) == 8  # every target somewhere else
 
 
-@needs_weights
+@needs_data
 def test_bench_measures_both_ways_where_the_tracker_batches(tmp_path: Path, capsys) -> None:
     out = tmp_path / "multi.json"
     spec = "nanotrack[backend=torch;fusion_weight=0]"  # v3 alone batches (module docstring)

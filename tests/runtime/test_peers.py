@@ -20,21 +20,22 @@ from runtime.opencv_peers import (
     from_cv_rect,
     to_cv_rect,
 )
-from runtime.paths import PROJECT_ROOT, data_root
+from runtime.paths import PROJECT_ROOT
 from runtime.tracker_api import Tracker
+from tests.support import DATA
 
 N_FRAMES = 20
 SIZE = 48
 
 
 def _nano_missing() -> str | None:
-    folder = data_root() / NANO_DIR
+    folder = DATA / NANO_DIR
     missing = [n for n in (NANO_BACKBONE, NANO_NECKHEAD) if not (folder / n).is_file()]
     return f"cv2-nano ONNX files not under {folder}: {', '.join(missing)}" if missing else None
 
 
 def _vit_missing() -> str | None:
-    path = data_root() / VIT_DIR / VIT_MODEL
+    path = DATA / VIT_DIR / VIT_MODEL
     return None if path.is_file() else f"cv2-vit ONNX file not at {path}"
 
 

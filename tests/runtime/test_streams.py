@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.paths import data_root
 from runtime.sequences import read_boxes_file
 from runtime.track import build_parser, main
 from runtime.track_request import TrackRequest, UsageError
@@ -35,6 +34,7 @@ from runtime.video import (
     quiet_opencv_logs,
 )
 from tests.helpers.local_http import serve_folder
+from tests.support import VIDEOS
 
 INIT = "21,31,40,30"  # 1-based, inside every clip here
 
@@ -66,7 +66,7 @@ def _free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 @pytest.fixture(scope="module")
 def videos() -> Path:
-    folder = data_root() / "videos"
+    folder = VIDEOS
     if not (folder / "pysot_bag.avi").is_file():
         pytest.skip(f"shared data not found at {folder} (the real clips served here)")
     quiet_opencv_logs()

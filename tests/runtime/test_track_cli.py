@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from runtime.demo_clip import demo_track, render_frames, synthesize_clip
-from runtime.paths import PROJECT_ROOT, data_root
+from runtime.paths import PROJECT_ROOT
 from runtime.sequences import read_boxes_file
 from runtime.track import DEFAULT_TRACKER, FALLBACK_TRACKER, main
 from runtime.video import open_source
+from tests.support import needs_weights
 
 N_FRAMES = 10
 SIZE = (160, 120)
@@ -295,10 +296,7 @@ def test_meta_checkpoint_option(clip: Path, tmp_path: Path) -> None:
     assert seen == [{"meta": str(ckpt)}]
 
 
-@pytest.mark.skipif(
-    not (data_root() / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz").is_file(),
-    reason="needs the NanoTrack weights (a missing checkpoint is only reported once they load)",
-)
+@needs_weights  # a missing checkpoint is only reported once the weights load
 def test_missing_meta_checkpoint_is_one_error_line(clip: Path, tmp_path: Path) -> None:
     done = _run_cli([str(clip), "--init", INIT, "--meta", "missing.pt"], tmp_path)
     assert done.returncode == 2

@@ -10,7 +10,6 @@ import pytest
 
 from runtime.boxes import from_otb
 from runtime.demo_clip import demo_track, render_frames, synthesize_clip
-from runtime.paths import data_root
 from runtime.video import (
     AnnotatedVideoWriter,
     AtomicVideoWriter,
@@ -20,6 +19,7 @@ from runtime.video import (
     draw_annotations,
     open_source,
 )
+from tests.support import CROSSING
 
 N_FRAMES = 12
 SIZE = (160, 120)
@@ -92,7 +92,7 @@ def test_grayscale_images_come_out_as_bgr(tmp_path: Path) -> None:
 
 
 def test_open_real_otb_sequence() -> None:
-    folder = data_root() / "sequences" / "Crossing"
+    folder = CROSSING
     if not (folder / "img").is_dir():
         pytest.skip(f"shared data not found at {folder}")
     source = open_source(str(folder))

@@ -11,19 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.paths import data_root
+from runtime.paths import PROJECT_ROOT
 from runtime.registry import create_tracker
 from runtime.rtmdnet.meta import MetaCheckpoint
+from tests.support import DATA, needs_data
 from train.rtmdnet.meta_training import TrainConfig, main, train
 from train.tooling import apply_overrides
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-pytestmark = pytest.mark.skipif(
-    not (NANOTRACK.is_file() and (DATA / "splits.json").is_file()),
-    reason=f"needs the shared data and NanoTrack weights at {DATA}",
-)
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = needs_data
+ROOT = PROJECT_ROOT
 # Fewer first-frame negatives keep each step fast; the procedure is the same.
 SMALL = {"episode.n_neg_init": 1000, "meta_lr": 1e-3}
 

@@ -13,15 +13,10 @@ import pytest
 import torch
 
 from runtime.mlt.checkpoint import SHIPPED_CHECKPOINT, MLTCheckpoint
-from runtime.paths import data_root
+from tests.support import DATA, needs_data, needs_shipped_mlt
 from train.mlt.training import MLTTrainConfig, train
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-pytestmark = pytest.mark.skipif(
-    not (NANOTRACK.is_file() and (DATA / "splits.json").is_file() and SHIPPED_CHECKPOINT.is_file()),
-    reason=f"needs the shared data and NanoTrack weights at {DATA} and the shipped MLT checkpoint",
-)
+pytestmark = [needs_data, needs_shipped_mlt]
 
 
 def _loss_column(run: Path) -> list[str]:

@@ -8,19 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.paths import data_root
 from runtime.registry import create_tracker
 from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT, MetaCheckpoint
 from runtime.rtmdnet.prune import PruneCheckpoint
+from tests.support import DATA, needs_data
 from train.rtmdnet.prune_training import PruneTrainConfig, main, train
 from train.tooling import apply_overrides
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-pytestmark = pytest.mark.skipif(
-    not (NANOTRACK.is_file() and (DATA / "splits.json").is_file()),
-    reason=f"needs the shared data and NanoTrack weights at {DATA}",
-)
+pytestmark = needs_data
 # Fewer first-frame negatives keep each step fast; a large rate makes one step visible.
 SMALL = {"episode.n_neg_init": 1000, "lr": 1e-2}
 

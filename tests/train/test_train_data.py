@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.paths import data_root
+from tests.support import DATA, needs_data, needs_weights
 from train.datasets import (
     CONVENTIONS,
     ValLeakError,
@@ -39,12 +39,6 @@ from train.rtmdnet.episodes import (
     iou_with,
     pseudo_video,
 )
-
-DATA = data_root()
-HAS_DATA = (DATA / "splits.json").is_file() and (DATA / "sequences").is_dir()
-needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"needs the shared data at {DATA}")
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
 
 FRAME_WH = (64, 48)
 # 0-based continuous boxes (pixel i covers [i, i+1)) of the drawn rectangle, one per frame.

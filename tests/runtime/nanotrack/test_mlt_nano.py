@@ -19,7 +19,7 @@ from runtime.nanotrack.kernel_generator import (
 from runtime.nanotrack.mlt_nano import FINETUNE, MLTNanoConfig, MLTNanoTracker
 from runtime.nanotrack.target_layer import FEATURES, CropSample, balanced_loss
 from runtime.registry import create_tracker
-from tests.nanotrack_fixtures import DATA, crossing_frames, needs_weights
+from tests.support import DATA, needs_data
 from train.nanotrack.kernel_generator import MLTNanoTrainConfig, train
 
 
@@ -74,8 +74,8 @@ def test_checkpoints_round_trip_and_are_bound_to_the_base(tmp_path):
         load_generator(tmp_path / "bad.pt", "abc")
 
 
-@needs_weights
-def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path):
+@needs_data
+def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path, crossing_frames):
     frames, gt = crossing_frames(8)
     direction = torch.randn(FEATURES)
     base_sha = checkpoint_record("nanotrack", DATA / "weights")["sha256"]
@@ -93,8 +93,8 @@ def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path):
     assert mlt.run_stats()["layer_updates"] == 2.0
 
 
-@needs_weights
-def test_the_shipped_trackers_generate_or_fine_tune_on_schedule():
+@needs_data
+def test_the_shipped_trackers_generate_or_fine_tune_on_schedule(crossing_frames):
     frames, gt = crossing_frames(8)
     generated = create_tracker("mlt-nano", online_interval=3)
     tuned = create_tracker("mlt-nano-ft", ft_interval=4, ft_steps=3)
@@ -111,7 +111,7 @@ def test_the_shipped_trackers_generate_or_fine_tune_on_schedule():
         create_tracker("mlt-nano", backend="tensorrt")
 
 
-@needs_weights
+@needs_data
 def test_generator_training_resumes_to_what_an_uninterrupted_run_learns(tmp_path):
     tiny = {"frames_per_video": 3, "m_context": 2, "m_prime": 3, "distractor_crops": 1}
     tiny |= {"hidden": 16}

@@ -40,27 +40,17 @@ from runtime.nanotrack.deploy import (
 from runtime.nanotrack.graphs import PARITY_TOLERANCE, relative_error
 from runtime.nanotrack.model import build_network
 from runtime.nanotrack.tracker import cell_points, map_side
-from runtime.paths import data_root
 from runtime.registry import create_tracker
 from runtime.sequences import load_sequence
-
-DATA = data_root()
-WEIGHTS = DATA / "weights"
-NANO_DIR = WEIGHTS / "nanotrack_v3"
-NPZ = NANO_DIR / "nanotrackv3_state_dict.npz"
-AUTHORS_BACKBONE = NANO_DIR / "nanotrack_backbone.onnx"
-AUTHORS_HEAD = NANO_DIR / "nanotrack_head.onnx"
-CROSSING = DATA / "sequences" / "Crossing"
-
-needs_weights = pytest.mark.skipif(
-    not NPZ.is_file(), reason=f"needs the NanoTrack v3 weights at {NPZ} (set TRACKER_DATA)"
+from tests.support import (
+    AUTHORS_BACKBONE,
+    AUTHORS_HEAD,
+    CROSSING,
+    WEIGHTS,
+    needs_data,
+    needs_weights,
 )
-needs_data = pytest.mark.skipif(
-    not (NPZ.is_file() and AUTHORS_BACKBONE.is_file() and AUTHORS_HEAD.is_file())
-    or not CROSSING.is_dir(),
-    reason=f"needs the NanoTrack v3 weights, the authors' ONNX files in {NANO_DIR} and the "
-    f"Crossing sequence at {CROSSING} (set TRACKER_DATA)",
-)
+from tests.support import NANOTRACK as NPZ
 
 TOL = 1e-4  # relative error: max |got - want| / max |want|
 

@@ -24,7 +24,7 @@ from runtime.nanotrack.target_layer import (
     save_rule,
 )
 from runtime.nanotrack.tracker import cell_points, map_side
-from tests.nanotrack_fixtures import DATA, crossing_frames, needs_weights
+from tests.support import DATA, needs_data
 from train.nanotrack.meta_layer import NanoMetaConfig, train
 
 
@@ -81,8 +81,8 @@ def test_a_rule_checkpoint_round_trips_and_refuses_other_base_weights(tmp_path):
         load_rule(path, "a" * 64)
 
 
-@needs_weights
-def test_a_layer_that_never_moves_tracks_exactly_as_the_base():
+@needs_data
+def test_a_layer_that_never_moves_tracks_exactly_as_the_base(crossing_frames):
     frames, gt = crossing_frames(12)
     base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0))  # v3 alone, as theirs
     still = AdaptiveNanoTracker(
@@ -97,8 +97,8 @@ def test_a_layer_that_never_moves_tracks_exactly_as_the_base():
     assert still.updates == 1  # the online steps ran (at frame 10), with zero rates
 
 
-@needs_weights
-def test_the_shipped_rule_is_bound_to_the_base_weights_and_adapts_online():
+@needs_data
+def test_the_shipped_rule_is_bound_to_the_base_weights_and_adapts_online(crossing_frames):
     tracker = AdaptiveNanoTracker(AdaptiveNanoTrackConfig())
     assert tracker.rule_sha256 is not None and tracker.rule.init_steps == 5
     frames, gt = crossing_frames(22)
@@ -109,8 +109,8 @@ def test_the_shipped_rule_is_bound_to_the_base_weights_and_adapts_online():
         AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="tensorrt", export_dir=None))
 
 
-@needs_weights
-def test_the_features_graph_tracks_as_the_torch_branch():
+@needs_data
+def test_the_features_graph_tracks_as_the_torch_branch(crossing_frames):
     """ONNX Runtime's search_features.onnx (the default on a CPU) against torch's
     FeatureSearchBranch, frame by frame from the same state: the same boxes within 0.05 px."""
     frames, gt = crossing_frames(12)
@@ -125,7 +125,7 @@ def test_the_features_graph_tracks_as_the_torch_branch():
         assert score_b == pytest.approx(score_a, abs=1e-3)
 
 
-@needs_weights
+@needs_data
 def test_meta_training_resumes_to_what_an_uninterrupted_run_learns(tmp_path):
     tiny = {"frames_per_video": 3, "test_frames": 1, "memory_frames": 1, "distractor_crops": 1}
     once = train(NanoMetaConfig(steps=3, checkpoint_every=3, **tiny), DATA, tmp_path / "a")
@@ -139,8 +139,8 @@ def test_meta_training_resumes_to_what_an_uninterrupted_run_learns(tmp_path):
     assert not torch.equal(a.init_rates_w, AdaptRule.plain(5, 5, 1.0).init_rates_w)
 
 
-@needs_weights
-def test_an_fp32_export_folder_serves_the_target_layer_trackers(tmp_path):
+@needs_data
+def test_an_fp32_export_folder_serves_the_target_layer_trackers(tmp_path, crossing_frames):
     """``build_engine.py --tracker nanotrack`` writes the features graph too (checked against
     torch, hashed in the manifest), so ``--export-dir`` works for ``metartt-nano``."""
     folder = tmp_path / "nanotrack"

@@ -25,7 +25,7 @@ from runtime.nanotrack.pruning import (
     slice_head,
 )
 from runtime.prune_net import PruneNet, PruneNetConfig
-from tests.nanotrack_fixtures import DATA, crossing_frames, needs_weights
+from tests.support import DATA, needs_data
 from train.nanotrack.head_pruning import NanoPruneTrainConfig, train
 
 
@@ -47,7 +47,7 @@ def _inputs(net, seed: int = 0):
     return kernels, xf
 
 
-@needs_weights
+@needs_data
 def test_the_sliced_head_computes_the_masked_head(net):
     kernels, xf = _inputs(net)
     g = torch.Generator().manual_seed(1)
@@ -76,7 +76,7 @@ def test_the_sliced_head_computes_the_masked_head(net):
     torch.testing.assert_close(torch.exp(full.box_logits), want_boxes)
 
 
-@needs_weights
+@needs_data
 def test_an_untrained_pruning_network_keeps_every_channel(net):
     prune_net = PruneNet(layer_widths(net.head)).eval()
     kernels, xf = _inputs(net, 2)
@@ -126,8 +126,8 @@ def _untrained_checkpoint(path) -> str:
     return str(path)
 
 
-@needs_weights
-def test_the_sliced_features_graph_computes_the_sliced_torch_head(tmp_path):
+@needs_data
+def test_the_sliced_features_graph_computes_the_sliced_torch_head(tmp_path, crossing_frames):
     frames, gt = crossing_frames(2)
     keep_some = _trained_checkpoint(tmp_path / "some.pt")
     on_torch = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(backend="torch", prune=keep_some))
@@ -144,8 +144,8 @@ def test_the_sliced_features_graph_computes_the_sliced_torch_head(tmp_path):
         assert _relative(g, w) < 1e-4
 
 
-@needs_weights
-def test_pruning_that_keeps_everything_tracks_as_the_unpruned_tracker(tmp_path):
+@needs_data
+def test_pruning_that_keeps_everything_tracks_as_the_unpruned_tracker(tmp_path, crossing_frames):
     frames, gt = crossing_frames(12)
     keep_all = _untrained_checkpoint(tmp_path / "keep.pt")
     plain = AdaptiveNanoTracker(AdaptiveNanoTrackConfig())
@@ -160,9 +160,9 @@ def test_pruning_that_keeps_everything_tracks_as_the_unpruned_tracker(tmp_path):
     assert pruned.run_stats()["prune_rate"] == 0.0
 
 
-@needs_weights
+@needs_data
 @pytest.mark.skipif(not SHIPPED_NANO_PRUNE.is_file(), reason="no shipped head-pruning checkpoint")
-def test_the_shipped_pruning_network_cuts_channels_once_per_video():
+def test_the_shipped_pruning_network_cuts_channels_once_per_video(crossing_frames):
     frames, gt = crossing_frames(6)
     tracker = AdaptiveNanoTracker(AdaptiveNanoTrackConfig(prune="shipped"))
     tracker.init(frames[0], gt[0])
@@ -175,7 +175,7 @@ def test_the_shipped_pruning_network_cuts_channels_once_per_video():
     assert tracker.backend is not first
 
 
-@needs_weights
+@needs_data
 def test_pruning_training_resumes_to_what_an_uninterrupted_run_learns(tmp_path):
     tiny = {"frames_per_video": 3, "test_crops": 2, "episodes_per_step": 2}
     once = train(NanoPruneTrainConfig(steps=3, checkpoint_every=3, **tiny), DATA, tmp_path / "a")

@@ -16,20 +16,10 @@ from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.deploy import create_siamese_backend
 from runtime.nanotrack.second_network import SecondNetwork, v2_files
 from runtime.nanotrack.tracker import cell_points, frame_fill, search_crop, template_crop
-from runtime.paths import data_root
 from runtime.sequences import load_sequence
+from tests.support import DATA, needs_data
 
-DATA = data_root()
-V2 = DATA / "peers" / "nanotrack_v2"
-V3 = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
 SEQUENCES = ("Crossing", "Bird2", "vot2015_bag")
-
-HAVE_SEQUENCES = all((DATA / "sequences" / s).is_dir() for s in SEQUENCES)
-needs_data = pytest.mark.skipif(
-    not (V2.is_dir() and V3.is_file() and HAVE_SEQUENCES),
-    reason=f"needs NanoTrack v2 in {V2}, the v3 weights and the sequences {SEQUENCES} "
-    f"(set TRACKER_DATA)",
-)
 
 
 def _first_pair(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import pytest
 
 import calib.build
 import export.onnx_export
-from runtime.paths import PROJECT_ROOT, data_root
+from runtime.paths import PROJECT_ROOT
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker, geometry
 from runtime.rtmdnet.geometry import (
     BBREG_SPEC,
@@ -29,13 +29,9 @@ from runtime.rtmdnet.geometry import (
 from runtime.rtmdnet.tracker import init_examples
 from runtime.sampling import draw, draw_filtered
 from runtime.sequences import load_sequence
+from tests.support import SEQUENCES, needs_data
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-SEQUENCE = DATA / "sequences" / "Vase"
-needs_data = pytest.mark.skipif(
-    not NANOTRACK.is_file() or not SEQUENCE.is_dir(), reason=f"needs {NANOTRACK} and {SEQUENCE}"
-)
+SEQUENCE = SEQUENCES / "Vase"
 FAST = {"n_neg_init": 500, "n_bbreg": 200, "maxiter_init": 5, "init_jitter_scales": (1.0, 1.1)}
 
 

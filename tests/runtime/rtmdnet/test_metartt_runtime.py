@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.head import FCHead
 from runtime.rtmdnet.meta import (
@@ -18,10 +17,9 @@ from runtime.rtmdnet.meta import (
     adapt,
 )
 from runtime.sequences import load_sequence
+from tests.support import CROSSING, needs_weights
 from train.rtmdnet.meta_learning import MetaConfig, TrainingMetaLearner
 
-NANOTRACK = data_root() / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
 FEATURE_DIM = 96 * 3 * 3  # NanoTrack's 96 channels, 3x3 RoIAlign
 FAST = {"n_neg_init": 2000, "init_jitter_scales": (1.0, 1.1)}
 
@@ -121,7 +119,7 @@ def test_an_unknown_precision_is_refused_when_the_tracker_is_built():
 
 
 def _crossing(n: int):
-    sequence = load_sequence(data_root() / "sequences" / "Crossing")
+    sequence = load_sequence(CROSSING)
     frames = [cv2.imread(str(p)) for p in sequence.frame_paths[:n]]
     return frames, sequence.ground_truth[0]
 

@@ -11,7 +11,6 @@ from runtime.backbones import build_backbone
 from runtime.backbones.common import keep_output_channels
 from runtime.backends.torch_backend import TorchBackend
 from runtime.crop import cut
-from runtime.paths import data_root
 from runtime.prune_net import PruneNet, PruneNetConfig
 from runtime.roi_features import RoIFeatureExtractor, crop_to_tensor
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
@@ -32,10 +31,8 @@ from runtime.rtmdnet.prune import (
     prune_setting,
 )
 from runtime.sequences import load_sequence
+from tests.support import DATA, needs_weights
 
-DATA = data_root()
-NANOTRACK = DATA / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
 CELLS = 9
 FAST = {"n_neg_init": 2000, "init_jitter_scales": (1.0, 1.1)}
 

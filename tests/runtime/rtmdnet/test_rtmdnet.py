@@ -9,14 +9,12 @@ import torch
 
 from runtime.boxes import iou
 from runtime.demo_clip import demo_track, render_frames
-from runtime.paths import data_root
 from runtime.rtmdnet import RTMDNetConfig, RTMDNetTracker
 from runtime.rtmdnet.bbreg import BoxRegressor
 from runtime.rtmdnet.head import FCHead, binary_loss
 from runtime.sequences import load_sequence
+from tests.support import CROSSING, needs_weights
 
-NANOTRACK = data_root() / "weights" / "nanotrack_v3" / "nanotrackv3_state_dict.npz"
-needs_weights = pytest.mark.skipif(not NANOTRACK.is_file(), reason=f"needs {NANOTRACK}")
 # Fewer first-frame iterations keep the suite fast; the procedure is the same.
 FAST = {"maxiter_init": 20, "n_neg_init": 2000, "init_jitter_scales": (1.0, 1.1)}
 
@@ -34,7 +32,7 @@ def test_tracks_the_synthetic_clip():
 
 @needs_weights
 def test_tracks_real_frames_and_is_reproducible():
-    folder = data_root() / "sequences" / "Crossing"
+    folder = CROSSING
     sequence = load_sequence(folder)
     frames = [cv2.imread(str(p)) for p in sequence.frame_paths[:25]]
 
