@@ -100,6 +100,7 @@ def test_each_quantizer_refuses_the_other_trackers_calibration_set(pair_dir, tmp
 
 
 @needs_data
+@pytest.mark.slow
 def test_int8_count_makes_exactly_that_many_convs_int8_and_never_a_dynamic_weight_op(int8_export):
     folder, manifest = int8_export
     record = manifest["int8"]
@@ -123,6 +124,7 @@ def test_int8_count_makes_exactly_that_many_convs_int8_and_never_a_dynamic_weigh
 
 
 @needs_data
+@pytest.mark.slow
 def test_the_record_says_what_was_chosen_on_what(int8_export, pair_dir):
     folder, manifest = int8_export
     record = manifest["int8"]
@@ -150,6 +152,7 @@ def test_the_record_says_what_was_chosen_on_what(int8_export, pair_dir):
 
 
 @needs_data
+@pytest.mark.slow
 def test_the_int8_search_graph_keeps_its_names_and_shapes_and_runs_on_the_cpu_backend(int8_export):
     folder, _ = int8_export
     model = onnx.load(str(folder / SEARCH_ONNX))

@@ -112,6 +112,7 @@ def test_calibration_set_comes_from_train_frames_only(calib_dir, tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_int8_graph_is_qdq_with_symmetric_per_channel_int8_weights(export_dir):
     folder, record = export_dir
     model = onnx.load(str(folder / INT8_BACKBONE_ONNX))
@@ -146,6 +147,7 @@ def _parity(folder, int8_graph, test_crops):
 
 
 @needs_data
+@pytest.mark.slow
 def test_int8_at_the_default_bar_ranks_candidates_like_fp32_on_95_percent_of_real_crops(
     export_dir, calib_dir, test_crops, tmp_path
 ):
@@ -167,6 +169,7 @@ def test_int8_at_the_default_bar_ranks_candidates_like_fp32_on_95_percent_of_rea
 
 
 @needs_data
+@pytest.mark.slow
 def test_int8_with_14_convs_still_picks_the_same_target_as_fp32(export_dir, test_crops):
     """14 of 27 convs int8: the top-1 of 256 candidates moves (0.82 measured), the estimate less.
 
@@ -182,6 +185,7 @@ def test_int8_with_14_convs_still_picks_the_same_target_as_fp32(export_dir, test
 
 
 @needs_data
+@pytest.mark.slow
 def test_build_engine_ties_calibration_quantization_and_pruning_together(int8_export, tmp_path):
     folder, manifest = int8_export
     assert manifest["precision"] == "int8" and manifest["config"]["precision"] == "int8"
@@ -201,6 +205,7 @@ def test_build_engine_ties_calibration_quantization_and_pruning_together(int8_ex
 
 
 @needs_data
+@pytest.mark.slow
 def test_pruned_metartt_tracks_on_the_int8_export(int8_export):
     """MetaRTT + pruning on the INT8 graphs in ONNX Runtime: sliced per video, follows the GT."""
     from runtime.boxes import iou
@@ -224,6 +229,7 @@ def test_pruned_metartt_tracks_on_the_int8_export(int8_export):
 
 
 @needs_data
+@pytest.mark.slow
 def test_sliced_int8_graph_matches_the_unsliced_one_on_kept_channels(export_dir, test_crops):
     folder, _ = export_dir
     model = onnx.load(str(folder / INT8_BACKBONE_ONNX))
@@ -252,6 +258,7 @@ def test_sliced_int8_graph_matches_the_unsliced_one_on_kept_channels(export_dir,
 
 
 @needs_data
+@pytest.mark.slow
 def test_cpu_session_runs_the_int8_graph_as_uint8_activations(export_dir, test_crops, tmp_path):
     """The backend's uint8 re-encoding keeps every value and lets ORT fuse more QLinearConv."""
     from runtime.backends.qdq import activations_to_uint8
@@ -288,6 +295,7 @@ def test_cpu_session_runs_the_int8_graph_as_uint8_activations(export_dir, test_c
 
 
 @needs_data
+@pytest.mark.slow
 def test_compare_feeds_the_second_graph_the_altered_crops(export_dir, test_crops):
     """bench.int8_parity's yardstick: FP32 against itself, then fed noisy copies of the crops."""
     from bench.int8_parity import noisy_copies

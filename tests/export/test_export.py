@@ -441,6 +441,7 @@ def test_onnxruntime_slices_the_graphs_in_memory_like_torch(exported, extractor,
 
 
 @needs_data
+@pytest.mark.slow
 def test_pruned_tracker_on_onnxruntime_follows_the_torch_boxes(exported):
     """MetaRTT + pruning (masks fitted on the first frame): ONNX Runtime vs torch, 20 frames."""
     from runtime.rtmdnet.meta import SHIPPED_CHECKPOINT

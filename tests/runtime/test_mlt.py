@@ -191,6 +191,7 @@ def onnx_export(tmp_path_factory):
 
 
 @needs_data
+@pytest.mark.slow
 def test_trunk_on_onnxruntime_matches_torch(onnx_export, tmp_path):
     from runtime.crop import exemplar_side, square_crop
     from runtime.mlt.checkpoint import trunk_sha256

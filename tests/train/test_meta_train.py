@@ -33,6 +33,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_run_writes_log_plot_checkpoints_and_a_usable_tracker(tmp_path):
     run = tmp_path / "run"
     result = train(_config(steps=2, checkpoint_every=1, val_every=2, val_max_frames=2), DATA, run)
@@ -57,6 +58,7 @@ def test_a_run_writes_log_plot_checkpoints_and_a_usable_tracker(tmp_path):
     assert tracker.meta.sha256 == ckpt.sha256
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
     whole = train(_config(steps=3, checkpoint_every=1), DATA, tmp_path / "whole")
     train(_config(steps=2, checkpoint_every=1), DATA, tmp_path / "split")
@@ -95,6 +97,7 @@ def test_cli_variants_and_bad_settings(tmp_path):
     assert _rows(tmp_path / "init-only")[0]["loss_on"] == "nan"
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo_keep_identical_replicas(tmp_path):
     """torchrun, 2 CPU processes, DDP: different episodes per rank, one averaged meta-gradient."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)

@@ -250,6 +250,7 @@ def test_torch_backend_tracks_crossing():
 
 
 @needs_data
+@pytest.mark.slow
 def test_onnxruntime_and_torch_backends_agree(module_cache, net):
     export = module_cache["export"]
     ort_backend = OnnxRuntimeSiameseBackend(export, threads=1)
@@ -453,6 +454,7 @@ def test_other_weights_hash_is_refused(export_copy):
 
 
 @needs_weights
+@pytest.mark.slow
 def test_cache_first_use_exports_a_checked_folder(module_cache):
     export = module_cache["export"]
     weights_sha = json.loads((export.folder / MANIFEST_FILE).read_text())["checkpoint"]["sha256"]
@@ -473,6 +475,7 @@ def test_cache_first_use_exports_a_checked_folder(module_cache):
 
 
 @needs_weights
+@pytest.mark.slow
 def test_cache_is_reused(module_cache, monkeypatch):
     monkeypatch.setenv(CACHE_ENV_VAR, str(module_cache["root"]))
     search = module_cache["export"].graph("search")
@@ -494,6 +497,7 @@ def test_cache_is_reused(module_cache, monkeypatch):
 
 
 @needs_weights
+@pytest.mark.slow
 def test_corrupt_cache_is_rebuilt(module_cache, tmp_path, monkeypatch):
     root = tmp_path / "cache"
     folder = root / module_cache["export"].folder.name

@@ -140,6 +140,7 @@ def test_meta_training_resumes_to_what_an_uninterrupted_run_learns(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_an_fp32_export_folder_serves_the_target_layer_trackers(tmp_path, crossing_frames):
     """``build_engine.py --tracker nanotrack`` writes the features graph too (checked against
     torch, hashed in the manifest), so ``--export-dir`` works for ``metartt-nano``."""

@@ -227,6 +227,7 @@ def test_backbones_without_a_sliceable_output_conv_say_so():
 
 
 @needs_weights
+@pytest.mark.slow
 def test_tracker_prunes_once_at_the_first_frame_and_runs_smaller(tmp_path):
     sequence = load_sequence(DATA / "sequences" / "Gym")
     frames = [cv2.imread(str(p)) for p in sequence.frame_paths[:12]]
@@ -273,6 +274,7 @@ def test_a_pruning_checkpoint_for_another_meta_checkpoint_is_refused(tmp_path):
 
 
 @needs_weights
+@pytest.mark.slow
 def test_the_pruning_guard_keeps_the_whole_network_when_pruning_costs_first_frame_loss():
     sequence = load_sequence(DATA / "sequences" / "Gym")
     frame, box = cv2.imread(str(sequence.frame_paths[0])), sequence.ground_truth[0]
