@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_meta_train.py: a few meta-steps, then save the replica.
+"""Run under torchrun by tests/train/test_meta_train.py: a few meta-steps, then save the replica.
 
 The test puts the checkout first on ``PYTHONPATH``, so this imports the code under test.
 """
