@@ -1,13 +1,13 @@
 """Train MLT's kernel generator on the NanoTrack v3 base: ``python train/mlt_nano.py --help``
 (console command ``tracker-train-mlt-nano``).
 
-A thin script over :mod:`train.nanotrack.kernel_generator` (the code and every flag's
+A thin script over :mod:`train.nanotrack.mlt_nano` (the code and every flag's
 documentation).
 """
 
 import sys
 
-from train.nanotrack.kernel_generator import main
+from train.nanotrack.mlt_nano import main
 
 if __name__ == "__main__":
     sys.exit(main())

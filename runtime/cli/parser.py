@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "network (train/prune.py's OUT/prune.pt; without a value, the shipped one for the "
         "shipped meta checkpoint), 'static' (the shipped one-mask ablation) or 'fit' (masks "
         "fitted on the first frame alone); with "
-        "--tracker metartt-nano, the head's pruning network (train/nanotrack_prune.py's "
-        "OUT/nanotrack_prune.pt; without a value, the shipped one)",
+        "--tracker metartt-nano, the head's pruning network (train/metartt_nano_prune.py's "
+        "OUT/metartt_nano_prune.pt; without a value, the shipped one)",
     )
     parser.add_argument(
         "--boxes",

@@ -40,7 +40,7 @@ def _prune_option(tracker: str | None, value: str) -> str:
     if value == FIT:
         raise UsageError(
             f"--prune fit is MetaRTT's first-frame fit; {tracker} takes the shipped head-pruning "
-            f"network (--prune) or a checkpoint of python train/nanotrack_prune.py"
+            f"network (--prune) or a checkpoint of python train/metartt_nano_prune.py"
         )
     if value != SHIPPED and not Path(value).is_file():
         raise UsageError(f"--prune: no head-pruning checkpoint at {value}")

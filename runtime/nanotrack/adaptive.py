@@ -1,6 +1,6 @@
 """MetaRTT on the NanoTrack v3 base: a target-specific layer adapted by a few gradient steps.
 
-``metartt-nano`` (meta-learned ``theta_init^0`` and per-step rates, ``train/nanotrack_meta.py``)
+``metartt-nano`` (meta-learned ``theta_init^0`` and per-step rates, ``train/metartt_nano.py``)
 and ``metartt-nano[rule=plain]`` (the same layer fine-tuned from zero with one plain rate, the
 baseline the paper compares with) are :class:`AdaptiveNanoTracker` with two rules. The base
 network and its tracking procedure are :class:`runtime.nanotrack.tracker.NanoTracker`'s,
@@ -56,7 +56,7 @@ from runtime.prune_net import Masks, PruneNet
 from runtime.response_maps import response_entropy
 from runtime.tracker_api import check_init
 
-SHIPPED_RULE = Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_target_layer.pt"
+SHIPPED_RULE = Path(__file__).resolve().parent.parent / "checkpoints" / "metartt_nano.pt"
 PLAIN = "plain"  # the rule of the preset metartt-nano[rule=plain]
 
 
@@ -76,14 +76,14 @@ class TargetLayerConfig(NanoTrackConfig):
     # metartt-nano, docs/nanotrack.md), torch on a GPU; TensorRT has no features engine.
     backend: str = "auto"
     # One-shot pruning of the head's classification tower at the first frame
-    # (runtime.nanotrack.pruning): "" none, "shipped" (runtime/checkpoints/nanotrack_prune.pt)
-    # or a train/nanotrack_prune.py checkpoint.
+    # (runtime.nanotrack.pruning): "" none, "shipped" (runtime/checkpoints/metartt_nano_prune.pt)
+    # or a train/metartt_nano_prune.py checkpoint.
     prune: str = ""
 
 
 @dataclass
 class AdaptiveNanoTrackConfig(TargetLayerConfig):
-    # A target-layer checkpoint (train/nanotrack_meta.py), "shipped" (runtime/checkpoints/), or
+    # A target-layer checkpoint (train/metartt_nano.py), "shipped" (runtime/checkpoints/), or
     # "plain": fine-tuning from zero, `plain_rate` for every step (metartt-nano[rule=plain]).
     rule: str = "shipped"
     plain_rate: float = 1.0  # chosen on train + train_extra (docs/nanotrack.md, "Seeds")

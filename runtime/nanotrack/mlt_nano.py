@@ -27,9 +27,7 @@ from runtime.nanotrack.adaptive import MemoryEntry, TargetLayerConfig, TargetLay
 from runtime.nanotrack.kernel_generator import KernelGenerator, load_generator
 from runtime.nanotrack.target_layer import CropSample, balanced_loss
 
-SHIPPED_GENERATOR = (
-    Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_kernel_generator.pt"
-)
+SHIPPED_GENERATOR = Path(__file__).resolve().parent.parent / "checkpoints" / "mlt_nano.pt"
 FINETUNE = "adam"  # the generator of the preset mlt-nano[generator=adam]
 
 

@@ -13,7 +13,7 @@ each). Each block has a channel mask ``beta_i >= 0`` on its depthwise output (af
   masked head's outputs (:func:`slice_head`, :func:`slice_feature_graph` for the ONNX graph;
   test: relative difference < 1e-5).
 
-What is pruned (the shipped pruning network, ``train/nanotrack_prune.py``'s default): the
+What is pruned (the shipped pruning network, ``train/metartt_nano_prune.py``'s default): the
 classification tower only; every cut of the regression tower cost 5-10 val AUC points. The
 towers' outputs keep their 96 channels (what ``cls_logits``, ``bbox_pred`` and the target layer
 of ``metartt-nano`` read); the correlations and ``down_*``'s inputs are not pruned (their
@@ -46,7 +46,9 @@ from runtime.prune_net import Masks, PruneNet, PruneNetConfig
 TOWERS = ("cls", "reg")  # BANHead.cls_tower / down_cls, BANHead.bbox_tower / down_reg
 BLOCKS = 6  # runtime.nanotrack.model.TOWER_BLOCKS
 CHECKPOINT_FORMAT = "nanotrack-prune/1"
-SHIPPED_NANO_PRUNE = Path(__file__).resolve().parent.parent / "checkpoints" / "nanotrack_prune.pt"
+SHIPPED_NANO_PRUNE = (
+    Path(__file__).resolve().parent.parent / "checkpoints" / "metartt_nano_prune.pt"
+)
 
 
 def layer_names(towers: tuple[str, ...] = TOWERS) -> tuple[str, ...]:
@@ -365,7 +367,7 @@ class NanoPruneCheckpoint:
             NanoPruneCheckpointError,
             "head-pruning checkpoint",
             "NanoTrack head-pruning checkpoint",
-            "python train/nanotrack_prune.py",
+            "python train/metartt_nano_prune.py",
             base_sha256,
         )
         return cls(

@@ -11,7 +11,7 @@ so ``w = 0, b = 0`` is the base tracker exactly (``sigmoid(z)`` is its softmax p
 the parameters (MetaRTT's per-parameter, per-step rates): ``K_init`` steps on the first frame's
 search crop from ``theta_init^0``, ``K_on`` steps on a memory of confident frames every few
 frames. :class:`AdaptRule` holds ``theta_init^0`` and the rates: meta-learned
-(``train/nanotrack_meta.py``) or a plain fine-tuning rule (zero start, one rate).
+(``train/metartt_nano.py``) or a plain fine-tuning rule (zero start, one rate).
 
 Labels per cell (:func:`cell_labels`): positive where the cell's point lies in the central half
 of the target box (the nearest cell always), negative outside the box, ignored in between; the
@@ -178,7 +178,7 @@ def load_rule(
         TargetLayerCheckpointError,
         "target-layer checkpoint",
         "NanoTrack target-layer checkpoint",
-        "python train/nanotrack_meta.py",
+        "python train/metartt_nano.py",
         base_sha256,
     )
     state = payload["rule"]

@@ -71,7 +71,7 @@ def test_prune_on_the_nanotrack_base_means_the_heads_pruning_network(tmp_path):
     assert _request("v.mp4", "--tracker", "metartt-nano", "--prune").tracker.options() == {
         "prune": "shipped"
     }
-    mine = tmp_path / "nanotrack_prune.pt"
+    mine = tmp_path / "metartt_nano_prune.pt"
     mine.write_bytes(b"checked when the tracker loads it")
     choice = _request("v.mp4", "--tracker", "metartt-nano", "--prune", str(mine)).tracker
     assert choice.options() == {"prune": str(mine)}

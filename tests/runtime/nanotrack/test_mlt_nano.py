@@ -20,7 +20,7 @@ from runtime.nanotrack.mlt_nano import FINETUNE, MLTNanoConfig, MLTNanoTracker
 from runtime.nanotrack.target_layer import FEATURES, CropSample, balanced_loss
 from runtime.registry import create_tracker
 from tests.support import DATA, needs_data
-from train.nanotrack.kernel_generator import MLTNanoTrainConfig, train
+from train.nanotrack.mlt_nano import MLTNanoTrainConfig, train
 
 
 def _sample(seed: int = 0) -> CropSample:

@@ -25,7 +25,7 @@ from runtime.nanotrack.target_layer import (
 )
 from runtime.nanotrack.tracker import cell_points, map_side
 from tests.support import DATA, needs_data
-from train.nanotrack.meta_layer import NanoMetaConfig, train
+from train.nanotrack.metartt_nano import NanoMetaConfig, train
 
 
 def test_cells_inside_the_central_half_are_target_outside_the_box_background():

@@ -26,7 +26,7 @@ from runtime.nanotrack.pruning import (
 )
 from runtime.prune_net import PruneNet, PruneNetConfig
 from tests.support import DATA, needs_data
-from train.nanotrack.head_pruning import NanoPruneTrainConfig, train
+from train.nanotrack.metartt_nano_prune import NanoPruneTrainConfig, train
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -7,7 +7,7 @@ What is learned: :class:`runtime.nanotrack.kernel_generator.KernelGenerator`, an
 loss gradient at the base (over context images) to a target-specific kernel, bias and channel
 attention of the classification branch's last layer. The base is never changed; every crop's
 backbone features are computed once (the crops and their tracking noise are those of
-``train/nanotrack_meta.py``: :func:`train.nanotrack.meta_layer.cache_video`).
+``train/metartt_nano.py``: :func:`train.nanotrack.metartt_nano.cache_video`).
 
 Episodes (one per video drawn), as MLT trains its meta-learner: the gradient over ``m_context``
 = M = 8 context crops (the first frame's and 7 later ones) gives the generated layer, whose loss
@@ -19,8 +19,8 @@ generator; its output layer starts at zero, so training starts from the base.
 
 Videos: the ``train`` split and ``train_extra/`` only (``train.datasets``). Outputs in ``--out``
 (default ``runs/mlt-nano/seed<S>``): ``config.json``, ``log.csv``, ``training.png``, ``last.pt``
-(``--resume``) and ``nanotrack_kernel_generator.pt`` (bound to the base weights' sha256:
-``bench.ope --trackers "mlt-nano[generator=OUT/nanotrack_kernel_generator.pt]"``).
+(``--resume``) and ``mlt_nano.pt`` (bound to the base weights' sha256:
+``bench.ope --trackers "mlt-nano[generator=OUT/mlt_nano.pt]"``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from runtime.nanotrack.model import NanoTrackNet, build_network
 from runtime.nanotrack.target_layer import CropSample, balanced_loss
 from train import tooling
 from train.datasets import training_sequences
-from train.nanotrack.meta_layer import NanoMetaConfig, VideoCrops, cache_video, samples
+from train.nanotrack.metartt_nano import NanoMetaConfig, VideoCrops, cache_video, samples
 
-ARTIFACT = "nanotrack_kernel_generator.pt"
+ARTIFACT = "mlt_nano.pt"
 
 
 @dataclass
@@ -56,7 +56,7 @@ class MLTNanoTrainConfig:
     m_context: int = 8  # M (MLT)
     m_prime: int = 16  # M' (MLT's regularization)
     distractor_crops: int = 2
-    frames_per_video: int = 30  # later crops cut per video (as train/nanotrack_meta.py)
+    frames_per_video: int = 30  # later crops cut per video (as train/metartt_nano.py)
     shift: float = 0.15  # crop centre noise, in target sides (std)
     scale_step: float = 1.08  # crop size noise: scale_step ** N(0, 1)
 

@@ -1,12 +1,12 @@
 """Train the pruning network of the NanoTrack v3 head's towers (MetaRTT's Eq. 9-12 on the base).
 
-    python train/nanotrack_prune.py [--steps N] [--seed S] [--out DIR] [--set KEY=VALUE ...]
+    python train/metartt_nano_prune.py [--steps N] [--seed S] [--out DIR] [--set KEY=VALUE ...]
         [--resume] [--data DIR] [--train-data DIR ...]
 
 What is learned: :class:`runtime.prune_net.PruneNet` over the 12 tower blocks of
 :mod:`runtime.nanotrack.pruning` (a 96 -> 48 -> 96 perceptron per block). The base is never
 changed; every crop's backbone features are computed once (the crops and their tracking noise
-are those of ``train/nanotrack_meta.py``: :func:`train.nanotrack.meta_layer.cache_video`).
+are those of ``train/metartt_nano.py``: :func:`train.nanotrack.metartt_nano.cache_video`).
 
 Episodes (one per video drawn), as the tracker prunes: the masks come from the video's first
 search crop (its descriptor, under the unpruned head); the objective (Eq. 9-10,
@@ -17,9 +17,9 @@ head's, plus ``sparsity`` times the mean mask. Adam on the pruning network; its 
 starts at masks of 1, the unpruned head.
 
 Videos: the ``train`` split and ``train_extra/`` only (``train.datasets``). Outputs in ``--out``
-(default ``runs/nanotrack-prune/seed<S>``): ``config.json``, ``log.csv``, ``training.png``,
-``last.pt`` (``--resume``) and ``nanotrack_prune.pt`` (bound to the base weights' sha256:
-``bench.ope --trackers "metartt-nano[prune=OUT/nanotrack_prune.pt]"``).
+(default ``runs/metartt-nano-prune/seed<S>``): ``config.json``, ``log.csv``, ``training.png``,
+``last.pt`` (``--resume``) and ``metartt_nano_prune.pt`` (bound to the base weights' sha256:
+``bench.ope --trackers "metartt-nano[prune=OUT/metartt_nano_prune.pt]"``).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from runtime.nanotrack.pruning import (
 from runtime.prune_net import PruneNet, PruneNetConfig
 from train import tooling
 from train.datasets import training_sequences
-from train.nanotrack.meta_layer import NanoMetaConfig, VideoCrops, cache_video
+from train.nanotrack.metartt_nano import NanoMetaConfig, VideoCrops, cache_video
 
-ARTIFACT = "nanotrack_prune.pt"
+ARTIFACT = "metartt_nano_prune.pt"
 
 
 @dataclass
@@ -58,7 +58,7 @@ class NanoPruneTrainConfig:
     seed: int = 0
     lr: float = 0.01  # Adam; at MetaRTT's 5e-5 the masks would barely leave 1 in 600 steps
     episodes_per_step: int = 4
-    frames_per_video: int = 30  # later crops cached per video (as train/nanotrack_meta.py)
+    frames_per_video: int = 30  # later crops cached per video (as train/metartt_nano.py)
     test_crops: int = 6  # of them, per episode, the objective is taken over
     # lambda of Eq. 9-10, chosen on val among 0.3 / 0.5 / 1.0 (25 / 46 / 79 % of the tower's
     # channels cut; AUC 0.689 / 0.683 / 0.493 over seeds; docs/nanotrack.md, "Pruning the head")
@@ -170,7 +170,7 @@ def train(
     run = _build_run(plan)
     return tooling.run_steps(
         plan,
-        "nanotrack-prune",
+        "metartt-nano-prune",
         lambda: tooling.resume_into(plan, net=run.prune_net, optimizer=run.optimizer),
         lambda index: _step(plan, run, index),
         lambda rows, index: _write_checkpoint(plan, run, rows, index),
@@ -178,9 +178,9 @@ def train(
 
 
 TOOL = tooling.SeededTool(
-    script="nanotrack_prune.py",
+    script="metartt_nano_prune.py",
     description="Train the pruning network of the NanoTrack v3 head's towers (MetaRTT).",
-    run_dir="nanotrack-prune",
+    run_dir="metartt-nano-prune",
     default_steps=NanoPruneTrainConfig.steps,
     set_example="sparsity=0.5",
     what="head-pruning checkpoint",

@@ -1,6 +1,6 @@
 """Meta-train the NanoTrack target layer's rule (MetaRTT's Algorithm 1 on the frozen base).
 
-    python train/nanotrack_meta.py [--steps N] [--seed S] [--out DIR] [--set KEY=VALUE ...]
+    python train/metartt_nano.py [--steps N] [--seed S] [--out DIR] [--set KEY=VALUE ...]
         [--resume] [--data DIR] [--train-data DIR ...]
 
 What is learned (:class:`runtime.nanotrack.target_layer.AdaptRule`, 97 + 10 x 97 numbers):
@@ -18,11 +18,11 @@ videos, as MetaRTT), and again after ``K_on`` online steps on ``memory_frames`` 
 differentiated through all steps (second order). Adam on the rule; rates kept >= 0.
 
 Videos: the ``train`` split of ``sequences/`` and ``train_extra/`` (``train.datasets``; a val
-name is refused). Outputs in ``--out`` (default ``runs/nanotrack-meta/seed<S>``): ``config.json``,
-``log.csv``, ``training.png``, ``last.pt`` (``--resume``), ``nanotrack_target_layer.pt`` (the
+name is refused). Outputs in ``--out`` (default ``runs/metartt-nano/seed<S>``): ``config.json``,
+``log.csv``, ``training.png``, ``last.pt`` (``--resume``), ``metartt_nano.pt`` (the
 runtime checkpoint, bound to the base weights' sha256: ``bench.ope --trackers
-"metartt-nano[rule=OUT/nanotrack_target_layer.pt]"``; the shipped one is
-``runtime/checkpoints/nanotrack_target_layer.pt``).
+"metartt-nano[rule=OUT/metartt_nano.pt]"``; the shipped one is
+``runtime/checkpoints/metartt_nano.pt``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from runtime.sequences import Sequence
 from train import tooling
 from train.datasets import annotated, read_frame, training_sequences
 
-ARTIFACT = "nanotrack_target_layer.pt"
+ARTIFACT = "metartt_nano.pt"
 
 
 @dataclass
@@ -258,7 +258,7 @@ def train(
 
     return tooling.run_steps(
         plan,
-        "nanotrack-meta",
+        "metartt-nano",
         lambda: _resume_state(plan, run),
         step,
         lambda rows, index: _write_checkpoint(plan, run, rows, index),
@@ -266,9 +266,9 @@ def train(
 
 
 TOOL = tooling.SeededTool(
-    script="nanotrack_meta.py",
+    script="metartt_nano.py",
     description="Meta-train the target layer on the frozen NanoTrack v3 base (MetaRTT).",
-    run_dir="nanotrack-meta",
+    run_dir="metartt-nano",
     default_steps=NanoMetaConfig.steps,
     set_example="lr=0.005",
     what="target-layer checkpoint",
