@@ -113,6 +113,7 @@ def test_low_precision_steps_stay_close_to_float32_and_keep_float32_weights():
         assert not torch.equal(low[name], p)  # it did run in bf16
 
 
+@needs_weights  # the tracker builds its backbone before it checks the precision
 def test_an_unknown_precision_is_refused_when_the_tracker_is_built():
     with pytest.raises(ValueError, match="unknown precision 'float8'"):
         RTMDNetTracker(RTMDNetConfig(update_precision="float8"))
