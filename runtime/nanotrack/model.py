@@ -3,7 +3,7 @@
 Weights: ``<weights>/nanotrack_v3/nanotrackv3_state_dict.npz`` (pickle-free), NanoTrack v3 by
 HonglinChu (SiamTrackers, Apache-2.0). Structure read from the public reference
 (``NanoTrack/nanotrack/models/head/ban_v3.py``, ``neck/neck.py``, ``model_builder.py``) and
-checked against the authors' ``nanotrack_head.onnx`` (tests/test_nanotrack.py):
+checked against the authors' ``nanotrack_head.onnx`` (tests/runtime/nanotrack/test_nanotrack.py):
 
 - backbone: :class:`runtime.backbones.nanotrack.NanoTrackBackbone` (stride 16, 96 channels);
   a 127 template crop gives an 8x8 map ``zf``, a 255 search crop a 16x16 map ``xf``.
