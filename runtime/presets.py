@@ -32,7 +32,8 @@ PRESETS: tuple[Preset, ...] = (
     Preset(
         "metartt[prune=shipped]",
         "MetaRTT with its one-shot channel pruning by the shipped pruning network (the paper's "
-        "full method): a few FPS faster than metartt, far less accurate on unseen videos",
+        "full method): a few FPS faster than metartt; its accuracy swings from video to video "
+        "and from seed to seed (docs/pruning.md)",
         "metartt-prune",
     ),
     Preset(

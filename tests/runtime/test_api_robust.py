@@ -42,7 +42,7 @@ from runtime.confidence import (
 from runtime.hashing import sha256_file
 from runtime.opencv_peers import PEER_NAMES, nano_model_paths
 from runtime.paths import PROJECT_ROOT
-from runtime.registry import TRACKER_NAMES, create_tracker, tracker_family
+from runtime.registry import TRACKER_NAMES, create_tracker, preset_specs, tracker_family
 from runtime.tracker_api import ReportsLost, check_frame
 from tests.support import DATA, NANOTRACK, needs_weights
 
@@ -213,7 +213,8 @@ FAST_RTMDNET = {
     "target_px": 48.0,
     "prune_fit_steps": 5,
 }
-ALL_TRACKERS = [*TRACKER_NAMES, *PEER_NAMES]
+# Every registered name, every preset (a spec over one) and the OpenCV peers.
+ALL_TRACKERS = [*TRACKER_NAMES, *preset_specs(), *PEER_NAMES]
 FRAME_SIZE = (160, 120)
 BOX = np.array([50.0, 40.0, 40.0, 30.0])
 
