@@ -27,7 +27,8 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         "nanotrack[recovery=True]",
-        "v3 alone with the widened search while the target is lost (the default before v2)",
+        "the default with a search that widens while the target is lost: 0.1 AUC points lower "
+        "over the 44 shared sequences (docs/nanotrack.md)",
     ),
     Preset(
         "metartt[prune=shipped]",
