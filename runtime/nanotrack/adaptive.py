@@ -72,6 +72,9 @@ class TargetLayerConfig(NanoTrackConfig):
     # and its sigmoid score is not the base's probability: no base calibration.
     fusion_weight: float = 0.0
     calibrate: bool = False
+    # The full 255 crop every frame: the memory samples and the layer's training saw no other
+    # (the compact search was measured on the base tracker only).
+    compact_instance_size: int = 0
     # auto: ONNX Runtime's features graph from the graph cache on a CPU (1.9x torch's speed on
     # metartt-nano, docs/nanotrack.md), torch on a GPU; TensorRT has no features engine.
     backend: str = "auto"

@@ -18,17 +18,25 @@ What this module knows about v2, each checked against OpenCV's ``tracker_nano.cp
   4 edge distances in crop pixels). Its cells sit at ``(i - 8) * 16`` crop pixels from the crop's
   centre, v3's 15x15 at ``(i - 7) * 16``: v2's cells 1..15 are v3's cells 0..14, so
   :meth:`SecondNetwork.search` drops v2's first row and column and the maps line up exactly.
-  The head's reshapes are fixed to 16x16, so v2 sees only the 255 search crop (not the widened
-  crops of the lost state).
+  That holds for every crop side ``S``: v2 gives ``ceil(S / 16)`` cells a side, v3 one fewer,
+  both centred on the crop's centre (tested at 191 and 255).
+- the head's ops are size-free but for one constant: the ``Reshape`` of the pixel-wise
+  correlation back to a map is fixed to ``(1, -1, 16, 16)``, and those of the features to
+  ``(1, 48, -1)``. :func:`shaped_head` rewrites them in memory for another map side (and keeps
+  each item of a batch apart: ``0`` copies the batch dimension), so v2 also scores the compact
+  search crop (``NanoTrackConfig.compact_instance_size``) and several targets in one call.
 """
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from runtime.backends.onnxruntime_backend import session_options, start_session
 from runtime.paths import data_root, require_file
@@ -36,8 +44,12 @@ from runtime.paths import data_root, require_file
 V2_DIR = Path("peers") / "nanotrack_v2"
 V2_BACKBONE = "nanotrack_backbone_sim.onnx"
 V2_HEAD = "nanotrack_head_sim.onnx"
-SEARCH_SIDE = 255  # the only search crop v2's head takes
-V2_CELLS = 16  # v2's map side; v3's is 15 (see the module docstring)
+PROVIDERS = ["CPUExecutionProvider"]
+MIN_SEARCH_SIDE = 127  # the template's side: the smallest crop the backbone is fed
+SEARCH_SIDE = 255  # the search crop v2 was trained on; the largest it scores here
+STRIDE = 16  # v2's feature stride: a crop of side S gives ceil(S / 16) cells a side
+HEAD_MAP_SHAPE = [1, -1, 16, 16]  # the head's fixed Reshape constant (the correlation's map)
+HEAD_FEATURE_SHAPE = [1, 48, -1]  # ... and the one flattening each feature map
 
 
 def v2_files(data_dir: Path | None = None) -> tuple[Path, Path]:
@@ -57,6 +69,38 @@ def size_free_backbone(path: Path) -> bytes:
         for dim, name in zip(dims[2:], names, strict=True):
             dim.dim_param = name
     del graph.graph.value_info[:]  # shapes inferred for 255 would contradict a 127 input
+    return graph.SerializeToString()
+
+
+def shaped_head(path: Path, cells: int) -> bytes:
+    """The head graph for ``cells`` x ``cells`` search features, any batch (one per target).
+
+    Its two fixed ``Reshape`` constants (:data:`HEAD_MAP_SHAPE`, :data:`HEAD_FEATURE_SHAPE`)
+    are rewritten, the batch dimension copied (``0``) instead of fixed; the declared input and
+    output sizes are left open. ValueError where the file holds other constants than expected.
+    """
+    graph = onnx.load(str(path))
+    wanted = {
+        tuple(HEAD_MAP_SHAPE): [0, -1, cells, cells],
+        tuple(HEAD_FEATURE_SHAPE): [0, HEAD_FEATURE_SHAPE[1], -1],
+    }
+    found = set()
+    for index, tensor in enumerate(graph.graph.initializer):
+        value = numpy_helper.to_array(tensor)
+        key = tuple(value.tolist()) if value.ndim == 1 else None
+        if key in wanted:
+            new = np.array(wanted[key], dtype=value.dtype)
+            graph.graph.initializer[index].CopyFrom(numpy_helper.from_array(new, tensor.name))
+            found.add(key)
+    if found != set(wanted):
+        raise ValueError(f"{path}: not the NanoTrack v2 head this code knows (its reshapes)")
+    for value in (*graph.graph.input, *graph.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        if value.name != "input1":  # the template feature stays 8x8
+            for dim, name in zip(dims[2:], ("cells_y", "cells_x"), strict=True):
+                dim.dim_param = name
+    del graph.graph.value_info[:]
     return graph.SerializeToString()
 
 
@@ -80,12 +124,18 @@ class SecondNetwork:
     name = "nanotrack_v2"
 
     def __init__(self, data_dir: Path | None = None, threads: int = 1) -> None:
-        backbone, head = v2_files(data_dir)
-        options = session_options(threads)
-        providers = ["CPUExecutionProvider"]
-        self._backbone = start_session(size_free_backbone(backbone), options, providers)
-        self._head = start_session(str(head), options, providers)
+        backbone, self._head_file = v2_files(data_dir)
+        self._options = session_options(threads)
+        self._backbone = start_session(size_free_backbone(backbone), self._options, PROVIDERS)
+        self._heads: dict[int, Any] = {}  # map side -> head session, made on first use
+        self._head(math.ceil(SEARCH_SIDE / STRIDE))  # the usual one now: a bad file fails here
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanotrack-v2")
+
+    def _head(self, cells: int) -> Any:
+        if cells not in self._heads:
+            graph = shaped_head(self._head_file, cells)
+            self._heads[cells] = start_session(graph, self._options, PROVIDERS)
+        return self._heads[cells]
 
     @staticmethod
     def _rgb(crop_bgr: np.ndarray) -> np.ndarray:
@@ -96,23 +146,36 @@ class SecondNetwork:
         """``(1, 3, 127, 127)`` BGR 0..255 -> the ``(1, 48, 8, 8)`` template feature."""
         return self._backbone.run(None, {"input": self._rgb(crop_bgr)})[0]
 
-    def _search(self, crop_bgr: np.ndarray, feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def search_now(
+        self, crop_bgr: np.ndarray, feature: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One crop's search on the calling thread (:meth:`start_search` says what it gives)."""
         search_feature = self._backbone.run(None, {"input": self._rgb(crop_bgr)})[0]
-        logits, boxes = self._head.run(None, {"input1": feature, "input2": search_feature})
-        n = V2_CELLS
+        n = search_feature.shape[-1]
+        head = self._head(n)
+        logits, boxes = head.run(None, {"input1": feature, "input2": search_feature})
         score = _target_probability(logits.reshape(2, n, n)[:, 1:, 1:].reshape(2, -1))
         delta = boxes.reshape(4, n, n)[:, 1:, 1:].reshape(4, -1).astype(np.float64)
         return score, delta
 
+    @staticmethod
+    def scores(side: int) -> bool:
+        """Whether v2 scores a search crop of ``side``: the 255 it was trained on and smaller
+        (the compact crop); not the widened crops of the lost state, which v3 searches alone."""
+        return MIN_SEARCH_SIDE <= side <= SEARCH_SIDE
+
     def start_search(
         self, crop_bgr: np.ndarray, feature: np.ndarray
     ) -> Future[tuple[np.ndarray, np.ndarray]]:
-        """The search of a ``(1, 3, 255, 255)`` crop, started on the worker thread: its future
-        gives per-cell target probabilities ``(225,)`` and edge distances ``(4, 225)`` on v3's
-        15x15 cells."""
-        if crop_bgr.shape[-1] != SEARCH_SIDE:
-            raise ValueError(f"NanoTrack v2 takes {SEARCH_SIDE} search crops, not {crop_bgr.shape}")
-        return self._worker.submit(self._search, crop_bgr, feature)
+        """The search of a ``(1, 3, S, S)`` crop, started on the worker thread: its future
+        gives per-cell target probabilities ``(n*n,)`` and edge distances ``(4, n*n)`` on v3's
+        ``n = ceil(S / 16) - 1`` cells a side."""
+        if not self.scores(crop_bgr.shape[-1]):
+            raise ValueError(
+                f"NanoTrack v2 takes search crops of {MIN_SEARCH_SIDE} to {SEARCH_SIDE} pixels, "
+                f"not {crop_bgr.shape}"
+            )
+        return self._worker.submit(self.search_now, crop_bgr, feature)
 
     def search(self, crop_bgr: np.ndarray, feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.start_search(crop_bgr, feature).result()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from runtime.confidence import Calibration, calibration_for
 from runtime.crop import exemplar_side, square_crop
 from runtime.nanotrack.config import NanoTrackConfig
 from runtime.nanotrack.deploy import siamese_spec
-from runtime.nanotrack.second_network import SEARCH_SIDE, SecondNetwork
+from runtime.nanotrack.second_network import MIN_SEARCH_SIDE, SecondNetwork
 from runtime.stage_clock import StageClock
 from runtime.tracker_api import Tracker, check_frame, check_init, check_update, require_init
 
@@ -53,6 +54,19 @@ from runtime.tracker_api import Tracker, check_frame, check_init, check_update, 
 def map_side(instance_size: int, stride: int = 16) -> int:
     """Score-map side for a search crop: ``ceil(S / 16)`` feature cells, minus 1 (correlation)."""
     return math.ceil(instance_size / stride) - 1
+
+
+def check_compact_side(config: NanoTrackConfig) -> None:
+    """ValueError unless ``compact_instance_size`` is 0 (off) or a smaller crop whose map has
+    a centre cell, as the full crop's does (``ceil(S / 16)`` even: 159, 191, 223 ...)."""
+    side = config.compact_instance_size
+    cells = math.ceil(side / config.stride)
+    if side and not (MIN_SEARCH_SIDE < side < config.instance_size and cells % 2 == 0):
+        raise ValueError(
+            f"compact_instance_size={side}: 0 (off) or a side above {MIN_SEARCH_SIDE} and "
+            f"below instance_size={config.instance_size} giving an odd map "
+            f"(ceil(S / {config.stride}) - 1 cells a side), such as 159, 191 or 223"
+        )
 
 
 def cell_points(side: int, stride: int) -> np.ndarray:
@@ -135,6 +149,7 @@ class NanoTracker:
         second: SecondNetwork | None = None,
     ) -> None:
         self.config = c = config or NanoTrackConfig()
+        check_compact_side(c)
         self.data_dir = data_dir
         fusing = c.fusion_weight > 0.0
         # Fusing, v2 runs beside v3 on its own thread (second_network.py says why always) and
@@ -151,6 +166,7 @@ class NanoTracker:
         )
         self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pool: ThreadPoolExecutor | None = None  # several targets: update_targets
         self.state: TrackState | None = None
         self.stage_clock = StageClock()
 
@@ -233,6 +249,7 @@ class NanoTracker:
         with clock.stage("box_regression"):
             st.raw_score = best_score
             self._update_lost_state(st, best_score)
+            st.instance_size = self._next_search_side(st, math.hypot(cx[best], cy[best]))
             lr = 0.0 if st.lost and c.recovery else penalty[best] * best_score * c.lr
             center = st.center + np.array([cx[best], cy[best]]) / scale_z
             size = st.size * (1.0 - lr) + np.array([w[best], h[best]]) / scale_z * lr
@@ -255,30 +272,38 @@ class NanoTracker:
 
     @property
     def can_batch(self) -> bool:
-        """Whether :meth:`update_targets` batches: a backend that takes several crops a call
-        (torch; the exported graphs take one), this class's own scoring (not a subclass's), and
-        one network (the second one runs a crop at a time)."""
-        return (
-            type(self) is NanoTracker
-            and self.second is None
-            and bool(getattr(self.backend, "batches", False))
-        )
+        """Whether :meth:`update_targets` updates several targets together here: this class's
+        own scoring (not a subclass's), and either one network on a backend that takes several
+        crops a call (torch: stacked), or both networks (each target's v3 and v2 searches
+        spread over two worker threads, so both cores stay busy)."""
+        if type(self) is not NanoTracker:
+            return False
+        if self.second is None:
+            return bool(getattr(self.backend, "batches", False))
+        return not getattr(self.backend, "batches", False)
 
     def update_targets(
         self, targets: Sequence[Tracker], frame: np.ndarray
     ) -> list[tuple[np.ndarray, float]] | None:
-        """Update ``targets`` (this tracker and its siblings) on one frame, their search crops
-        of equal side stacked into one backend call; ``None`` where that cannot be done (a
-        backend that runs one crop at a time, a subclass, another network): each updates alone.
-        """
+        """Update ``targets`` (this tracker and its siblings) on one frame together; ``None``
+        where that cannot be done (a subclass, another network): each then updates alone.
+
+        One network on torch: the search crops of equal side go through it stacked, in one
+        call. Both networks: every target's v3 search and v2 search are jobs for a pool of two
+        worker threads (ONNX Runtime releases the GIL), taken in order, so neither core waits
+        for the other network to finish a target; each job is the call a single-target update
+        makes, so every box is the one a single-target run gives."""
         if not self.can_batch or not all(
-            type(t) is NanoTracker and t.backend is self.backend for t in targets
+            type(t) is NanoTracker and t.backend is self.backend and t.second is self.second
+            for t in targets
         ):
             return None
         group: list[NanoTracker] = list(targets)  # type: ignore[arg-type]  (checked above)
         for tracker in group:
             require_init(tracker.state is not None, tracker.name)
         frame = check_frame(frame)
+        if self.second is not None:
+            return self._update_spread(group, frame)
         results: list[tuple[np.ndarray, float] | None] = [None] * len(group)
         by_side: dict[int, list[int]] = {}
         for i, tracker in enumerate(group):
@@ -295,24 +320,61 @@ class NanoTracker:
                 results[i] = group[i]._conclude(score, delta)
         return results  # type: ignore[return-value]  (every index filled)
 
+    def _update_spread(
+        self, group: list[NanoTracker], frame: np.ndarray
+    ) -> list[tuple[np.ndarray, float]]:
+        """Both networks' searches of every target as jobs on two worker threads."""
+        assert self.second is not None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nanotrack-targets")
+        crops = [tracker._search_crop(frame) for tracker in group]
+        v3_jobs, v2_jobs = [], []
+        for tracker, crop in zip(group, crops, strict=True):
+            v3_jobs.append(self._pool.submit(self._v3_search, crop, tracker.kernels))
+            scored = self.second.scores(crop.shape[-1])
+            v2_job = (
+                self._pool.submit(self.second.search_now, crop.numpy(), tracker.second_template)
+                if scored
+                else None
+            )
+            v2_jobs.append(v2_job)
+        results = []
+        for tracker, v3_job, v2_job in zip(group, v3_jobs, v2_jobs, strict=True):
+            v2 = None if v2_job is None else v2_job.result()
+            results.append(tracker._conclude(*self._fuse(v3_job.result(), v2)))
+        return results
+
+    def _v3_search(
+        self, crop: torch.Tensor, kernels: Sequence[torch.Tensor]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """v3's per-cell target probabilities ``(n,)`` and edge distances ``(4, n)``."""
+        scores_t, boxes_t = self.backend.search(crop, kernels)
+        score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
+        delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
+        return score, delta
+
+    def _fuse(
+        self,
+        v3: tuple[np.ndarray, np.ndarray],
+        v2: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """v3's cells, averaged with v2's where v2 scored the crop (``fusion_weight``)."""
+        if v2 is None:
+            return v3
+        w = self.config.fusion_weight
+        return (1.0 - w) * v3[0] + w * v2[0], (1.0 - w) * v3[1] + w * v2[1]
+
     def _search(self, crop: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """One search crop -> per-cell target probability ``(n,)`` and edge distances ``(4, n)``
         in crop pixels (a subclass may score the cells its own way: runtime.nanotrack.adaptive).
 
-        With the second network (the 255 crop only: v2's head takes no other), both networks
+        With the second network (crops up to 255: :meth:`SecondNetwork.scores`), both networks
         run at once, v2 on its worker thread, and their cells are averaged."""
         pending = None
-        if self.second is not None and crop.shape[-1] == SEARCH_SIDE:
+        if self.second is not None and self.second.scores(crop.shape[-1]):
             pending = self.second.start_search(crop.cpu().numpy(), self.second_template)
-        scores_t, boxes_t = self.backend.search(crop, self.kernels)
-        score = scores_t.detach().cpu().numpy().reshape(-1).astype(np.float64)
-        delta = boxes_t.detach().cpu().numpy().reshape(4, -1).astype(np.float64)
-        if pending is not None:
-            score_v2, delta_v2 = pending.result()
-            w = self.config.fusion_weight
-            score = (1.0 - w) * score + w * score_v2
-            delta = (1.0 - w) * delta + w * delta_v2
-        return score, delta
+        v3 = self._v3_search(crop, self.kernels)
+        return self._fuse(v3, None if pending is None else pending.result())
 
     def _update_lost_state(self, st: TrackState, best_score: float) -> None:
         """Lost after a streak of low scores; widen the search while lost, shrink on recovery."""
@@ -323,9 +385,27 @@ class NanoTracker:
         elif st.lost and best_score >= c.recover_threshold:
             st.lost = False
         st.lost_frames += int(st.lost)
-        if c.recovery:
-            grown = min(st.instance_size + c.search_growth, c.max_instance_size)
-            st.instance_size = grown if st.lost else c.instance_size
+
+    def _next_search_side(self, st: TrackState, motion: float) -> int:
+        """The next frame's search crop side: widened while lost (with ``recovery``), compact
+        while the target is sure, slow and inside the frame (``compact_instance_size``), else
+        the full 255.
+
+        ``motion``: how far the chosen cell moved the centre this frame, in crop pixels. A box
+        closer to the frame's edge than ``compact_edge_margin`` times its own width (height)
+        gets the full crop: a target leaving the frame may come back anywhere along that edge
+        (tld_pedestrian3, docs/speed.md)."""
+        c = self.config
+        if c.recovery and st.lost:
+            return min(st.instance_size + c.search_growth, c.max_instance_size)
+        height, width = self.frame_hw
+        reach = (0.5 + c.compact_edge_margin) * st.size
+        low, high = st.center - reach, st.center + reach
+        inside = bool(np.all(low >= 0.0) and high[0] <= width and high[1] <= height)
+        sure_and_slow = st.raw_score >= c.compact_min_score and motion <= c.compact_max_motion
+        if c.compact_instance_size and sure_and_slow and inside:
+            return c.compact_instance_size
+        return c.instance_size
 
     def run_stats(self) -> dict[str, float]:
         """Per-video numbers for the CLI summary and bench.ope."""

@@ -80,7 +80,8 @@ def test_mlt_nano_with_an_untrained_generator_tracks_as_the_base(tmp_path, cross
     direction = torch.randn(FEATURES)
     base_sha = checkpoint_record("nanotrack", DATA / "weights")["sha256"]
     save_generator(tmp_path / "zero.pt", KernelGenerator(direction), {}, base_sha)
-    base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0))  # v3 alone, as theirs
+    # v3 alone on the full crop every frame, as theirs
+    base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0, compact_instance_size=0))
     zero = str(tmp_path / "zero.pt")
     mlt = MLTNanoTracker(MLTNanoConfig(generator=zero, online_interval=3, backend="torch"))
     for tracker in (base, mlt):

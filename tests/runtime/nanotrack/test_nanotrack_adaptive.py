@@ -84,7 +84,8 @@ def test_a_rule_checkpoint_round_trips_and_refuses_other_base_weights(tmp_path):
 @needs_data
 def test_a_layer_that_never_moves_tracks_exactly_as_the_base(crossing_frames):
     frames, gt = crossing_frames(12)
-    base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0))  # v3 alone, as theirs
+    # v3 alone on the full crop every frame, as theirs
+    base = NanoTracker(NanoTrackConfig(backend="torch", fusion_weight=0.0, compact_instance_size=0))
     still = AdaptiveNanoTracker(
         AdaptiveNanoTrackConfig(rule=PLAIN, plain_rate=0.0, backend="torch")
     )
