@@ -21,10 +21,9 @@ What this module knows about v2, each checked against OpenCV's ``tracker_nano.cp
   That holds for every crop side ``S``: v2 gives ``ceil(S / 16)`` cells a side, v3 one fewer,
   both centred on the crop's centre (tested at 191 and 255).
 - the head's ops are size-free but for one constant: the ``Reshape`` of the pixel-wise
-  correlation back to a map is fixed to ``(1, -1, 16, 16)``, and those of the features to
-  ``(1, 48, -1)``. :func:`shaped_head` rewrites them in memory for another map side (and keeps
-  each item of a batch apart: ``0`` copies the batch dimension), so v2 also scores the compact
-  search crop (``NanoTrackConfig.compact_instance_size``) and several targets in one call.
+  correlation back to a map is fixed to ``(1, -1, 16, 16)``. :func:`shaped_head` rewrites it in
+  memory (the file on disk is not touched) for another map side, so v2 also scores the compact
+  search crop (``NanoTrackConfig.compact_instance_size``).
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ MIN_SEARCH_SIDE = 127  # the template's side: the smallest crop the backbone is 
 SEARCH_SIDE = 255  # the search crop v2 was trained on; the largest it scores here
 STRIDE = 16  # v2's feature stride: a crop of side S gives ceil(S / 16) cells a side
 HEAD_MAP_SHAPE = [1, -1, 16, 16]  # the head's fixed Reshape constant (the correlation's map)
-HEAD_FEATURE_SHAPE = [1, 48, -1]  # ... and the one flattening each feature map
 
 
 def v2_files(data_dir: Path | None = None) -> tuple[Path, Path]:
@@ -73,33 +71,22 @@ def size_free_backbone(path: Path) -> bytes:
 
 
 def shaped_head(path: Path, cells: int) -> bytes:
-    """The head graph for ``cells`` x ``cells`` search features, any batch (one per target).
-
-    Its two fixed ``Reshape`` constants (:data:`HEAD_MAP_SHAPE`, :data:`HEAD_FEATURE_SHAPE`)
-    are rewritten, the batch dimension copied (``0``) instead of fixed; the declared input and
-    output sizes are left open. ValueError where the file holds other constants than expected.
-    """
+    """The head graph for ``cells`` x ``cells`` search features: its one size-bound constant,
+    the ``Reshape`` to :data:`HEAD_MAP_SHAPE`, rewritten, and the declared search-feature and
+    output sizes left open. ValueError where the file holds no such constant."""
     graph = onnx.load(str(path))
-    wanted = {
-        tuple(HEAD_MAP_SHAPE): [0, -1, cells, cells],
-        tuple(HEAD_FEATURE_SHAPE): [0, HEAD_FEATURE_SHAPE[1], -1],
-    }
-    found = set()
-    for index, tensor in enumerate(graph.graph.initializer):
+    found = False
+    for tensor in graph.graph.initializer:
         value = numpy_helper.to_array(tensor)
-        key = tuple(value.tolist()) if value.ndim == 1 else None
-        if key in wanted:
-            new = np.array(wanted[key], dtype=value.dtype)
-            graph.graph.initializer[index].CopyFrom(numpy_helper.from_array(new, tensor.name))
-            found.add(key)
-    if found != set(wanted):
-        raise ValueError(f"{path}: not the NanoTrack v2 head this code knows (its reshapes)")
-    for value in (*graph.graph.input, *graph.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        dims[0].dim_param = "batch"
-        if value.name != "input1":  # the template feature stays 8x8
-            for dim, name in zip(dims[2:], ("cells_y", "cells_x"), strict=True):
-                dim.dim_param = name
+        if value.ndim == 1 and value.tolist() == HEAD_MAP_SHAPE:
+            new = np.array([*HEAD_MAP_SHAPE[:2], cells, cells], dtype=value.dtype)
+            tensor.CopyFrom(numpy_helper.from_array(new, tensor.name))
+            found = True
+    if not found:
+        raise ValueError(f"{path}: not the NanoTrack v2 head this code knows (its map reshape)")
+    for value in (graph.graph.input[1], *graph.graph.output):  # input 0: the 8x8 template
+        for dim, name in zip(value.type.tensor_type.shape.dim[2:], ("h", "w"), strict=True):
+            dim.dim_param = name
     del graph.graph.value_info[:]
     return graph.SerializeToString()
 
@@ -146,10 +133,7 @@ class SecondNetwork:
         """``(1, 3, 127, 127)`` BGR 0..255 -> the ``(1, 48, 8, 8)`` template feature."""
         return self._backbone.run(None, {"input": self._rgb(crop_bgr)})[0]
 
-    def search_now(
-        self, crop_bgr: np.ndarray, feature: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One crop's search on the calling thread (:meth:`start_search` says what it gives)."""
+    def _search(self, crop_bgr: np.ndarray, feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         search_feature = self._backbone.run(None, {"input": self._rgb(crop_bgr)})[0]
         n = search_feature.shape[-1]
         head = self._head(n)
@@ -175,7 +159,7 @@ class SecondNetwork:
                 f"NanoTrack v2 takes search crops of {MIN_SEARCH_SIDE} to {SEARCH_SIDE} pixels, "
                 f"not {crop_bgr.shape}"
             )
-        return self._worker.submit(self.search_now, crop_bgr, feature)
+        return self._worker.submit(self._search, crop_bgr, feature)
 
     def search(self, crop_bgr: np.ndarray, feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.start_search(crop_bgr, feature).result()

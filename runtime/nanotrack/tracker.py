@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -166,7 +165,6 @@ class NanoTracker:
         )
         self.device = torch.device(c.device if self.backend.name != "onnxruntime" else "cpu")
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._pool: ThreadPoolExecutor | None = None  # several targets: update_targets
         self.state: TrackState | None = None
         self.stage_clock = StageClock()
 
@@ -272,38 +270,32 @@ class NanoTracker:
 
     @property
     def can_batch(self) -> bool:
-        """Whether :meth:`update_targets` updates several targets together here: this class's
-        own scoring (not a subclass's), and either one network on a backend that takes several
-        crops a call (torch: stacked), or both networks (each target's v3 and v2 searches
-        spread over two worker threads, so both cores stay busy)."""
-        if type(self) is not NanoTracker:
-            return False
-        if self.second is None:
-            return bool(getattr(self.backend, "batches", False))
-        return not getattr(self.backend, "batches", False)
+        """Whether :meth:`update_targets` batches: a backend that takes several crops a call
+        (torch; the exported graphs take one), this class's own scoring (not a subclass's), and
+        one network (the second one runs a crop at a time). Both networks' searches spread over
+        two worker threads instead measured no faster than one target after another on this
+        2-core CPU (docs/speed.md, "Several targets")."""
+        return (
+            type(self) is NanoTracker
+            and self.second is None
+            and bool(getattr(self.backend, "batches", False))
+        )
 
     def update_targets(
         self, targets: Sequence[Tracker], frame: np.ndarray
     ) -> list[tuple[np.ndarray, float]] | None:
-        """Update ``targets`` (this tracker and its siblings) on one frame together; ``None``
-        where that cannot be done (a subclass, another network): each then updates alone.
-
-        One network on torch: the search crops of equal side go through it stacked, in one
-        call. Both networks: every target's v3 search and v2 search are jobs for a pool of two
-        worker threads (ONNX Runtime releases the GIL), taken in order, so neither core waits
-        for the other network to finish a target; each job is the call a single-target update
-        makes, so every box is the one a single-target run gives."""
+        """Update ``targets`` (this tracker and its siblings) on one frame, their search crops
+        of equal side stacked into one backend call; ``None`` where that cannot be done (a
+        backend that runs one crop at a time, a subclass, another network): each updates alone.
+        """
         if not self.can_batch or not all(
-            type(t) is NanoTracker and t.backend is self.backend and t.second is self.second
-            for t in targets
+            type(t) is NanoTracker and t.backend is self.backend for t in targets
         ):
             return None
         group: list[NanoTracker] = list(targets)  # type: ignore[arg-type]  (checked above)
         for tracker in group:
             require_init(tracker.state is not None, tracker.name)
         frame = check_frame(frame)
-        if self.second is not None:
-            return self._update_spread(group, frame)
         results: list[tuple[np.ndarray, float] | None] = [None] * len(group)
         by_side: dict[int, list[int]] = {}
         for i, tracker in enumerate(group):
@@ -319,30 +311,6 @@ class NanoTracker:
                 score, delta = scores[row].reshape(-1), boxes[row].reshape(4, -1)
                 results[i] = group[i]._conclude(score, delta)
         return results  # type: ignore[return-value]  (every index filled)
-
-    def _update_spread(
-        self, group: list[NanoTracker], frame: np.ndarray
-    ) -> list[tuple[np.ndarray, float]]:
-        """Both networks' searches of every target as jobs on two worker threads."""
-        assert self.second is not None
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nanotrack-targets")
-        crops = [tracker._search_crop(frame) for tracker in group]
-        v3_jobs, v2_jobs = [], []
-        for tracker, crop in zip(group, crops, strict=True):
-            v3_jobs.append(self._pool.submit(self._v3_search, crop, tracker.kernels))
-            scored = self.second.scores(crop.shape[-1])
-            v2_job = (
-                self._pool.submit(self.second.search_now, crop.numpy(), tracker.second_template)
-                if scored
-                else None
-            )
-            v2_jobs.append(v2_job)
-        results = []
-        for tracker, v3_job, v2_job in zip(group, v3_jobs, v2_jobs, strict=True):
-            v2 = None if v2_job is None else v2_job.result()
-            results.append(tracker._conclude(*self._fuse(v3_job.result(), v2)))
-        return results
 
     def _v3_search(
         self, crop: torch.Tensor, kernels: Sequence[torch.Tensor]
