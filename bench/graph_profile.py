@@ -1,10 +1,11 @@
 """The default tracker's networks against this CPU's limit: operators, FLOPs, achieved GFLOP/s.
 
-    python -m bench.graph_profile --json OUT [--runs N] [--threads 1,2] [--data DIR]
+    python -m bench.graph_profile --json OUT [--runs N] [--threads 1,2] [--sides 255,191]
+        [--data DIR]
 
-For NanoTrack v3's search graph (the graph cache's ``search.onnx`` at the 255 crop) and NanoTrack
-v2's backbone + head (:mod:`runtime.nanotrack.second_network`), on ONNX Runtime with the
-options every backend uses:
+For NanoTrack v3's search graph (the graph cache's ``search.onnx``) and NanoTrack v2's backbone +
+head (:mod:`runtime.nanotrack.second_network`) on each search crop side (the full 255 and the
+compact 191 by default), on ONNX Runtime with the options every backend uses:
 
 - **work**: multiply-accumulates per frame, counted from the graphs' own shapes (``Conv``:
   output elements x input channels per group x kernel area; ``MatMul`` / ``Gemm``: M x N x K);
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -43,10 +45,17 @@ from runtime.atomic import write_atomic
 from runtime.backends.onnxruntime_backend import session_options
 from runtime.cli.program import program_name
 from runtime.nanotrack.deploy import cached_export
-from runtime.nanotrack.second_network import size_free_backbone, v2_files
+from runtime.nanotrack.second_network import (
+    MIN_SEARCH_SIDE,
+    SEARCH_SIDE,
+    STRIDE,
+    shaped_head,
+    size_free_backbone,
+    v2_files,
+)
 from runtime.paths import data_root
 
-SIDE = 255
+SIDE = 255  # the full search crop
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
 
@@ -136,10 +145,12 @@ class Network:
                 feed = {**self.feeds[i + 1], "input2": outputs[0]}
 
 
-def networks(data_dir: Path | None) -> tuple[list[Network], dict[str, dict[str, int]]]:
-    """v3's search graph and v2's backbone + head, with random crops, and their MACs."""
+def networks(
+    data_dir: Path | None, side: int = SIDE
+) -> tuple[list[Network], dict[str, dict[str, int]]]:
+    """v3's search graph and v2's backbone + head on ``side`` crops (random), and their MACs."""
     rng = np.random.default_rng(0)
-    crop = (rng.random((1, 3, SIDE, SIDE)) * 255).astype(np.float32)
+    crop = (rng.random((1, 3, side, side)) * 255).astype(np.float32)
     template = (rng.random((1, 3, 127, 127)) * 255).astype(np.float32)
     export = cached_export(data_root(data_dir) / "weights", lambda m: print(m, file=sys.stderr))
     template_graph = export.graph("template").read_bytes()
@@ -151,16 +162,18 @@ def networks(data_dir: Path | None) -> tuple[list[Network], dict[str, dict[str, 
     v3_feed = {"crop": crop, **dict(zip(names, kernels, strict=True))}
     backbone_path, head_path = v2_files(data_dir)
     backbone = size_free_backbone(backbone_path)
-    head = head_path.read_bytes()
+    head = shaped_head(head_path, math.ceil(side / STRIDE))
     feature = ort.InferenceSession(backbone, providers=["CPUExecutionProvider"]).run(
         None, {"input": template}
     )[0]
-    v3 = Network("v3 search", [search_graph], [v3_feed], chain=False)
-    v2 = Network("v2 backbone+head", [backbone, head], [{"input": crop}, {"input1": feature}], True)
-    v2_backbone = macs(onnx.load_from_string(backbone), {"input": (1, 3, SIDE, SIDE)})
-    v2_head = macs(onnx.load_from_string(head), {})
+    v3 = Network(f"v3 search, {side} crop", [search_graph], [v3_feed], chain=False)
+    v2_feeds = [{"input": crop}, {"input1": feature}]
+    v2 = Network(f"v2 backbone+head, {side} crop", [backbone, head], v2_feeds, chain=True)
+    cells = math.ceil(side / STRIDE)
+    v2_backbone = macs(onnx.load_from_string(backbone), {"input": (1, 3, side, side)})
+    v2_head = macs(onnx.load_from_string(head), {"input2": (1, 48, cells, cells)})
     work = {
-        v3.name: macs(search, {"crop": (1, 3, SIDE, SIDE)}),
+        v3.name: macs(search, {"crop": (1, 3, side, side)}),
         v2.name: {
             op: v2_backbone.get(op, 0) + v2_head.get(op, 0) for op in {*v2_backbone, *v2_head}
         },
@@ -206,14 +219,20 @@ def operator_profile(network: Network, runs: int) -> tuple[dict[str, float], lis
     ]
 
 
-def profile(data_dir: Path | None, threads: list[int], runs: int) -> dict:
-    nets, work = networks(data_dir)
+def profile(data_dir: Path | None, threads: list[int], runs: int, sides: list[int]) -> dict:
+    """The figures of every network on every crop side; the operator profile on the first."""
+    nets: list[Network] = []
+    work: dict[str, dict[str, int]] = {}
+    for side in sides:
+        side_nets, side_work = networks(data_dir, side)
+        nets += side_nets
+        work.update(side_work)
     result: dict = {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
         "onnxruntime": ort.__version__,
         "torch": torch.__version__,
-        "side": SIDE,
+        "sides": sides,
         "runs": runs,
         "peak_sgemm_gflops": {str(t): sgemm_peak(t) for t in threads},
         "networks": {},
@@ -229,7 +248,10 @@ def profile(data_dir: Path | None, threads: list[int], runs: int) -> dict:
                 "gflops": achieved,
                 "share_of_peak": achieved / result["peak_sgemm_gflops"][str(t)],
             }
-        entry["ops_ms_1_thread"], entry["slowest_nodes_1_thread"] = operator_profile(net, runs)
+        if net.name.endswith(f", {sides[0]} crop"):
+            entry["ops_ms_1_thread"], entry["slowest_nodes_1_thread"] = operator_profile(
+                net, runs
+            )
         result["networks"][net.name] = entry
     return result
 
@@ -237,7 +259,7 @@ def profile(data_dir: Path | None, threads: list[int], runs: int) -> dict:
 def markdown(result: dict) -> str:
     lines = [
         f"CPU: {result['cpu']} ({', '.join(result['cpu_flags']) or 'no vector flags found'}); "
-        f"ONNX Runtime {result['onnxruntime']}; crop {result['side']}; medians of "
+        f"ONNX Runtime {result['onnxruntime']}; medians of "
         f"{result['runs']} calls.",
         "",
         "| network | GFLOP a frame | threads | median ms | GFLOP/s | peak (SGEMM) GFLOP/s "
@@ -252,6 +274,8 @@ def markdown(result: dict) -> str:
                 f"{100 * row['share_of_peak']:.1f} % |"
             )
     for name, entry in result["networks"].items():
+        if "ops_ms_1_thread" not in entry:
+            continue
         ops = ", ".join(f"{op} {ms:.2f}" for op, ms in list(entry["ops_ms_1_thread"].items())[:6])
         lines.append(f"\n{name}, kernel ms a frame by op type (1 thread): {ops}")
     return "\n".join(lines)
@@ -265,13 +289,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
     parser.add_argument("--runs", type=int, default=500, help="calls per measurement")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument(
+        "--sides",
+        default="255,191",
+        help="search crop sides, comma-separated: the full crop, the compact one (default)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     args = parser.parse_args(argv)
     try:
         threads = [int(t) for t in args.threads.split(",") if t.strip()]
+        sides = [int(s) for s in args.sides.split(",") if s.strip()]
         if not threads or min(threads) < 1 or args.runs < 1:
             raise ValueError("--threads and --runs must be positive")
-        result = profile(args.data, threads, args.runs)
+        if not sides or min(sides) < MIN_SEARCH_SIDE or max(sides) > SEARCH_SIDE:
+            raise ValueError(f"--sides must lie between {MIN_SEARCH_SIDE} and {SEARCH_SIDE}")
+        result = profile(args.data, threads, args.runs, sides)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

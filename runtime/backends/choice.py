@@ -22,8 +22,8 @@ from pathlib import Path
 
 from runtime.backends.tensorrt_backend import tensorrt_status
 
-BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 NAMED = "named"  # the reason of a backend chosen by name, not by the auto rule
 
 
@@ -31,8 +31,8 @@ NAMED = "named"  # the reason of a backend chosen by name, not by the auto rule
 class BackendAsk:
     """What a tracker asks for, and the facts about where it could run."""
 
-    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
-    precision: str = "fp32"  # fp32 | fp16 | int8
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt | openvino
+    precision: str = "fp32"  # fp32 | fp16 | int8 | bf16
     device: str = "cpu"  # of the torch modules
     export_dir: Path | None = None  # a folder from export/build_engine.py
     export_has_engines: bool = False  # the folder holds TensorRT engines this tracker can run
@@ -76,6 +76,15 @@ def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
             f"fp16 is refused on the {backend} backend: it runs on the CPU here, which has no "
             f"fast fp16 arithmetic; use --precision fp32 (or int8 with an int8 export), or fp16 "
             f"on a GPU (the torch backend with device='cuda', or a TensorRT fp16 engine)"
+        )
+    if precision == "bf16" and backend != "openvino":
+        raise ValueError(
+            f"bf16 runs on the openvino backend (a CPU with AVX512-BF16 or AMX), not on {backend}"
+        )
+    if precision in ("fp16", "int8") and backend == "openvino":
+        raise ValueError(
+            f"the openvino backend runs bf16 or fp32, not {precision}; {precision} runs on "
+            f"{'a GPU' if precision == 'fp16' else 'onnxruntime or tensorrt from an int8 export'}"
         )
     if precision == "int8" and backend == "torch":
         raise ValueError(
@@ -123,6 +132,10 @@ def _auto(ask: BackendAsk, tensorrt: Callable[[], tuple[bool, str]]) -> BackendC
 
 
 def _named(ask: BackendAsk) -> BackendChoice:
+    if ask.backend == "openvino" and not ask.graph_cache:
+        raise ValueError(
+            "the openvino backend runs the Siamese trackers' graphs (nanotrack), not this one's"
+        )
     if ask.export_dir is None:
         if ask.backend == "tensorrt":
             raise ValueError(
@@ -134,5 +147,5 @@ def _named(ask: BackendAsk) -> BackendChoice:
                 f"the onnxruntime backend needs an export folder: make one with "
                 f"{ask.export_command()}"
             )
-    from_cache = ask.backend == "onnxruntime" and ask.export_dir is None
+    from_cache = ask.backend in ("onnxruntime", "openvino") and ask.export_dir is None
     return BackendChoice(ask.backend, NAMED, from_graph_cache=from_cache)

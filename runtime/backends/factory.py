@@ -18,6 +18,7 @@ from runtime.backends.base import FeatureBackend
 from runtime.backends.choice import BackendAsk, BackendChoice, cache_fallback, choose_backend
 from runtime.backends.manifest import ManifestMismatchError, load_manifest
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from runtime.backends.openvino_backend import OpenVinoSiameseBackend, openvino_status
 from runtime.backends.siamese import (
     OnnxRuntimeFeatureBackend,
     OnnxRuntimeSiameseBackend,
@@ -151,6 +152,15 @@ def _siamese_backend(
             "the trackers with a target layer have no TensorRT engine (it would need the "
             "classification features as an output); use backend onnxruntime or torch"
         )
+    if spec.features and spec.backend == "openvino":
+        raise ValueError(
+            "the trackers with a target layer run on onnxruntime or torch, not openvino (only "
+            "the base tracker's search was measured there)"
+        )
+    if spec.backend == "openvino":
+        usable, why = openvino_status(spec.precision)
+        if not usable:
+            raise ValueError(f"the openvino backend cannot run here: {why}")
     export = (
         open_siamese_export(spec.export_dir, spec.weights_dir, spec.precision)
         if spec.export_dir is not None
@@ -185,6 +195,8 @@ def _siamese_backend(
             notify(f"{spec.tracker}: no graph cache ({exc}); running torch instead")
             return _torch_siamese(spec), cache_fallback()
     assert isinstance(export, SiameseExport)
+    if choice.name == "openvino":
+        return OpenVinoSiameseBackend(export, spec.threads, spec.precision), choice
     session = OnnxRuntimeFeatureBackend if spec.features else OnnxRuntimeSiameseBackend
     return session(export, threads=spec.threads, providers=providers), choice
 

@@ -29,22 +29,23 @@ What this module knows about v2, each checked against OpenCV's ``tracker_nano.cp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from runtime.backends.onnxruntime_backend import session_options, start_session
+from runtime.backends.openvino_backend import Runner, graph_runner
 from runtime.paths import data_root, require_file
 
 V2_DIR = Path("peers") / "nanotrack_v2"
 V2_BACKBONE = "nanotrack_backbone_sim.onnx"
 V2_HEAD = "nanotrack_head_sim.onnx"
-PROVIDERS = ["CPUExecutionProvider"]
-MIN_SEARCH_SIDE = 127  # the template's side: the smallest crop the backbone is fed
+TEMPLATE_SIDE = 127
+MIN_SEARCH_SIDE = TEMPLATE_SIDE  # the smallest crop the backbone is fed
 SEARCH_SIDE = 255  # the search crop v2 was trained on; the largest it scores here
 STRIDE = 16  # v2's feature stride: a crop of side S gives ceil(S / 16) cells a side
 HEAD_MAP_SHAPE = [1, -1, 16, 16]  # the head's fixed Reshape constant (the correlation's map)
@@ -57,6 +58,10 @@ def v2_files(data_dir: Path | None = None) -> tuple[Path, Path]:
         require_file(folder / V2_BACKBONE, "NanoTrack v2 backbone (the second network)"),
         require_file(folder / V2_HEAD, "NanoTrack v2 head (the second network)"),
     )
+
+
+def _cells(side: int) -> int:
+    return math.ceil(side / STRIDE)
 
 
 def size_free_backbone(path: Path) -> bytes:
@@ -110,18 +115,37 @@ class SecondNetwork:
 
     name = "nanotrack_v2"
 
-    def __init__(self, data_dir: Path | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        threads: int = 1,
+        engine: str = "onnxruntime",
+        precision: str = "fp32",
+        cache_dir: Path | None = None,
+    ) -> None:
         backbone, self._head_file = v2_files(data_dir)
-        self._options = session_options(threads)
-        self._backbone = start_session(size_free_backbone(backbone), self._options, PROVIDERS)
-        self._heads: dict[int, Any] = {}  # map side -> head session, made on first use
-        self._head(math.ceil(SEARCH_SIDE / STRIDE))  # the usual one now: a bad file fails here
+        self.engine, self.precision = engine, precision
+        self._runner = partial(
+            graph_runner, threads=threads, engine=engine, precision=precision, cache_dir=cache_dir
+        )
+        self._backbone = self._runner(size_free_backbone(backbone))
+        self._heads: dict[int, Runner] = {}  # map side -> the head's runner, made on first use
+        self._head(_cells(SEARCH_SIDE))  # the usual one now: a bad file fails here
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanotrack-v2")
 
-    def _head(self, cells: int) -> Any:
+    def prepare(self, sides: Sequence[int]) -> None:
+        """On OpenVINO, compile for the template and these search sides now (each first frame
+        of a new size costs ~0.2 s otherwise); nothing to do on ONNX Runtime."""
+        if self.engine != "openvino":
+            return
+        template = np.zeros((1, 3, TEMPLATE_SIDE, TEMPLATE_SIDE), np.float32)
+        feature = self.template(template)
+        for side in sides:
+            self.search(np.zeros((1, 3, side, side), np.float32), feature)
+
+    def _head(self, cells: int) -> Runner:
         if cells not in self._heads:
-            graph = shaped_head(self._head_file, cells)
-            self._heads[cells] = start_session(graph, self._options, PROVIDERS)
+            self._heads[cells] = self._runner(shaped_head(self._head_file, cells))
         return self._heads[cells]
 
     @staticmethod
@@ -131,13 +155,12 @@ class SecondNetwork:
 
     def template(self, crop_bgr: np.ndarray) -> np.ndarray:
         """``(1, 3, 127, 127)`` BGR 0..255 -> the ``(1, 48, 8, 8)`` template feature."""
-        return self._backbone.run(None, {"input": self._rgb(crop_bgr)})[0]
+        return self._backbone({"input": self._rgb(crop_bgr)})[0]
 
     def _search(self, crop_bgr: np.ndarray, feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        search_feature = self._backbone.run(None, {"input": self._rgb(crop_bgr)})[0]
+        search_feature = self._backbone({"input": self._rgb(crop_bgr)})[0]
         n = search_feature.shape[-1]
-        head = self._head(n)
-        logits, boxes = head.run(None, {"input1": feature, "input2": search_feature})
+        logits, boxes = self._head(n)({"input1": feature, "input2": search_feature})
         score = _target_probability(logits.reshape(2, n, n)[:, 1:, 1:].reshape(2, -1))
         delta = boxes.reshape(4, n, n)[:, 1:, 1:].reshape(4, -1).astype(np.float64)
         return score, delta
@@ -165,4 +188,4 @@ class SecondNetwork:
         return self.start_search(crop_bgr, feature).result()
 
     def __repr__(self) -> str:
-        return "SecondNetwork(NanoTrack v2 on onnxruntime)"
+        return f"SecondNetwork(NanoTrack v2 on {self.engine}, {self.precision})"

@@ -157,7 +157,19 @@ class NanoTracker:
         v3_config = replace(c, threads=max(1, total - 1)) if fusing else c
         # verbose=False: the CLI reports the choice (runtime.track), unless --quiet
         self.backend = backend or create_backend(siamese_spec(v3_config, data_dir), verbose=False)
-        self.second = (second or SecondNetwork(data_dir)) if fusing else None
+        # v2 runs where v3 does: on OpenVINO in bf16 with it, else on ONNX Runtime (fp32).
+        on_openvino = self.backend.name == "openvino"
+        engine, precision = ("openvino", c.precision) if on_openvino else ("onnxruntime", "fp32")
+        cache = getattr(self.backend, "cache_dir", None)
+        if fusing:
+            self.second = second or SecondNetwork(data_dir, 1, engine, precision, cache)
+        else:
+            self.second = None
+        if on_openvino:  # compile the crop sizes this tracker feeds now, not on their 1st frame
+            sides = sorted({c.instance_size, c.compact_instance_size} - {0})
+            self.backend.prepare(sides)  # type: ignore[attr-defined]  (OpenVinoSiameseBackend)
+            if self.second is not None:
+                self.second.prepare(sides)
         self.second_template: np.ndarray | None = None
         # Looked up by the family's name, not self.name: a preset's name is not a calibration.
         self.calibration: Calibration | None = (

@@ -52,3 +52,10 @@ def test_cli_refuses_bad_counts_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --threads and --runs must be positive") and "\n" not in err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_cli_refuses_a_side_v2_cannot_take_in_one_line(tmp_path, capsys):
+    assert main(["--json", str(tmp_path / "p.json"), "--sides", "255,287"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --sides must lie between 127 and 255"
+    assert not (tmp_path / "p.json").exists()
