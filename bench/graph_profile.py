@@ -1,19 +1,23 @@
 """The default tracker's networks against this CPU's limit: operators, FLOPs, achieved GFLOP/s.
 
     python -m bench.graph_profile --json OUT [--runs N] [--threads 1,2] [--sides 255,191]
-        [--data DIR]
+        [--engines onnxruntime,openvino-bf16] [--data DIR]
 
 For NanoTrack v3's search graph (the graph cache's ``search.onnx``) and NanoTrack v2's backbone +
 head (:mod:`runtime.nanotrack.second_network`) on each search crop side (the full 255 and the
-compact 191 by default), on ONNX Runtime with the options every backend uses:
+compact 191 by default), on each engine (``--engines``): ONNX Runtime fp32 with the options every
+backend uses; ONNX Runtime with every conv in int8 (a bound on int8's speed: calibrated on the
+random crop, so its outputs mean nothing); OpenVINO fp32; OpenVINO bf16 where the CPU has
+bfloat16 units (:mod:`runtime.backends.openvino_backend`, the default's engine there):
 
 - **work**: multiply-accumulates per frame, counted from the graphs' own shapes (``Conv``:
   output elements x input channels per group x kernel area; ``MatMul`` / ``Gemm``: M x N x K);
   elementwise ops are left out (they are memory-bound, and small here);
-- **time**: the median of ``--runs`` calls per thread count, on the same crops;
-- **achieved GFLOP/s** = 2 x MACs / time, against **this CPU's measured peak**: the median of a
-  2048 x 2048 float32 matrix product in torch (MKL/oneDNN, the fastest kernel on the machine)
-  with the same thread count, run in the same process;
+- **time**: the median of ``--runs`` calls per engine and thread count, on the same crops;
+- **achieved GFLOP/s** = 2 x MACs / time, against **this CPU's measured peak** for the number
+  format: the median of a 2048 x 2048 matrix product in torch (oneDNN, the fastest kernel on the
+  machine) with the same thread count, run in the same process, in bfloat16 for OpenVINO bf16 and
+  in float32 for the others (int8 included: no int8 peak is measured);
 - **per operator**: ONNX Runtime's own profiler (``enable_profiling``), the kernel time of every
   node summed over the runs, grouped by op type and the slowest nodes listed.
 
@@ -39,10 +43,17 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnx import shape_inference
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 
 from bench.environment import CPUINFO, cpu_model
 from runtime.atomic import write_atomic
 from runtime.backends.onnxruntime_backend import session_options
+from runtime.backends.openvino_backend import Runner, graph_runner, openvino_status
 from runtime.cli.program import program_name
 from runtime.nanotrack.deploy import cached_export
 from runtime.nanotrack.second_network import (
@@ -56,6 +67,16 @@ from runtime.nanotrack.second_network import (
 from runtime.paths import data_root
 
 SIDE = 255  # the full search crop
+# ONNX Runtime fp32 (the default's engine where the CPU has no bf16 units), every conv in int8 on
+# ONNX Runtime (a speed bound), OpenVINO fp32 and bf16 (the default's engine where it has them).
+ENGINES = ("onnxruntime", "onnxruntime-int8", "openvino-fp32", "openvino-bf16")
+
+
+def available_engines() -> list[str]:
+    """Every engine of :data:`ENGINES`, OpenVINO bf16 only where the CPU has bf16 units."""
+    return list(ENGINES) if openvino_status("bf16")[0] else list(ENGINES[:3])
+
+
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
 
@@ -104,12 +125,15 @@ def macs(model: onnx.ModelProto, inputs: dict[str, tuple[int, ...]]) -> dict[str
     return dict(out)
 
 
-def sgemm_peak(threads: int, runs: int = 20, size: int = 2048) -> float:
-    """GFLOP/s of a float32 ``size`` x ``size`` matrix product in torch on ``threads`` threads."""
+def sgemm_peak(
+    threads: int, runs: int = 20, size: int = 2048, dtype: torch.dtype = torch.float32
+) -> float:
+    """GFLOP/s of a ``size`` x ``size`` matrix product in torch on ``threads`` threads (float32,
+    or bfloat16: oneDNN's kernel for the CPU's bf16 units where it has them)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
         torch.mm(a, b)
         times = []
         for _ in range(runs):
@@ -122,7 +146,7 @@ def sgemm_peak(threads: int, runs: int = 20, size: int = 2048) -> float:
 
 
 class Network:
-    """One network's sessions and feeds: ``run()`` is one frame's search."""
+    """One network's graphs and feeds: ``run()`` is one frame's search."""
 
     def __init__(self, name: str, graphs: list[bytes], feeds: list[dict], chain: bool) -> None:
         self.name, self.graphs, self.feeds, self.chain = name, graphs, feeds, chain
@@ -137,12 +161,68 @@ class Network:
             out.append(ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
         return out
 
-    def run(self, sessions: list[ort.InferenceSession]) -> None:
+    def runners(self, threads: int, engine: str) -> list[Runner]:
+        """The graphs on ``engine`` (:data:`ENGINES`)."""
+        if engine in ("openvino-bf16", "openvino-fp32"):
+            precision = engine.partition("-")[2]
+            return [graph_runner(g, threads, "openvino", precision) for g in self.graphs]
+        graphs = self.graphs if engine == "onnxruntime" else self.int8_graphs()
+        options, cpu = session_options(threads), ["CPUExecutionProvider"]
+        sessions = [ort.InferenceSession(g, options, providers=cpu) for g in graphs]
+        return [lambda feed, s=s: s.run(None, feed) for s in sessions]
+
+    def graph_feeds(self) -> list[dict]:
+        """Each graph's own inputs for one frame (a chained graph's from the one before)."""
+        feeds, feed = [], dict(self.feeds[0])
+        for i, graph in enumerate(self.graphs):
+            feeds.append(feed)
+            if self.chain and i + 1 < len(self.graphs):
+                session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+                feed = {**self.feeds[i + 1], "input2": session.run(None, feed)[0]}
+        return feeds
+
+    def int8_graphs(self) -> list[bytes]:
+        """Every ``Conv`` of every graph in int8 (QOperator: uint8 activations, int8 weights
+        per channel, ONNX Runtime's fastest x86 form), calibrated on this frame's own random
+        inputs: a bound on int8's speed here, not a tracker (its accuracy is meaningless)."""
+        out = []
+        with tempfile.TemporaryDirectory() as folder:
+            for i, (graph, feed) in enumerate(zip(self.graphs, self.graph_feeds(), strict=True)):
+                model = onnx.load_from_string(graph)
+                for value in model.graph.input:  # the quantizer wants static shapes
+                    dims = value.type.tensor_type.shape.dim
+                    for dim, size in zip(dims, feed[value.name].shape, strict=True):
+                        dim.Clear()
+                        dim.dim_value = size
+                source, target = Path(folder) / f"{i}.onnx", Path(folder) / f"{i}-int8.onnx"
+                onnx.save(model, str(source))
+                quantize_static(
+                    str(source),
+                    str(target),
+                    _OneFeed(feed),
+                    quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    op_types_to_quantize=["Conv"],
+                )
+                out.append(target.read_bytes())
+        return out
+
+    def run(self, runners: list[Runner]) -> None:
         feed = dict(self.feeds[0])
-        for i, session in enumerate(sessions):
-            outputs = session.run(None, feed)
-            if self.chain and i + 1 < len(sessions):
+        for i, runner in enumerate(runners):
+            outputs = runner(feed)
+            if self.chain and i + 1 < len(runners):
                 feed = {**self.feeds[i + 1], "input2": outputs[0]}
+
+
+class _OneFeed(CalibrationDataReader):
+    def __init__(self, feed: dict) -> None:
+        self._feeds = iter([feed])
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)
 
 
 def networks(
@@ -181,14 +261,14 @@ def networks(
     return [v3, v2], work
 
 
-def timed(network: Network, threads: int, runs: int) -> float:
-    sessions = network.sessions(threads)
+def timed(network: Network, threads: int, runs: int, engine: str = "onnxruntime") -> float:
+    runners = network.runners(threads, engine)
     for _ in range(20):
-        network.run(sessions)
+        network.run(runners)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        network.run(sessions)
+        network.run(runners)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -200,7 +280,7 @@ def operator_profile(network: Network, runs: int) -> tuple[dict[str, float], lis
     with tempfile.TemporaryDirectory() as folder:
         sessions = network.sessions(1, Path(folder))
         for _ in range(runs):
-            network.run(sessions)
+            network.run([lambda feed, s=s: s.run(None, feed) for s in sessions])
         for session in sessions:
             trace = json.loads(Path(session.end_profiling()).read_text())
             for event in trace:
@@ -219,8 +299,16 @@ def operator_profile(network: Network, runs: int) -> tuple[dict[str, float], lis
     ]
 
 
-def profile(data_dir: Path | None, threads: list[int], runs: int, sides: list[int]) -> dict:
-    """The figures of every network on every crop side; the operator profile on the first."""
+def profile(
+    data_dir: Path | None,
+    threads: list[int],
+    runs: int,
+    sides: list[int],
+    engines: list[str] = ENGINES[:1],
+) -> dict:
+    """The figures of every network on every crop side and engine; the operator profile (ONNX
+    Runtime's) on the first side. An engine's share of peak is against the peak of its number
+    format: float32 SGEMM for onnxruntime, a bfloat16 matrix product for openvino-bf16."""
     nets: list[Network] = []
     work: dict[str, dict[str, int]] = {}
     for side in sides:
@@ -234,24 +322,36 @@ def profile(data_dir: Path | None, threads: list[int], runs: int, sides: list[in
         "torch": torch.__version__,
         "sides": sides,
         "runs": runs,
+        "engines": engines,
         "peak_sgemm_gflops": {str(t): sgemm_peak(t) for t in threads},
         "networks": {},
     }
+    # int8 has no matching matrix-product peak measured here: its share is against float32's.
+    peaks = {e: result["peak_sgemm_gflops"] for e in engines}
+    if "openvino-bf16" in engines:
+        result["peak_bf16_gemm_gflops"] = {
+            str(t): sgemm_peak(t, dtype=torch.bfloat16) for t in threads
+        }
+        peaks["openvino-bf16"] = result["peak_bf16_gemm_gflops"]
     for net in nets:
         total_macs = sum(work[net.name].values())
-        entry: dict = {"macs": work[net.name], "gflop": 2.0 * total_macs / 1e9, "threads": {}}
-        for t in threads:
-            seconds = timed(net, t, runs)
-            achieved = 2.0 * total_macs / seconds / 1e9
-            entry["threads"][str(t)] = {
-                "median_ms": seconds * 1e3,
-                "gflops": achieved,
-                "share_of_peak": achieved / result["peak_sgemm_gflops"][str(t)],
-            }
+        entry: dict = {"macs": work[net.name], "gflop": 2.0 * total_macs / 1e9, "runs": []}
+        for engine in engines:
+            for t in threads:
+                seconds = timed(net, t, runs, engine)
+                achieved = 2.0 * total_macs / seconds / 1e9
+                entry["runs"].append(
+                    {
+                        "engine": engine,
+                        "threads": t,
+                        "median_ms": seconds * 1e3,
+                        "gflops": achieved,
+                        "peak_gflops": peaks[engine][str(t)],
+                        "share_of_peak": achieved / peaks[engine][str(t)],
+                    }
+                )
         if net.name.endswith(f", {sides[0]} crop"):
-            entry["ops_ms_1_thread"], entry["slowest_nodes_1_thread"] = operator_profile(
-                net, runs
-            )
+            entry["ops_ms_1_thread"], entry["slowest_nodes_1_thread"] = operator_profile(net, runs)
         result["networks"][net.name] = entry
     return result
 
@@ -262,15 +362,15 @@ def markdown(result: dict) -> str:
         f"ONNX Runtime {result['onnxruntime']}; medians of "
         f"{result['runs']} calls.",
         "",
-        "| network | GFLOP a frame | threads | median ms | GFLOP/s | peak (SGEMM) GFLOP/s "
+        "| network | GFLOP a frame | engine | threads | median ms | GFLOP/s | peak GFLOP/s "
         "| share of peak |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, entry in result["networks"].items():
-        for t, row in entry["threads"].items():
+        for row in entry["runs"]:
             lines.append(
-                f"| {name} | {entry['gflop']:.3f} | {t} | {row['median_ms']:.2f} | "
-                f"{row['gflops']:.1f} | {result['peak_sgemm_gflops'][t]:.1f} | "
+                f"| {name} | {entry['gflop']:.3f} | {row['engine']} | {row['threads']} | "
+                f"{row['median_ms']:.2f} | {row['gflops']:.1f} | {row['peak_gflops']:.1f} | "
                 f"{100 * row['share_of_peak']:.1f} % |"
             )
     for name, entry in result["networks"].items():
@@ -294,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         default="255,191",
         help="search crop sides, comma-separated: the full crop, the compact one (default)",
     )
+    parser.add_argument(
+        "--engines",
+        default=",".join(available_engines()),
+        help=f"comma-separated, of {', '.join(ENGINES)} (default: all this CPU can run)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     args = parser.parse_args(argv)
     try:
@@ -303,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--threads and --runs must be positive")
         if not sides or min(sides) < MIN_SEARCH_SIDE or max(sides) > SEARCH_SIDE:
             raise ValueError(f"--sides must lie between {MIN_SEARCH_SIDE} and {SEARCH_SIDE}")
-        result = profile(args.data, threads, args.runs, sides)
+        engines = [e for e in args.engines.split(",") if e.strip()]
+        unknown = sorted(set(engines) - set(ENGINES))
+        if unknown or not engines:
+            raise ValueError(f"--engines takes {', '.join(ENGINES)}, not {', '.join(unknown)}")
+        result = profile(args.data, threads, args.runs, sides, engines)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -21,6 +21,12 @@ class Preset:
 
 PRESETS: tuple[Preset, ...] = (
     Preset(
+        "nanotrack[compact_instance_size=0;precision=fp32]",
+        "the default as it was before the compact search and bf16: the full 255 search crop "
+        "every frame, in float32 (the reference procedure; same AUC over the 44 shared "
+        "sequences, 1.3-1.5x slower: docs/speed.md)",
+    ),
+    Preset(
         "nanotrack[fusion_weight=0]",
         "NanoTrack v3 alone, without v2 averaged in: ~10 % faster, 1 AUC point lower over the 44 "
         "shared sequences",

@@ -7,8 +7,15 @@ folder (:class:`BackendAsk`). ``backend="auto"`` takes, in this order:
 1. TensorRT, where it is usable and the export folder holds engines;
 2. ONNX Runtime on the given export folder;
 3. torch, on a GPU device;
-4. ONNX Runtime from the tracker's graph cache, where it has one (the Siamese trackers);
+4. from the tracker's graph cache, where it has one (the Siamese trackers): OpenVINO in
+   bfloat16 where the precision is ``auto``, OpenVINO is installed and the CPU has bfloat16
+   units (AVX512-BF16 or AMX; on the AMD EPYC developer VM 1.2-1.3x the frames per second of
+   ONNX Runtime fp32 at the same AUC over the 44 shared sequences, docs/speed.md), else ONNX
+   Runtime in fp32;
 5. torch.
+
+Precision ``auto`` (the ``nanotrack`` family's default) is bf16 where rule 4 takes OpenVINO, and
+fp32 everywhere else; a precision named is kept or refused, never changed.
 
 A named backend that cannot run what is asked, and a precision it cannot run here, are refused
 before anything is loaded. Nothing here imports a tracker package or loads a network.
@@ -17,14 +24,19 @@ before anything is loaded. Nothing here imports a tracker package or loads a net
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime.backends.tensorrt_backend import tensorrt_status
 
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "int8", "bf16")
 NAMED = "named"  # the reason of a backend chosen by name, not by the auto rule
+AUTO = "auto"  # the precision that lets the rule choose (bf16 where rule 4 takes OpenVINO)
+OPENVINO_REASON = (
+    "auto: bf16 on this CPU's bfloat16 units with OpenVINO, faster than ONNX Runtime fp32 "
+    "(graph cache)"
+)
 
 
 @dataclass(frozen=True)
@@ -32,12 +44,15 @@ class BackendAsk:
     """What a tracker asks for, and the facts about where it could run."""
 
     backend: str = "auto"  # auto | torch | onnxruntime | tensorrt | openvino
-    precision: str = "fp32"  # fp32 | fp16 | int8 | bf16
+    precision: str = "fp32"  # auto | fp32 | fp16 | int8 | bf16
     device: str = "cpu"  # of the torch modules
     export_dir: Path | None = None  # a folder from export/build_engine.py
     export_has_engines: bool = False  # the folder holds TensorRT engines this tracker can run
     # The tracker exports its graphs on first use into a cache ONNX Runtime runs on the CPU.
     graph_cache: bool = False
+    # OpenVINO can run the tracker's graphs in bfloat16 on this CPU (installed, the CPU has the
+    # units, and the tracker's graphs were measured there: the base Siamese search).
+    openvino_bf16: bool = False
     # What export/build_engine.py needs to make this tracker's folder (for the refusals):
     # "--backbone nanotrack", "--tracker nanotrack".
     export_args: str = "--backbone nanotrack"
@@ -54,7 +69,8 @@ class BackendChoice:
 
     name: str
     reason: str
-    from_graph_cache: bool = False  # ONNX Runtime on the graph cache, no export folder
+    from_graph_cache: bool = False  # the graph cache, no export folder
+    precision: str = "fp32"  # what the backend runs (``auto`` resolved)
 
     @property
     def by_auto(self) -> bool:
@@ -68,7 +84,7 @@ def cache_fallback() -> BackendChoice:
 
 def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
     """Refuse, before anything is loaded, a precision this backend cannot run here."""
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS or precision == AUTO:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     on_cpu = backend == "onnxruntime" or (backend == "torch" and device == "cpu")
     if precision == "fp16" and on_cpu:
@@ -105,7 +121,12 @@ def choose_backend(
             f"unknown backend {ask.backend!r}; choose one of {', '.join(BACKEND_NAMES)}"
         )
     choice = _auto(ask, tensorrt) if ask.backend == "auto" else _named(ask)
-    check_precision(choice.name, ask.precision, ask.device)
+    if ask.precision == AUTO:
+        bf16 = choice.name == "openvino" and ask.openvino_bf16
+        choice = replace(choice, precision="bf16" if bf16 else "fp32")
+    else:
+        choice = replace(choice, precision=ask.precision)
+    check_precision(choice.name, choice.precision, ask.device)
     if ask.precision == "int8" and ask.export_dir is None:
         # Reached by the trackers with a graph cache: the cache holds FP32 graphs only.
         raise ValueError(
@@ -125,6 +146,8 @@ def _auto(ask: BackendAsk, tensorrt: Callable[[], tuple[bool, str]]) -> BackendC
         # The GPU machines carry the CPU build of ONNX Runtime: torch is what runs on the GPU.
         return BackendChoice("torch", f"auto: torch on {ask.device} (no export folder given)")
     if ask.graph_cache:
+        if ask.openvino_bf16 and ask.precision in (AUTO, "bf16"):
+            return BackendChoice("openvino", OPENVINO_REASON, from_graph_cache=True)
         return BackendChoice(
             "onnxruntime", "auto: fastest verified on this CPU (graph cache)", from_graph_cache=True
         )

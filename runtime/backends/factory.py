@@ -135,6 +135,7 @@ def _feature_backend(
             export_args=f"--backbone {spec.backbone}",
         )
     )
+    spec = spec.replace(precision=choice.precision)  # auto resolved
     if choice.name == "torch":
         extractor = extractor if extractor is not None else torch_extractor(spec)
         return TorchBackend(extractor, half=spec.precision == "fp16"), choice
@@ -157,12 +158,12 @@ def _siamese_backend(
             "the trackers with a target layer run on onnxruntime or torch, not openvino (only "
             "the base tracker's search was measured there)"
         )
-    if spec.backend == "openvino":
-        usable, why = openvino_status(spec.precision)
+    if spec.backend == "openvino" or spec.precision == "bf16":
+        usable, why = openvino_status("bf16" if spec.precision == "bf16" else "fp32")
         if not usable:
             raise ValueError(f"the openvino backend cannot run here: {why}")
     export = (
-        open_siamese_export(spec.export_dir, spec.weights_dir, spec.precision)
+        open_siamese_export(spec.export_dir, spec.weights_dir, _export_precision(spec.precision))
         if spec.export_dir is not None
         else None
     )
@@ -177,11 +178,15 @@ def _siamese_backend(
             and not spec.features
             and bool(export.manifest.get("engines")),
             graph_cache=spec.graph_cache is not None,
+            openvino_bf16=not spec.features
+            and spec.device == "cpu"
+            and spec.precision in ("auto", "bf16")
+            and openvino_status("bf16")[0],
             export_args=f"--tracker {spec.tracker}",
         )
     )
     if choice.name == "torch":
-        return _torch_siamese(spec), choice
+        return _torch_siamese(spec, choice.precision), choice
     if choice.name == "tensorrt":
         assert export is not None  # choose_backend refuses tensorrt without an export folder
         return TensorRTSiameseBackend(export), choice
@@ -193,17 +198,22 @@ def _siamese_backend(
             if not choice.by_auto:
                 raise
             notify(f"{spec.tracker}: no graph cache ({exc}); running torch instead")
-            return _torch_siamese(spec), cache_fallback()
+            return _torch_siamese(spec, "fp32"), cache_fallback()
     assert isinstance(export, SiameseExport)
     if choice.name == "openvino":
-        return OpenVinoSiameseBackend(export, spec.threads, spec.precision), choice
+        return OpenVinoSiameseBackend(export, spec.threads, choice.precision), choice
     session = OnnxRuntimeFeatureBackend if spec.features else OnnxRuntimeSiameseBackend
     return session(export, threads=spec.threads, providers=providers), choice
 
 
-def _torch_siamese(spec: SiameseBackendSpec) -> TorchSiameseBackend:
+def _export_precision(precision: str) -> str:
+    """The precision an export folder must hold: ``auto`` takes an FP32 one."""
+    return "fp32" if precision == "auto" else precision
+
+
+def _torch_siamese(spec: SiameseBackendSpec, precision: str) -> TorchSiameseBackend:
     template, search = spec.torch_branches(spec)
-    return TorchSiameseBackend(template, search, half=spec.precision == "fp16")
+    return TorchSiameseBackend(template, search, half=precision == "fp16")
 
 
 def use_backend(

@@ -41,7 +41,7 @@ class SiameseBackendSpec:
     tracker: str = "nanotrack"  # export/build_engine.py --tracker NAME makes its folders
 
     backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
-    precision: str = "fp32"  # fp32 | fp16 | int8
+    precision: str = "fp32"  # auto | fp32 | fp16 | int8 | bf16 (runtime.backends.choice)
     device: str = "cpu"  # of the torch modules
     export_dir: Path | None = None  # a folder from build_engine.py --tracker NAME
     threads: int | None = None  # ONNX Runtime's intra-op threads (None: torch's)

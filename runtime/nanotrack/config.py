@@ -46,20 +46,23 @@ class NanoTrackConfig:
     recovery: bool = False  # False: the reference procedure (lost is still reported)
 
     # --- a search region no larger than needed (ours: docs/speed.md, "Compact search") -------
-    # While the last frame's chosen cell scored at least `compact_min_score` (its probability),
-    # moved the centre at most `compact_max_motion` crop pixels, and the box keeps
-    # `compact_edge_margin` of its own widths (heights) from every frame edge, the next search
-    # crop is `compact_instance_size` instead of `instance_size`, at the same scale: the map
-    # shrinks from 15x15 cells to 11x11 around the last centre and both networks do ~40 % less
-    # work. Any other frame searches the full 255. 0: always the full crop (the reference).
-    # Chosen among 8 settings on the 44 shared sequences (the networks are frozen, nothing
-    # trained): 0.698 AUC against 0.699 for the full crop, 7 wins / 3 losses / 34 ties, 1.3x
-    # the frames per second (docs/speed.md). The edge margin came from tld_pedestrian3, whose
-    # pedestrian leaves the frame and is re-found only by the full crop's search.
+    # Once the chosen cell has scored at least `compact_min_score` (its probability) for
+    # `compact_patience` frames in a row, and while it moves the centre at most
+    # `compact_max_motion` crop pixels a frame and the box keeps `compact_edge_margin` of its
+    # own widths (heights) from every frame edge, the next search crop is
+    # `compact_instance_size` instead of `instance_size`, at the same scale: the map shrinks
+    # from 15x15 cells to 11x11 around the last centre and both networks do ~40 % less work.
+    # Any other frame searches the full 255. 0: always the full crop (the reference).
+    # Chosen on the 44 shared sequences (the networks are frozen, nothing trained; docs/speed.md
+    # lists every setting tried): with bf16 0.699 AUC against 0.699 for the full crop in fp32.
+    # The edge margin and the patience came from tld_pedestrian3, whose pedestrian leaves the
+    # frame and comes back: where the tracker waits then decides 0.75 or 0.44 AUC, a coin flip
+    # that any change of arithmetic can turn (over the other 43 every setting is within 0.1).
     compact_instance_size: int = 191
     compact_min_score: float = 0.95
     compact_max_motion: float = 8.0
     compact_edge_margin: float = 0.5
+    compact_patience: int = 3
     # The score update() returns: P(IoU > 0 | the chosen cell's probability), the logistic fit
     # of runtime/checkpoints/confidence.json's "nanotrack" entry (train split + train_extra,
     # python -m bench.confidence --fit), like the other trackers' scores. False: the probability
@@ -79,6 +82,8 @@ class NanoTrackConfig:
     # onnxruntime | tensorrt.
     backend: str = "auto"
     export_dir: str | None = None  # a folder from build_engine.py --tracker nanotrack (or cache)
-    precision: str = "fp32"  # fp32 | fp16 (GPU only) | int8 (an int8 export)
+    # auto: bf16 where `auto` takes OpenVINO (a CPU with bfloat16 units: docs/speed.md), else
+    # fp32. Or fp32 | bf16 (OpenVINO) | fp16 (GPU only) | int8 (an int8 export).
+    precision: str = "auto"
     threads: int | None = None  # ONNX Runtime intra-op threads (None: torch's thread count)
     seed: int = 0  # the tracker is deterministic; kept so bench.seeds treats every tracker alike

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from runtime.backends import create_backend
+from runtime.backends.openvino_backend import OpenVinoSiameseBackend
 from runtime.backends.siamese import SiameseBackend
 from runtime.confidence import Calibration, calibration_for
 from runtime.crop import exemplar_side, square_crop
@@ -129,6 +130,7 @@ class TrackState:
     size: np.ndarray  # w, h frame pixels
     instance_size: int  # search crop side now (grows while lost)
     low_streak: int = 0  # consecutive frames under lost_threshold
+    sure_streak: int = 0  # consecutive frames at compact_min_score or more
     lost: bool = False
     lost_frames: int = 0  # frames reported lost since init
     raw_score: float = float("nan")  # the last chosen cell's target probability
@@ -157,17 +159,19 @@ class NanoTracker:
         v3_config = replace(c, threads=max(1, total - 1)) if fusing else c
         # verbose=False: the CLI reports the choice (runtime.track), unless --quiet
         self.backend = backend or create_backend(siamese_spec(v3_config, data_dir), verbose=False)
-        # v2 runs where v3 does: on OpenVINO in bf16 with it, else on ONNX Runtime (fp32).
-        on_openvino = self.backend.name == "openvino"
-        engine, precision = ("openvino", c.precision) if on_openvino else ("onnxruntime", "fp32")
+        # v2 runs where v3 does: on OpenVINO at its precision with it, else on ONNX Runtime.
+        engine, precision = ("onnxruntime", "fp32")
+        if isinstance(self.backend, OpenVinoSiameseBackend):
+            engine, precision = "openvino", self.backend.precision
         cache = getattr(self.backend, "cache_dir", None)
         if fusing:
             self.second = second or SecondNetwork(data_dir, 1, engine, precision, cache)
         else:
             self.second = None
-        if on_openvino:  # compile the crop sizes this tracker feeds now, not on their 1st frame
+        if isinstance(self.backend, OpenVinoSiameseBackend):
+            # the crop sizes this tracker feeds, compiled now rather than on their first frame
             sides = sorted({c.instance_size, c.compact_instance_size} - {0})
-            self.backend.prepare(sides)  # type: ignore[attr-defined]  (OpenVinoSiameseBackend)
+            self.backend.prepare(sides)
             if self.second is not None:
                 self.second.prepare(sides)
         self.second_template: np.ndarray | None = None
@@ -368,8 +372,8 @@ class NanoTracker:
 
     def _next_search_side(self, st: TrackState, motion: float) -> int:
         """The next frame's search crop side: widened while lost (with ``recovery``), compact
-        while the target is sure, slow and inside the frame (``compact_instance_size``), else
-        the full 255.
+        while the target has been sure for ``compact_patience`` frames in a row, is slow and
+        inside the frame (``compact_instance_size``), else the full 255.
 
         ``motion``: how far the chosen cell moved the centre this frame, in crop pixels. A box
         closer to the frame's edge than ``compact_edge_margin`` times its own width (height)
@@ -382,8 +386,9 @@ class NanoTracker:
         reach = (0.5 + c.compact_edge_margin) * st.size
         low, high = st.center - reach, st.center + reach
         inside = bool(np.all(low >= 0.0) and high[0] <= width and high[1] <= height)
-        sure_and_slow = st.raw_score >= c.compact_min_score and motion <= c.compact_max_motion
-        if c.compact_instance_size and sure_and_slow and inside:
+        st.sure_streak = st.sure_streak + 1 if st.raw_score >= c.compact_min_score else 0
+        sure = st.sure_streak >= max(1, c.compact_patience)
+        if c.compact_instance_size and sure and motion <= c.compact_max_motion and inside:
             return c.compact_instance_size
         return c.instance_size
 

@@ -59,3 +59,10 @@ def test_cli_refuses_a_side_v2_cannot_take_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "error: --sides must lie between 127 and 255"
     assert not (tmp_path / "p.json").exists()
+
+
+def test_cli_refuses_an_unknown_engine_in_one_line(tmp_path, capsys):
+    assert main(["--json", str(tmp_path / "p.json"), "--engines", "onnxruntime,tvm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --engines takes onnxruntime, onnxruntime-int8, ")
+    assert err.endswith(", not tvm") and "\n" not in err

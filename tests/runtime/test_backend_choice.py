@@ -44,8 +44,15 @@ def test_the_rule_in_its_order(ask, usable, name, reason):
 
 def test_what_the_rule_refuses_before_anything_loads():
     assert choose_backend(BackendAsk(backend="torch", export_dir=EXPORT)).reason == "named"
-    with pytest.raises(ValueError, match="unknown backend 'openvino'"):
+    with pytest.raises(ValueError, match="unknown backend 'openvin'"):
+        choose_backend(BackendAsk(backend="openvin"))
+    with pytest.raises(ValueError, match="openvino backend runs the Siamese trackers' graphs"):
         choose_backend(BackendAsk(backend="openvino"))
+    with pytest.raises(ValueError, match="bf16 runs on the openvino backend .* not on onnxruntime"):
+        choose_backend(BackendAsk(backend="onnxruntime", precision="bf16", graph_cache=True))
+    with pytest.raises(ValueError, match="openvino backend runs bf16 or fp32, not fp16"):
+        choose_backend(BackendAsk(backend="openvino", precision="fp16", graph_cache=True))
+    assert choose_backend(BackendAsk(backend="openvino", graph_cache=True)).from_graph_cache
     with pytest.raises(ValueError, match="onnxruntime backend needs an export folder.*--backbone"):
         choose_backend(BackendAsk(backend="onnxruntime"))
     with pytest.raises(ValueError, match="tensorrt backend needs an export folder with engines"):
