@@ -29,7 +29,9 @@ milliseconds of a frame are.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import math
 import statistics
 import sys
@@ -166,7 +168,7 @@ class Network:
         if engine in ("openvino-bf16", "openvino-fp32"):
             precision = engine.partition("-")[2]
             return [graph_runner(g, threads, "openvino", precision) for g in self.graphs]
-        graphs = self.graphs if engine == "onnxruntime" else self.int8_graphs()
+        graphs = self.graphs if engine == "onnxruntime" else self.int8_graphs
         options, cpu = session_options(threads), ["CPUExecutionProvider"]
         sessions = [ort.InferenceSession(g, options, providers=cpu) for g in graphs]
         return [lambda feed, s=s: s.run(None, feed) for s in sessions]
@@ -181,11 +183,15 @@ class Network:
                 feed = {**self.feeds[i + 1], "input2": session.run(None, feed)[0]}
         return feeds
 
+    @functools.cached_property
     def int8_graphs(self) -> list[bytes]:
         """Every ``Conv`` of every graph in int8 (QOperator: uint8 activations, int8 weights
         per channel, ONNX Runtime's fastest x86 form), calibrated on this frame's own random
         inputs: a bound on int8's speed here, not a tracker (its accuracy is meaningless)."""
         out = []
+        quantizer_log = logging.getLogger()  # it advises pre-processing on the root logger
+        level = quantizer_log.level
+        quantizer_log.setLevel(logging.ERROR)
         with tempfile.TemporaryDirectory() as folder:
             for i, (graph, feed) in enumerate(zip(self.graphs, self.graph_feeds(), strict=True)):
                 model = onnx.load_from_string(graph)
@@ -207,6 +213,7 @@ class Network:
                     op_types_to_quantize=["Conv"],
                 )
                 out.append(target.read_bytes())
+        quantizer_log.setLevel(level)
         return out
 
     def run(self, runners: list[Runner]) -> None:

@@ -12,28 +12,99 @@ static shapes; the tracker feeds two or three sizes). Nothing here imports a tra
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
-from collections.abc import Callable, Mapping, Sequence
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from runtime.backends.onnxruntime_backend import session_options, start_session
 from runtime.backends.siamese import BOXES, CROP, KERNELS, SCORES, SiameseExport
 
 OPENVINO_PRECISIONS = {"bf16": "bf16", "fp32": "f32"}  # ours -> OpenVINO's precision hint
 Runner = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]  # feeds -> outputs
 
 
+class _SignalStack(ctypes.Structure):  # stack_t of sigaltstack(2)
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+def _fields(stack: _SignalStack) -> tuple[int, int, int]:
+    return (stack.ss_sp or 0, stack.ss_flags, stack.ss_size)
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """This thread's signal state kept as it was while OpenVINO runs on it.
+
+    Two things OpenVINO does to a thread broke Python's signal handling (a segmentation fault
+    at ``os.kill(os.getpid(), SIGTERM)`` once an OpenVINO tracker had run in the process):
+
+    - compiling a model installs an alternate signal stack on the calling thread (11 kB, found
+      with sigaltstack(2)) and does not remove it; Python's handlers run on the alternate stack
+      (SA_ONSTACK), so once that memory is freed the next Ctrl-C crashes. The thread's previous
+      alternate stack (usually none) is put back after each call;
+    - OpenVINO starts worker threads, which inherit the signal mask of the thread that starts
+      them: SIGINT and SIGTERM are blocked during each call, so they reach a Python thread
+      instead of one of OpenVINO's (a signal that arrives meanwhile waits a few milliseconds).
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to keep
+        yield
+        return
+    libc = _libc()
+    stack = _SignalStack()
+    kept = libc is not None and libc.sigaltstack(None, ctypes.byref(stack)) == 0
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if kept:
+            now = _SignalStack()
+            libc.sigaltstack(None, ctypes.byref(now))
+            if (now.ss_sp, now.ss_size, now.ss_flags) != (
+                stack.ss_sp,
+                stack.ss_size,
+                stack.ss_flags,
+            ):
+                libc.sigaltstack(ctypes.byref(stack), None)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def load_openvino() -> Any:
+    """The ``openvino`` module, imported with SIGINT and SIGTERM held back: importing it starts
+    two threads of its own, which must not be where a signal lands (:func:`_signals_blocked`).
+    Import it through here, first, in any process that handles signals."""
+    with _signals_blocked():
+        import openvino
+
+        openvino.Core()  # the CPU plugin's threads start with the first Core
+    return openvino
+
+
 def openvino_status(precision: str = "bf16") -> tuple[bool, str]:
     """``(usable, why)``: OpenVINO importable, and for bf16 a CPU with bfloat16 units."""
     if importlib.util.find_spec("openvino") is None:
         return False, "OpenVINO is not installed (pip install openvino)"
-    import openvino as ov
-
-    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    ov = load_openvino()
+    with _signals_blocked():
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if precision == "bf16" and "BF16" not in capabilities:
         return False, "this CPU has no bfloat16 units (AVX512-BF16 or AMX) OpenVINO can use"
     return True, f"OpenVINO {ov.__version__}, CPU capabilities {', '.join(capabilities)}"
@@ -46,12 +117,12 @@ class OpenVinoGraph:
     def __init__(
         self, graph: bytes, threads: int, precision: str, cache_dir: Path | None = None
     ) -> None:
-        import openvino as ov
-
+        ov = load_openvino()
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"OpenVINO runs bf16 or fp32 here, not {precision!r}")
-        self._core = ov.Core()
-        self._model = self._core.read_model(graph)
+        with _signals_blocked():
+            self._core = ov.Core()
+            self._model = self._core.read_model(graph)
         self._config = {
             "INFERENCE_NUM_THREADS": int(threads),
             "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
@@ -81,9 +152,11 @@ class OpenVinoGraph:
         if key not in self._requests:
             model = self._model.clone()
             model.reshape({name: list(shape) for name, shape in shapes.items()})
-            compiled = self._core.compile_model(model, "CPU", self._config)
+            with _signals_blocked():
+                compiled = self._core.compile_model(model, "CPU", self._config)
+                request = compiled.create_infer_request()
             outputs = {output.get_any_name(): output for output in compiled.outputs}
-            self._requests[key] = (compiled.create_infer_request(), outputs)
+            self._requests[key] = (request, outputs)
         return self._requests[key]
 
     def run(
@@ -91,7 +164,8 @@ class OpenVinoGraph:
     ) -> list[np.ndarray]:
         """The outputs ``names`` (all, in graph order, if None) for ``feeds``."""
         request, outputs = self._request_for({n: tuple(a.shape) for n, a in feeds.items()})
-        results = request.infer(dict(feeds))  # copies (share_outputs=False): safe to keep
+        with _signals_blocked():
+            results = request.infer(dict(feeds))  # copies (share_outputs=False): safe to keep
         wanted = list(outputs) if names is None else names
         return [np.asarray(results[outputs[name]]) for name in wanted]
 
@@ -117,8 +191,6 @@ def graph_runner(
     where OpenVINO keeps compiled shapes)."""
     if engine == "openvino":
         return OpenVinoGraph(graph, threads, precision, cache_dir).run
-    from runtime.backends.onnxruntime_backend import session_options, start_session
-
     session = start_session(graph, session_options(threads), ["CPUExecutionProvider"])
     return lambda feeds: session.run(None, dict(feeds))
 

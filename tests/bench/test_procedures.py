@@ -18,11 +18,12 @@ from tests.support import CROSSING, needs_data
 @needs_data
 def test_the_default_variant_is_the_product_tracker():
     """The study's baseline must be what ships, or its costs are of something else (the
-    procedure on the full crop: the compact search is measured on its own, docs/speed.md)."""
+    procedure on the full crop in fp32: the compact search and bf16 are measured on their
+    own, docs/speed.md)."""
     seq = load_sequence(CROSSING)
     frames = [cv2.imread(str(p)) for p in seq.frame_paths[:15]]
     study = ProcedureTracker(VARIANTS["both (the default)"], Networks(None))
-    product = NanoTracker(NanoTrackConfig(threads=1, compact_instance_size=0))
+    product = NanoTracker(NanoTrackConfig(threads=1, compact_instance_size=0, precision="fp32"))
     for tracker in (study, product):
         tracker.init(frames[0], seq.ground_truth[0])
     for frame in frames[1:]:

@@ -295,7 +295,7 @@ def test_create_backend_by_name(exported, extractor):
     assert isinstance(auto, TensorRTBackend if TRT_OK else OnnxRuntimeBackend)
     with pytest.raises(ValueError, match="needs an export folder"):
         create_backend(_spec(backend="onnxruntime"), verbose=False)
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match="openvino backend runs the Siamese trackers. graphs"):
         create_backend(_spec(backend="openvino"), verbose=False)
     if not TRT_OK:
         with pytest.raises(TensorRTUnavailable, match=TRT_WHY):

@@ -25,17 +25,21 @@ def _side(
     size=(20.0, 20.0),
     lost: bool = False,
     now: int = 255,
+    sure_before: int = 2,
 ) -> int:
-    """The next search side of a tracker in this state on a 320 x 240 frame."""
+    """The next search side of a tracker in this state on a 320 x 240 frame, after
+    ``sure_before`` sure frames in a row (with this one, the default patience of 3)."""
     tracker = NanoTracker.__new__(NanoTracker)  # the rule reads only the config and frame size
     tracker.config, tracker.frame_hw = config, (240, 320)
     state = TrackState(np.array(center), np.array(size), now, lost=lost, raw_score=score)
+    state.sure_streak = sure_before
     return tracker._next_search_side(state, motion)
 
 
 def test_compact_only_while_sure_slow_and_away_from_the_edges() -> None:
     assert _side(COMPACT, score=0.99, motion=4.0) == 191
     assert _side(COMPACT, score=0.90, motion=4.0) == 255  # unsure
+    assert _side(COMPACT, score=0.99, motion=4.0, sure_before=1) == 255  # not sure for long
     assert _side(COMPACT, score=0.99, motion=12.0) == 255  # fast
     assert _side(COMPACT, score=0.99, motion=4.0, center=(15.0, 120.0)) == 255  # at the edge
     assert _side(COMPACT, score=0.99, motion=4.0, center=(160.0, 225.0)) == 255

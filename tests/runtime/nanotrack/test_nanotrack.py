@@ -22,6 +22,7 @@ import torch
 
 from runtime.backends import create_backend
 from runtime.backends.manifest import MANIFEST_FILE, ManifestMismatchError
+from runtime.backends.openvino_backend import openvino_status
 from runtime.backends.siamese import (
     OnnxRuntimeSiameseBackend,
     SiameseBackend,
@@ -490,9 +491,10 @@ def test_cache_is_reused(module_cache, monkeypatch):
     assert search.stat().st_mtime_ns == before
     assert seconds < 5.0 and seconds < module_cache["seconds"] / 5
 
-    # and the default tracker (backend auto, CPU) runs ONNX Runtime from it
+    # and the default tracker (backend auto, CPU) runs from it: OpenVINO in bf16 where the CPU
+    # has bfloat16 units, else ONNX Runtime
     tracker = create_tracker("nanotrack")
-    assert tracker.backend.name == "onnxruntime"
+    assert tracker.backend.name == ("openvino" if openvino_status("bf16")[0] else "onnxruntime")
     assert tracker.backend.export.folder == again.folder
     assert search.stat().st_mtime_ns == before
 

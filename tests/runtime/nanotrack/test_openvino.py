@@ -15,7 +15,9 @@ from runtime.nanotrack import NanoTrackConfig, NanoTracker
 from runtime.nanotrack.deploy import siamese_spec
 from tests.support import needs_data
 
-pytest.importorskip("openvino", reason="OpenVINO is not installed")
+pytestmark = pytest.mark.skipif(
+    not openvino_status("fp32")[0], reason=f"no OpenVINO here: {openvino_status('fp32')[1]}"
+)
 needs_bf16 = pytest.mark.skipif(
     not openvino_status("bf16")[0], reason=f"no bf16 here: {openvino_status('bf16')[1]}"
 )
@@ -36,7 +38,9 @@ def _outputs(backend, side: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("side", [255, 191])
 def test_openvino_fp32_computes_what_onnxruntime_does(side: int) -> None:
     reference = create_backend(siamese_spec(NanoTrackConfig(backend="onnxruntime")), verbose=False)
-    openvino = create_backend(siamese_spec(NanoTrackConfig(backend="openvino")), verbose=False)
+    openvino = create_backend(
+        siamese_spec(NanoTrackConfig(backend="openvino", precision="fp32")), verbose=False
+    )
     assert openvino.name == "openvino"
     for got, want in zip(_outputs(openvino, side), _outputs(reference, side), strict=True):
         assert got.shape == want.shape

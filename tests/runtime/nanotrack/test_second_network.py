@@ -56,7 +56,7 @@ def test_size_free_backbone_computes_what_the_file_does():
     rgb = np.ascontiguousarray(x[:, ::-1])
     as_shipped = ort.InferenceSession(str(v2_files()[0]), providers=["CPUExecutionProvider"])
     want = as_shipped.run(None, {"input": rgb})[0]
-    got = SecondNetwork()._backbone.run(None, {"input": rgb})[0]
+    got = SecondNetwork()._backbone({"input": rgb})[0]
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     # ... and it takes the 127 template crop the file's declared 255 input refuses.
     z, _, _ = _first_pair("Crossing")
@@ -69,10 +69,10 @@ def test_shaped_head_computes_what_the_file_does():
     z, x, _ = _first_pair("Bird2")
     v2 = SecondNetwork()
     feature = v2.template(z)
-    search_feature = v2._backbone.run(None, {"input": v2._rgb(x)})[0]
+    search_feature = v2._backbone({"input": v2._rgb(x)})[0]
     as_shipped = ort.InferenceSession(str(v2_files()[1]), providers=["CPUExecutionProvider"])
     feeds = {"input1": feature, "input2": search_feature}
-    for want, got in zip(as_shipped.run(None, feeds), v2._head(16).run(None, feeds), strict=True):
+    for want, got in zip(as_shipped.run(None, feeds), v2._head(16)(feeds), strict=True):
         np.testing.assert_array_equal(got, want)
     _, small, _ = _first_pair("Bird2", 191)
     score, delta = v2.search(small, feature)
