@@ -28,13 +28,14 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         "nanotrack[fusion_weight=0]",
-        "NanoTrack v3 alone, without v2 averaged in: ~10 % faster, 1 AUC point lower over the 44 "
-        "shared sequences",
+        "NanoTrack v3 alone, without v2 averaged in: ~10 % faster, 0.7 AUC points lower over the "
+        "44 shared sequences (docs/model_zoo.md)",
     ),
     Preset(
         "nanotrack[recovery=True]",
-        "the default with a search that widens while the target is lost: 0.1 AUC points lower "
-        "over the 44 shared sequences (docs/nanotrack.md)",
+        "the default with a search that widens while the target is lost: 0.5 AUC points lower "
+        "over the 44 shared sequences (DragonBaby and MotorRolling lost, Skating2 re-found; "
+        "docs/model_zoo.md)",
     ),
     Preset(
         "metartt[prune=shipped]",

@@ -2,9 +2,10 @@
 
 ONNX Runtime has no bfloat16 convolutions on the CPU; OpenVINO runs a graph's convolutions in
 bfloat16 on CPUs with AVX512-BF16 or AMX (``INFERENCE_PRECISION_HINT``). Measured on the 2-core
-AMD EPYC developer VM (AVX512-BF16, no AMX), one thread, NanoTrack v3's search graph: ONNX Runtime
-fp32 3.43 ms, OpenVINO f32 3.65 ms, OpenVINO bf16 2.21 ms at the 255 crop (docs/speed.md). So
-OpenVINO is used for bf16 only: in f32 it is no faster than ONNX Runtime here.
+AMD EPYC developer VM (AVX512-BF16, no AMX), one thread, NanoTrack v3's search graph at the 255
+crop: ONNX Runtime fp32 3.28 ms, OpenVINO f32 3.49 ms, OpenVINO bf16 2.22 ms
+(``python -m bench.graph_profile``, docs/speed.md). So OpenVINO is used for bf16 only: in f32 it
+is no faster than ONNX Runtime here.
 
 A graph with a free crop size is compiled once per size it is fed (OpenVINO is fastest on
 static shapes; the tracker feeds two or three sizes). Nothing here imports a tracker package.
@@ -51,7 +52,7 @@ def _libc() -> Any:
 
 
 @contextmanager
-def _signals_blocked() -> Iterator[None]:
+def _signal_state_kept() -> Iterator[None]:
     """This thread's signal state kept as it was while OpenVINO runs on it.
 
     Two things OpenVINO does to a thread broke Python's signal handling (a segmentation fault
@@ -78,20 +79,16 @@ def _signals_blocked() -> Iterator[None]:
         if kept:
             now = _SignalStack()
             libc.sigaltstack(None, ctypes.byref(now))
-            if (now.ss_sp, now.ss_size, now.ss_flags) != (
-                stack.ss_sp,
-                stack.ss_size,
-                stack.ss_flags,
-            ):
+            if _fields(now) != _fields(stack):
                 libc.sigaltstack(ctypes.byref(stack), None)
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def load_openvino() -> Any:
     """The ``openvino`` module, imported with SIGINT and SIGTERM held back: importing it starts
-    two threads of its own, which must not be where a signal lands (:func:`_signals_blocked`).
+    two threads of its own, which must not be where a signal lands (:func:`_signal_state_kept`).
     Import it through here, first, in any process that handles signals."""
-    with _signals_blocked():
+    with _signal_state_kept():
         import openvino
 
         openvino.Core()  # the CPU plugin's threads start with the first Core
@@ -103,7 +100,7 @@ def openvino_status(precision: str = "bf16") -> tuple[bool, str]:
     if importlib.util.find_spec("openvino") is None:
         return False, "OpenVINO is not installed (pip install openvino)"
     ov = load_openvino()
-    with _signals_blocked():
+    with _signal_state_kept():
         capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if precision == "bf16" and "BF16" not in capabilities:
         return False, "this CPU has no bfloat16 units (AVX512-BF16 or AMX) OpenVINO can use"
@@ -120,7 +117,7 @@ class OpenVinoGraph:
         ov = load_openvino()
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"OpenVINO runs bf16 or fp32 here, not {precision!r}")
-        with _signals_blocked():
+        with _signal_state_kept():
             self._core = ov.Core()
             self._model = self._core.read_model(graph)
         self._config = {
@@ -152,7 +149,7 @@ class OpenVinoGraph:
         if key not in self._requests:
             model = self._model.clone()
             model.reshape({name: list(shape) for name, shape in shapes.items()})
-            with _signals_blocked():
+            with _signal_state_kept():
                 compiled = self._core.compile_model(model, "CPU", self._config)
                 request = compiled.create_infer_request()
             outputs = {output.get_any_name(): output for output in compiled.outputs}
@@ -164,7 +161,7 @@ class OpenVinoGraph:
     ) -> list[np.ndarray]:
         """The outputs ``names`` (all, in graph order, if None) for ``feeds``."""
         request, outputs = self._request_for({n: tuple(a.shape) for n, a in feeds.items()})
-        with _signals_blocked():
+        with _signal_state_kept():
             results = request.infer(dict(feeds))  # copies (share_outputs=False): safe to keep
         wanted = list(outputs) if names is None else names
         return [np.asarray(results[outputs[name]]) for name in wanted]

@@ -37,7 +37,8 @@ class NanoTrackConfig:
     # cells) per frame up to `max_instance_size` at the same scale, v3 alone searches it, and
     # the box size is frozen; the crop returns to 255 when found. Off by default: with both
     # networks it cost 0.1 AUC points over the 44 sequences and 0.9 on val (MotorRolling -6,
-    # Skating2 +4; the re-found pedestrian of tld_pedestrian3 is re-found without it).
+    # Skating2 +4; the re-found pedestrian of tld_pedestrian3 is re-found without it); with the
+    # compact search and bf16 it costs 0.5 (DragonBaby -19, MotorRolling -8: docs/model_zoo.md).
     lost_threshold: float = 0.9
     lost_patience: int = 3
     recover_threshold: float = 0.95

@@ -4,6 +4,10 @@ the same engine. Speed is bench.speed's, never asserted here."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +75,45 @@ def test_openvino_refuses_the_target_layer_trackers_in_one_line() -> None:
 
     with pytest.raises(ValueError, match="target layer run on onnxruntime or torch, not openvino"):
         create_tracker("metartt-nano[backend=openvino]")
+
+
+SIGNAL_AFTER_OPENVINO = """
+import gc, os, signal, sys
+import numpy as np
+from runtime.registry import create_tracker
+
+frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+tracker = create_tracker("nanotrack[backend=openvino;precision=fp32]")
+tracker.init(frame, np.array([140.0, 100.0, 40.0, 40.0]))
+for _ in range(3):
+    tracker.update(frame)
+del tracker
+gc.collect()  # OpenVINO's objects freed: a signal stack it left behind would be freed with them
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, stop)
+for _ in range(5):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.sigtimedwait([], 0.01) if hasattr(signal, "sigtimedwait") else None
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+"""
+
+
+@needs_data
+def test_signals_after_openvino_ran_reach_python_and_do_not_crash() -> None:
+    """OpenVINO leaves an alternate signal stack on a thread that compiles and starts threads
+    of its own; both once turned a SIGTERM after a run into a segmentation fault
+    (openvino_backend._signal_state_kept). In a child process: a crash must not kill pytest."""
+    run = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_OPENVINO],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("stopped") == 5
