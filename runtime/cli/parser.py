@@ -133,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKEND_NAMES,
         default=None,
         help="where the fixed network runs (default: auto; nanotrack: TensorRT if usable and "
-        "exported, else ONNX Runtime from --export-dir or from graphs it exports on first use; "
-        "the others: TensorRT if usable and exported, else ONNX Runtime if --export-dir is "
-        "given, else torch)",
+        "exported, else ONNX Runtime from --export-dir, else from graphs it exports on first "
+        "use, on OpenVINO in bf16 where the CPU has bfloat16 units, else ONNX Runtime; the "
+        "others: TensorRT if usable and exported, else ONNX Runtime if --export-dir is given, "
+        "else torch)",
     )
     parser.add_argument(
         "--export-dir",
@@ -147,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help="backbone arithmetic: fp32 (default); fp16 on a GPU only; int8 with an export "
-        "folder made by build_engine.py --precision int8",
+        help="backbone arithmetic: auto (nanotrack's default: bf16 where auto takes OpenVINO, "
+        "else fp32); fp32 (the others' default); bf16 on OpenVINO only; fp16 on a GPU only; "
+        "int8 with an export folder made by build_engine.py --precision int8",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
     parser.epilog = (
