@@ -31,6 +31,9 @@ RULE = [  # what is asked, TensorRT usable?, the backend, auto's reason
     (BackendAsk(export_dir=EXPORT), True, "onnxruntime", f"no TensorRT engines in {EXPORT}"),
     (BackendAsk(device="cuda", graph_cache=True), True, "torch", "torch on cuda (no export "),
     (BackendAsk(graph_cache=True), True, "onnxruntime", "fastest verified on this CPU (graph "),
+    (BackendAsk(graph_cache=True, precision="auto"), True, "onnxruntime", "fastest verified on "),
+    (BackendAsk(graph_cache=True, openvino_bf16=True), True, "onnxruntime", "fastest verified "),
+    (BackendAsk(graph_cache=True, openvino_bf16=True, precision="auto"), True, "openvino", "bf16 "),
     (BackendAsk(), True, "torch", "no export folder given"),
 ]
 
@@ -39,7 +42,10 @@ RULE = [  # what is asked, TensorRT usable?, the backend, auto's reason
 def test_the_rule_in_its_order(ask, usable, name, reason):
     choice = choose_backend(ask, tensorrt=_trt(usable))
     assert choice.name == name and choice.reason.startswith(f"auto: {reason}")
-    assert choice.from_graph_cache == (name == "onnxruntime" and ask.export_dir is None)
+    assert choice.from_graph_cache == (name != "torch" and ask.export_dir is None)
+    # auto precision: bf16 only where the rule took OpenVINO; a named precision is kept
+    want = "bf16" if name == "openvino" else ("fp32" if ask.precision == "auto" else ask.precision)
+    assert choice.precision == want
 
 
 def test_what_the_rule_refuses_before_anything_loads():
