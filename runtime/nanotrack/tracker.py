@@ -160,10 +160,9 @@ class NanoTracker:
         # verbose=False: the CLI reports the choice (runtime.track), unless --quiet
         self.backend = backend or create_backend(siamese_spec(v3_config, data_dir), verbose=False)
         # v2 runs where v3 does: on OpenVINO at its precision with it, else on ONNX Runtime.
-        engine, precision = ("onnxruntime", "fp32")
+        engine, precision, cache = "onnxruntime", "fp32", None
         if isinstance(self.backend, OpenVinoSiameseBackend):
-            engine, precision = "openvino", self.backend.precision
-        cache = getattr(self.backend, "cache_dir", None)
+            engine, precision, cache = "openvino", self.backend.precision, self.backend.cache_dir
         if fusing:
             self.second = second or SecondNetwork(data_dir, 1, engine, precision, cache)
         else:
