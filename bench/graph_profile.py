@@ -32,7 +32,6 @@ import argparse
 import functools
 import json
 import logging
-import math
 import statistics
 import sys
 import tempfile
@@ -61,9 +60,9 @@ from runtime.nanotrack.deploy import cached_export
 from runtime.nanotrack.second_network import (
     MIN_SEARCH_SIDE,
     SEARCH_SIDE,
-    STRIDE,
     shaped_head,
     size_free_backbone,
+    v2_cells,
     v2_files,
 )
 from runtime.paths import data_root
@@ -165,13 +164,11 @@ class Network:
 
     def runners(self, threads: int, engine: str) -> list[Runner]:
         """The graphs on ``engine`` (:data:`ENGINES`)."""
-        if engine in ("openvino-bf16", "openvino-fp32"):
+        if engine.startswith("openvino-"):
             precision = engine.partition("-")[2]
             return [graph_runner(g, threads, "openvino", precision) for g in self.graphs]
         graphs = self.graphs if engine == "onnxruntime" else self.int8_graphs
-        options, cpu = session_options(threads), ["CPUExecutionProvider"]
-        sessions = [ort.InferenceSession(g, options, providers=cpu) for g in graphs]
-        return [lambda feed, s=s: s.run(None, feed) for s in sessions]
+        return [graph_runner(g, threads, "onnxruntime") for g in graphs]
 
     def graph_feeds(self) -> list[dict]:
         """Each graph's own inputs for one frame (a chained graph's from the one before)."""
@@ -192,28 +189,31 @@ class Network:
         quantizer_log = logging.getLogger()  # it advises pre-processing on the root logger
         level = quantizer_log.level
         quantizer_log.setLevel(logging.ERROR)
-        with tempfile.TemporaryDirectory() as folder:
-            for i, (graph, feed) in enumerate(zip(self.graphs, self.graph_feeds(), strict=True)):
-                model = onnx.load_from_string(graph)
-                for value in model.graph.input:  # the quantizer wants static shapes
-                    dims = value.type.tensor_type.shape.dim
-                    for dim, size in zip(dims, feed[value.name].shape, strict=True):
-                        dim.Clear()
-                        dim.dim_value = size
-                source, target = Path(folder) / f"{i}.onnx", Path(folder) / f"{i}-int8.onnx"
-                onnx.save(model, str(source))
-                quantize_static(
-                    str(source),
-                    str(target),
-                    _OneFeed(feed),
-                    quant_format=QuantFormat.QOperator,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    op_types_to_quantize=["Conv"],
-                )
-                out.append(target.read_bytes())
-        quantizer_log.setLevel(level)
+        try:
+            pairs = zip(self.graphs, self.graph_feeds(), strict=True)
+            with tempfile.TemporaryDirectory() as folder:
+                for i, (graph, feed) in enumerate(pairs):
+                    model = onnx.load_from_string(graph)
+                    for value in model.graph.input:  # the quantizer wants static shapes
+                        dims = value.type.tensor_type.shape.dim
+                        for dim, size in zip(dims, feed[value.name].shape, strict=True):
+                            dim.Clear()
+                            dim.dim_value = size
+                    source, target = Path(folder) / f"{i}.onnx", Path(folder) / f"{i}-int8.onnx"
+                    onnx.save(model, str(source))
+                    quantize_static(
+                        str(source),
+                        str(target),
+                        _OneFeed(feed),
+                        quant_format=QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
+                        per_channel=True,
+                        op_types_to_quantize=["Conv"],
+                    )
+                    out.append(target.read_bytes())
+        finally:
+            quantizer_log.setLevel(level)
         return out
 
     def run(self, runners: list[Runner]) -> None:
@@ -249,14 +249,14 @@ def networks(
     v3_feed = {"crop": crop, **dict(zip(names, kernels, strict=True))}
     backbone_path, head_path = v2_files(data_dir)
     backbone = size_free_backbone(backbone_path)
-    head = shaped_head(head_path, math.ceil(side / STRIDE))
+    cells = v2_cells(side)
+    head = shaped_head(head_path, cells)
     feature = ort.InferenceSession(backbone, providers=["CPUExecutionProvider"]).run(
         None, {"input": template}
     )[0]
     v3 = Network(f"v3 search, {side} crop", [search_graph], [v3_feed], chain=False)
     v2_feeds = [{"input": crop}, {"input1": feature}]
     v2 = Network(f"v2 backbone+head, {side} crop", [backbone, head], v2_feeds, chain=True)
-    cells = math.ceil(side / STRIDE)
     v2_backbone = macs(onnx.load_from_string(backbone), {"input": (1, 3, side, side)})
     v2_head = macs(onnx.load_from_string(head), {"input2": (1, 48, cells, cells)})
     work = {

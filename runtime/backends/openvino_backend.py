@@ -14,6 +14,7 @@ static shapes; the tracker feeds two or three sizes). Nothing here imports a tra
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.util
 import os
 import signal
@@ -44,7 +45,9 @@ def _fields(stack: _SignalStack) -> tuple[int, int, int]:
     return (stack.ss_sp or 0, stack.ss_flags, stack.ss_size)
 
 
+@functools.cache
 def _libc() -> Any:
+    """The C library, loaded once (``sigaltstack`` has no Python binding)."""
     try:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:

@@ -60,7 +60,8 @@ def v2_files(data_dir: Path | None = None) -> tuple[Path, Path]:
     )
 
 
-def _cells(side: int) -> int:
+def v2_cells(side: int) -> int:
+    """v2's map side for a search crop of ``side``: ``ceil(side / 16)`` cells."""
     return math.ceil(side / STRIDE)
 
 
@@ -130,7 +131,7 @@ class SecondNetwork:
         )
         self._backbone = self._runner(size_free_backbone(backbone))
         self._heads: dict[int, Runner] = {}  # map side -> the head's runner, made on first use
-        self._head(_cells(SEARCH_SIDE))  # the usual one now: a bad file fails here
+        self._head(v2_cells(SEARCH_SIDE))  # the usual one now: a bad file fails here
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanotrack-v2")
 
     def prepare(self, sides: Sequence[int]) -> None:
